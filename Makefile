@@ -1,0 +1,44 @@
+# seqmask: `make demo` trains the bundled example, `make test` runs the tests.
+# Both create .venv and install the package into it first (only when pyproject.toml changed).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast bench bench-quick data clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/seqmask train --config configs/example.yaml --run-dir runs/demo --overwrite --quiet
+	$(BIN)/seqmask evaluate runs/demo
+	$(BIN)/seqmask encode runs/demo --data data/trajectories.npz --output runs/demo/latent.csv
+	@echo
+	@echo "Results in runs/demo: history.csv, metrics.json, checkpoints/, evaluation_best.csv, latent.csv"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench.py
+
+bench-quick: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/bench.py --quick
+
+data: install
+	$(BIN)/python scripts/make_example_data.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis

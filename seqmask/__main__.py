@@ -1,0 +1,3 @@
+from seqmask.cli import main
+
+main()

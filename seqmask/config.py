@@ -1,0 +1,522 @@
+"""Run configuration: a tree of frozen dataclasses read from a YAML file.
+
+A config file has three sections, ``data``, ``model`` and ``train``. Only
+``data.train`` is required; every other key has a default (the comment next to
+each field says why it is what it is), so the file a user writes stays short::
+
+    data:
+      train: ../data/sensors.csv     # relative to this file, not to the cwd
+    model:
+      units: 128
+    train:
+      learning_rate: 1e-3
+
+Loading is strict. An unknown key, a wrong type, a value out of range or an
+incompatible combination raises :class:`~seqmask.errors.ConfigError` with a
+one-line message naming the key path, the offending value and what was
+expected. Whatever YAML comes in, the result is a :class:`Config` or a
+``ConfigError``, never another exception. YAML is read with ``yaml.safe_load``
+only: nothing in a config is ever executed.
+
+How it is organised: each section is an explicit frozen dataclass holding the
+defaults, and a small spec table beside it gives each key's kind, range or
+choices. One generic parser walks the tables, so adding a key takes one
+dataclass field plus one table row. Type conversions are few and deliberate:
+an int is accepted for a float key, and so is a string that parses as a float,
+because YAML 1.1 reads ``1e-3`` as the *string* "1e-3".
+
+This module must import in milliseconds: never import TensorFlow or Keras here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import reprlib
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+
+from seqmask.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+]
+
+
+# --------------------------------------------------------------------------- dataclasses
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the sequences come from and how they are brought to one length."""
+
+    # Required: there is no sensible default data file. Stored as an absolute path.
+    train: str
+    # None: hold out `validation_split` of the training file, so one file is enough.
+    validation: str | None = None
+    # 0.2 is the usual hold-out. 0 with no `validation` file means no validation at
+    # all; early stopping then watches the training loss. Unused when `validation` is set.
+    validation_split: float = 0.2
+    # "auto" picks the reader from the file extension, so most configs never set it.
+    format: Literal[
+        "auto", "npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"
+    ] = "auto"
+    # Long-format CSV/Parquet: "id" is the usual name of the sequence-id column.
+    id_column: str = "id"
+    # None: rows keep their file order inside a sequence, as most exports are written.
+    step_column: str | None = None
+    # None: every column but the id and step columns is a feature, the common case.
+    feature_columns: tuple[str, ...] | None = None
+    # None: the longest sequence sets the length, so nothing is cut unless asked for.
+    max_len: int | None = None
+    # "post" keeps the real steps first, which the cuDNN kernel and the repeat and
+    # crop decoders need.
+    padding: Literal["post", "pre"] = "post"
+    # "post" keeps a sequence's beginning. "none" makes a sequence longer than
+    # max_len a data error instead of cutting it silently.
+    truncating: Literal["post", "pre", "none"] = "post"
+    # "standard" (zero mean, unit variance per feature over the real steps) keeps
+    # the LSTM gates out of saturation whatever the units of the raw data.
+    normalize: Literal["standard", "none"] = "standard"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of the LSTM autoencoder."""
+
+    # 64 is big enough for most multivariate sensor-like data and quick on a CPU.
+    units: int = 64
+    # One layer is usually enough for an autoencoder. Past 8, LSTMs rarely train well.
+    num_layers: int = 1
+    # Half the encoder width: a real bottleneck that still leaves room to reconstruct.
+    latent_dim: int = 32
+    # "repeat" (the latent vector fed to the decoder at every step) is the classic,
+    # simplest LSTM autoencoder decoder.
+    decoder: Literal["repeat", "remask", "crop"] = "repeat"
+    # None: the decoder is as wide as the encoder, the usual symmetric autoencoder.
+    decoder_units: int | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is fitted."""
+
+    # A ceiling, not a target: early stopping ends most runs long before 200.
+    epochs: int = 200
+    # 64 sequences give steady gradients and still many updates per epoch.
+    batch_size: int = 64
+    # A little above Adam's 0.001: with gradient clipping, LSTMs take it and converge sooner.
+    learning_rate: float = 0.002
+    # Epochs without validation improvement before stopping. 15 rides out the
+    # plateaus LSTMs often have; 0 never stops early.
+    patience: int = 15
+    # 0.0: any improvement counts, so the default does not depend on the loss scale.
+    min_delta: float = 0.0
+    # Clipping the global gradient norm at 1.0 guards LSTMs against exploding
+    # gradients. None turns clipping off.
+    clip_norm: float | None = 1.0
+    # A fixed seed: two runs of one config give the same model unless asked otherwise.
+    seed: int = 0
+    # "per_step" scores every real (unpadded) step: the exact masked loss.
+    loss: Literal["per_step", "last_step"] = "per_step"
+    # "mse" is the standard reconstruction error on standardized features.
+    error: Literal["mse", "mae"] = "mse"
+    # "reconstruct" is the autoencoder's job. "next_step" predicts each step's successor.
+    target: Literal["reconstruct", "next_step"] = "reconstruct"
+    # "auto" uses a GPU when TensorFlow sees one, and the CPU otherwise.
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    # "bucket" batches sequences of similar length, so little compute goes to padding.
+    batching: Literal["bucket", "pad_to_max"] = "bucket"
+    # None: one checkpoint per epoch, often enough unless epochs are very long.
+    checkpoint_every_steps: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run configuration. `data` has no default because `data.train` is required."""
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# --------------------------------------------------------------------------- spec tables
+
+
+@dataclass(frozen=True)
+class _Range:
+    """An interval of accepted numbers. Open ends exclude the bound itself."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, x: float) -> bool:
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return False
+        if self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        parts = []
+        if self.lo is not None:
+            parts.append(f"{'>' if self.lo_open else '>='} {self.lo}")
+        if self.hi is not None:
+            parts.append(f"{'<' if self.hi_open else '<='} {self.hi}")
+        return " and ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """How one key is checked. Its default lives on the dataclass field."""
+
+    kind: Literal["int", "float", "str", "path", "choice", "columns"]
+    range: _Range | None = None
+    choices: tuple[str, ...] = ()
+    nullable: bool = False
+
+
+def _choice(*choices: str) -> _Spec:
+    return _Spec("choice", choices=choices)
+
+
+_DATA_SPEC: dict[str, _Spec] = {
+    "train": _Spec("path"),
+    "validation": _Spec("path", nullable=True),
+    "validation_split": _Spec("float", _Range(0, 1, hi_open=True)),
+    "format": _choice("auto", "npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"),
+    "id_column": _Spec("str"),
+    "step_column": _Spec("str", nullable=True),
+    "feature_columns": _Spec("columns", nullable=True),
+    "max_len": _Spec("int", _Range(1), nullable=True),
+    "padding": _choice("post", "pre"),
+    "truncating": _choice("post", "pre", "none"),
+    "normalize": _choice("standard", "none"),
+}
+
+_MODEL_SPEC: dict[str, _Spec] = {
+    "units": _Spec("int", _Range(1)),
+    "num_layers": _Spec("int", _Range(1, 8)),
+    "latent_dim": _Spec("int", _Range(1)),
+    "decoder": _choice("repeat", "remask", "crop"),
+    "decoder_units": _Spec("int", _Range(1), nullable=True),
+}
+
+_TRAIN_SPEC: dict[str, _Spec] = {
+    "epochs": _Spec("int", _Range(1)),
+    "batch_size": _Spec("int", _Range(1)),
+    "learning_rate": _Spec("float", _Range(0, 1, lo_open=True)),
+    "patience": _Spec("int", _Range(0)),
+    "min_delta": _Spec("float", _Range(0)),
+    "clip_norm": _Spec("float", _Range(0, lo_open=True), nullable=True),
+    # NumPy's legacy seeding, used under Keras' set_random_seed, takes 0 .. 2**32 - 1.
+    "seed": _Spec("int", _Range(0, 2**32 - 1)),
+    "loss": _choice("per_step", "last_step"),
+    "error": _choice("mse", "mae"),
+    "target": _choice("reconstruct", "next_step"),
+    "device": _choice("auto", "cpu", "gpu"),
+    "batching": _choice("bucket", "pad_to_max"),
+    "checkpoint_every_steps": _Spec("int", _Range(1), nullable=True),
+}
+
+# Section name -> (its dataclass, its spec table). The order is the order of Config.
+_SECTIONS: dict[str, tuple[type, dict[str, _Spec]]] = {
+    "data": (DataConfig, _DATA_SPEC),
+    "model": (ModelConfig, _MODEL_SPEC),
+    "train": (TrainConfig, _TRAIN_SPEC),
+}
+
+_KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "str": "a non-empty string",
+    "path": "a file path (a non-empty string)",
+    "columns": "a non-empty list of column names",
+}
+
+
+# --------------------------------------------------------------------------- messages
+
+# reprlib keeps a message on one short line whatever the value: long strings are
+# cut in the middle, nested containers are cut short, and cycles are safe.
+_repr = reprlib.Repr()
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlong = 60
+_repr.maxlevel = 2
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 4
+
+
+def _show(value: Any) -> str:
+    """`value` as a short one-line repr for a message."""
+    try:
+        return _repr.repr(value)
+    except Exception:  # a value whose repr fails must not hide the real error
+        return f"<{type(value).__name__}>"
+
+
+def _show_typed(value: Any) -> str:
+    return "null" if value is None else f"{_show(value)} ({type(value).__name__})"
+
+
+def _closest(word: str, candidates: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(word.lower(), list(candidates), n=1)
+    return matches[0] if matches else None
+
+
+def _unknown_key(key: Any, valid: Sequence[str], section: str | None, source: str) -> ConfigError:
+    """The error for `key` in `section` (None: the top level), with a hint if one fits."""
+    name = str(key)
+    prefix = f"{section}." if section else ""
+    message = f"unknown key {_show(prefix + name)} in {source}"
+    # A key that exists verbatim in another section was most likely put in the wrong one.
+    elsewhere = [f"{s}.{name}" for s, (_, spec) in _SECTIONS.items() if s != section and name in spec]
+    close = _closest(name, valid)
+    if elsewhere:
+        return ConfigError(f"{message}; did you mean {elsewhere[0]!r}?")
+    if close is not None:
+        return ConfigError(f"{message}; did you mean {prefix + close!r}?")
+    return ConfigError(f"{message}; valid keys: {', '.join(map(repr, valid))}")
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _parse_value(key_path: str, value: Any, spec: _Spec, base_dir: str) -> Any:
+    """Check one raw value against its spec; return it converted to the field's type."""
+    if value is None and spec.nullable:
+        return None
+    or_null = " or null" if spec.nullable else ""
+
+    if spec.kind == "choice":
+        if isinstance(value, str) and value in spec.choices:
+            return value
+        message = f"{key_path!r} must be one of {', '.join(map(repr, spec.choices))}{or_null}, got "
+        hint = _closest(value, spec.choices) if isinstance(value, str) else None
+        if hint is not None:
+            raise ConfigError(f"{message}{_show(value)}; did you mean {hint!r}?")
+        raise ConfigError(message + (_show(value) if isinstance(value, str) else _show_typed(value)))
+
+    wrong_type = ConfigError(f"{key_path!r} must be {_KIND_WORDS[spec.kind]}{or_null}, got {_show_typed(value)}")
+    if spec.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong_type
+        result: Any = value
+    elif spec.kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise wrong_type
+        try:
+            result = float(value)  # a str: YAML 1.1 reads 1e-3 as a string
+        except ValueError:
+            raise wrong_type from None
+        except OverflowError:  # an int too big for a float
+            result = math.inf
+        if not math.isfinite(result):
+            raise ConfigError(f"{key_path!r} must be a finite number, got {_show(value)}")
+    elif spec.kind == "str":
+        if not isinstance(value, str) or not value.strip():
+            raise wrong_type
+        result = value
+    elif spec.kind == "path":
+        if not isinstance(value, str) or not value.strip():
+            raise wrong_type
+        if "\0" in value:
+            raise ConfigError(f"{key_path!r} must be a file path, got {_show(value)}, which has a NUL character")
+        # Relative to the config file's directory, never the cwd; ~ is the user's home.
+        result = os.path.abspath(os.path.join(base_dir, os.path.expanduser(value)))
+    else:  # "columns"
+        if not isinstance(value, list) or not value:
+            raise wrong_type
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(
+                    f"{key_path!r} must be {_KIND_WORDS['columns']}, but it holds {_show_typed(item)}"
+                )
+        seen: set[str] = set()
+        for item in value:
+            if item in seen:
+                raise ConfigError(f"{key_path!r} lists {_show(item)} more than once")
+            seen.add(item)
+        result = tuple(value)
+
+    if spec.range is not None and result not in spec.range:
+        raise ConfigError(f"{key_path!r} must be {spec.range}, got {_show(result)}")
+    return result
+
+
+def _parse_section(name: str, raw: Any, base_dir: str, source: str) -> Any:
+    cls, spec = _SECTIONS[name]
+    if raw is None:  # `model:` with nothing under it: all defaults
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"section {name!r} in {source} must be a mapping of keys to values, got {_show_typed(raw)}")
+    for key in raw:
+        if key not in spec:
+            raise _unknown_key(key, list(spec), name, source)
+    values = {}
+    for f in fields(cls):
+        if f.name in raw:
+            values[f.name] = _parse_value(f"{name}.{f.name}", raw[f.name], spec[f.name], base_dir)
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"missing required key {name + '.' + f.name!r} in {source}")
+    return cls(**values)
+
+
+def _check_combinations(cfg: Config) -> None:
+    """Rules that involve more than one key, checked once every key is valid on its own."""
+    data, model, train = cfg.data, cfg.model, cfg.train
+    if data.padding == "pre" and train.device == "gpu":
+        raise ConfigError(
+            "'data.padding' is 'pre' but 'train.device' is 'gpu': "
+            "the cuDNN LSTM kernel needs post padding; use padding: post"
+        )
+    if data.padding == "pre" and model.decoder in ("repeat", "crop"):
+        raise ConfigError(
+            f"'data.padding' is 'pre' but 'model.decoder' is {model.decoder!r}: this decoder runs "
+            "its LSTM over the padded steps, which come first with pre padding, so results would "
+            "depend on the amount of padding; use padding: post or decoder: remask"
+        )
+    if data.step_column is not None and data.step_column == data.id_column:
+        raise ConfigError(
+            f"'data.step_column' and 'data.id_column' are both {data.id_column!r}; "
+            "the sequence id and the step order must come from different columns"
+        )
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(e.problem or e.context or "syntax error").split())
+        raise ConfigError(f"invalid YAML in {where}{at}: {problem}") from None
+    except Exception as e:
+        # PyYAML's constructors leak plain exceptions on some inputs (ValueError for
+        # `!!int abc` or the date 2020-13-45, AttributeError for `!!timestamp x`,
+        # RecursionError for deep nesting). All of them mean the YAML is unusable.
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise ConfigError(f"invalid YAML in {where}: {detail}") from None
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def config_from_dict(raw: Any, base_dir: Path | str | None = None, source: str = "<config>") -> Config:
+    """Check `raw` (a parsed YAML document) and build a Config from it.
+
+    Relative paths in `data` resolve against `base_dir`, the config file's directory;
+    with no `base_dir`, against the current directory at the time of the call.
+    `source` names where `raw` came from in error messages.
+    """
+    if raw is None:
+        raise ConfigError(f"{source} is empty; a config needs at least 'data.train'")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source} must hold a mapping with the sections 'data', 'model' and 'train', got {_show_typed(raw)}"
+        )
+    for key in raw:
+        if key not in _SECTIONS:
+            raise _unknown_key(key, list(_SECTIONS), None, source)
+    base = os.path.abspath(base_dir if base_dir is not None else os.getcwd())
+    sections = {name: _parse_section(name, raw.get(name), base, source) for name in _SECTIONS}
+    cfg = Config(**sections)
+    _check_combinations(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
+    """`cfg` as plain YAML-safe data that `config_from_dict` turns back into an equal Config.
+
+    Paths are written as absolute strings, so a saved config works from anywhere.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name, (_, spec) in _SECTIONS.items():
+        section = getattr(cfg, name)
+        values = {}
+        for f in fields(section):
+            value = getattr(section, f.name)
+            if isinstance(value, tuple):
+                value = list(value)
+            elif spec[f.name].kind == "path" and value is not None:
+                value = os.path.abspath(value)
+            values[f.name] = value
+        out[name] = values
+    return out
+
+
+def apply_overrides(raw: Any, overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each ``section.key=value`` override set in it.
+
+    The value is parsed with ``yaml.safe_load`` (so ``null``, numbers and lists work)
+    and is checked later, by `config_from_dict`, like any value from a file. A key
+    that does not exist is refused here, with the same "did you mean" hint. `raw`
+    itself is not modified.
+    """
+    if isinstance(overrides, str):  # one override passed bare, not in a list
+        overrides = [overrides]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"cannot apply --set overrides: the config is not a mapping, got {_show_typed(raw)}")
+    result = dict(raw)
+    for item in overrides:
+        where = f"--set {_show(item)}"
+        if not isinstance(item, str) or "=" not in item:
+            raise ConfigError(f"{where} must look like section.key=value, e.g. train.learning_rate=0.01")
+        key_path, _, text = item.partition("=")
+        parts = key_path.strip().split(".")
+        if parts[0] not in _SECTIONS:
+            raise _unknown_key(parts[0], list(_SECTIONS), None, where)
+        section, spec = parts[0], _SECTIONS[parts[0]][1]
+        if len(parts) != 2:
+            raise ConfigError(
+                f"{where} must set one key inside a section, like {section + '.' + next(iter(spec))!r}, "
+                f"got {_show(key_path.strip())}"
+            )
+        if parts[1] not in spec:
+            raise _unknown_key(parts[1], list(spec), section, where)
+        current = result.get(section)
+        if current is not None and not isinstance(current, dict):
+            raise ConfigError(f"cannot apply {where}: section {section!r} is not a mapping, got {_show_typed(current)}")
+        result[section] = {**(current or {}), parts[1]: _parse_yaml(text, where)}
+    return result
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read the YAML config at `path`, apply ``--set`` `overrides`, and check it all."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {source} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {source} is a directory, not a file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {source} is not UTF-8 text (bad byte at offset {e.start})") from None
+    except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
+        raise ConfigError(f"cannot read config file {source}: {getattr(e, 'strerror', None) or e}") from None
+    raw = _parse_yaml(text, source)
+    if raw is None:
+        raise ConfigError(f"config file {source} is empty; it needs at least 'data.train'")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file {source} must hold a mapping with the sections 'data', 'model' and 'train', "
+            f"got {_show_typed(raw)}"
+        )
+    raw = apply_overrides(raw, overrides)
+    return config_from_dict(raw, base_dir=path.absolute().parent, source=source)

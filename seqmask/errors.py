@@ -1,0 +1,25 @@
+"""The errors a user can cause. `cli.py` turns each into one message and an exit code."""
+
+
+class SeqmaskError(Exception):
+    """Base of every error that is the user's to fix (bad config, bad data, bad run dir)."""
+
+    exit_code = 1
+
+
+class ConfigError(SeqmaskError):
+    """A config key, value or combination is wrong. The message names the key path."""
+
+    exit_code = 2
+
+
+class DataError(SeqmaskError):
+    """A data file cannot be used. The message names the file and the line/row/sequence."""
+
+    exit_code = 1
+
+
+class RunError(SeqmaskError):
+    """A run directory is missing, not a run, incompatible, or cannot be written."""
+
+    exit_code = 1

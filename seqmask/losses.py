@@ -1,0 +1,84 @@
+"""The masked loss, exactly normalized.
+
+Both loss modes are one weighted sum. For each sequence b and step t let
+
+    e[b, t] = mean over features of (y - ŷ)²   (mse)   or   |y - ŷ|   (mae)
+    w[b, t] = 1 where (b, t) is a scored step, else 0
+
+    per_step:   scored = every real step that has a target
+    last_step:  scored = the last real step that has a target (one per sequence)
+
+    loss = Σ w·e / Σ w
+
+Over a dataset, Σ w·e and Σ w are summed over all batches before the one division, so the
+figure is the mean over the real steps (or sequences) of the whole dataset, not a mean of
+batch means, and does not depend on the batch size or on how much padding a batch has.
+
+Targets: `reconstruct` scores ŷ[t] against x[t]; `next_step` scores ŷ[t] against x[t+1], so
+a step has a target only if it and the step after it are both real: the last real step has
+none, and a length-1 sequence has none at all.
+"""
+
+from keras import ops
+
+from seqmask.layers import length_mask
+
+LOSSES = ("per_step", "last_step")
+ERRORS = ("mse", "mae")
+TARGETS = ("reconstruct", "next_step")
+
+
+def step_errors(y_true, y_pred, error, has_target):
+    """(batch, time, features) x2 -> (batch, time): the error of each scored step, else 0.
+
+    The difference is zeroed *before* the error, not after: a padded label may hold any
+    value (inf included), and inf * 0 or a where() over an inf branch gives NaN gradients.
+    """
+    diff = ops.where(has_target[:, :, None], y_pred - y_true, 0.0)  # (batch, time, features)
+    if error == "mse":
+        return ops.mean(ops.square(diff), axis=-1)
+    if error == "mae":
+        return ops.mean(ops.abs(diff), axis=-1)
+    raise ValueError(f"error must be one of {ERRORS}, got {error!r}")
+
+
+def targets_and_mask(values, lengths, target, padding):
+    """What each step is scored against, and which steps have a target.
+
+    values: (batch, time, features), lengths: (batch,) -> labels (batch, time, features),
+    has_target (batch, time) bool.
+    """
+    time_len = ops.shape(values)[1]
+    real = length_mask(lengths, time_len, padding)  # (batch, time)
+    if target == "reconstruct":
+        return values, real
+    if target == "next_step":
+        # labels[t] = values[t + 1]; the appended zero step is never scored, because
+        # has_target[t] needs step t + 1 to be real too.
+        labels = ops.concatenate([values[:, 1:], ops.zeros_like(values[:, :1])], axis=1)
+        next_real = ops.concatenate([real[:, 1:], ops.zeros_like(real[:, :1])], axis=1)
+        return labels, ops.logical_and(real, next_real)
+    raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+
+
+def step_weights(has_target, loss):
+    """(batch, time) bool -> (batch, time) float32 weights w of the module docstring."""
+    w = ops.cast(has_target, "float32")
+    if loss == "per_step":
+        return w
+    if loss == "last_step":
+        # The last scored step is the largest t with has_target; a sequence with no target
+        # at all (next_step on a length-1 sequence) gets no weight.
+        time_len = ops.shape(w)[1]
+        steps = ops.arange(time_len, dtype="int32")[None, :]  # (1, time)
+        last = ops.max(ops.where(has_target, steps, -1), axis=1, keepdims=True)  # (batch, 1)
+        return ops.cast(ops.equal(steps, last), "float32") * w
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+
+
+def loss_terms(values, lengths, y_pred, *, loss, error, target, padding):
+    """Per-sequence (Σ w·e, Σ w), each (batch,): add these up, then divide once."""
+    labels, has_target = targets_and_mask(values, lengths, target, padding)
+    e = step_errors(labels, ops.cast(y_pred, "float32"), error, has_target)  # (batch, time)
+    w = step_weights(has_target, loss)  # (batch, time)
+    return ops.sum(e * w, axis=1), ops.sum(w, axis=1)  # (batch,), (batch,)

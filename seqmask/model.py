@@ -1,0 +1,85 @@
+"""The masked LSTM autoencoder.
+
+    values (batch, time, features), lengths (batch,)
+      -> mask from lengths                         (batch, time)
+      -> num_layers x LSTM(units), masked          (batch, time, units)
+      -> state at each sequence's last real step   (batch, units)
+      -> Dense(latent_dim) = the latent vector     (batch, latent_dim)
+      -> decoder (one of DECODERS)                 (batch, time, decoder_units)
+      -> Dense(features), the reconstruction       (batch, time, features)
+
+Layers have fixed names (`latent` above all) so `encoder_from` can cut the encoder out of a
+loaded autoencoder: one saved file serves evaluate and encode.
+"""
+
+import keras
+
+from seqmask.layers import ClearPadding, CropByMask, LastStep, LengthMask, ReattachMask, RepeatToTime
+
+LATENT = "latent"
+
+
+def _decoder_lstms(x, model_cfg, mask=None):
+    units = model_cfg.decoder_units or model_cfg.units
+    for i in range(model_cfg.num_layers):
+        x = keras.layers.LSTM(units, return_sequences=True, name=f"decoder_lstm_{i}")(x, mask=mask)
+    return x  # (batch, time, units)
+
+
+def _repeat(latent, values, step_mask, model_cfg):
+    """The latent vector at every step; the decoder also runs over padded steps.
+
+    With post padding those come after the real ones, so they cannot change a real step's
+    output (an LSTM is causal) and the loss ignores them.
+    """
+    x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
+    return _decoder_lstms(x, model_cfg)
+
+
+def _remask(latent, values, step_mask, model_cfg):
+    """As repeat, with the input mask put back, so the decoder skips padded steps.
+
+    `RepeatToTime` (like `RepeatVector`) drops the mask; `ReattachMask` restores it. This
+    is the decoder that stays exact with pre padding.
+    """
+    x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
+    x = ReattachMask(name="remask")([x, step_mask])
+    return _decoder_lstms(x, model_cfg, mask=step_mask)
+
+
+def _crop(latent, values, step_mask, model_cfg):
+    """As repeat; the caller multiplies the output by the mask (zero output and gradient)."""
+    return _repeat(latent, values, step_mask, model_cfg)
+
+
+DECODERS = {"repeat": _repeat, "remask": _remask, "crop": _crop}
+
+
+def build_autoencoder(model_cfg, num_features, padding="post"):
+    """The autoencoder: [values, lengths] -> reconstruction (batch, time, num_features)."""
+    if model_cfg.decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {model_cfg.decoder!r}; expected one of {sorted(DECODERS)}")
+    values = keras.Input((None, num_features), name="values")  # (batch, time, features)
+    lengths = keras.Input((), dtype="int32", name="lengths")  # (batch,)
+    step_mask = LengthMask(padding, name="mask")([values, lengths])  # (batch, time)
+
+    x = ClearPadding(name="clear_padding")([values, step_mask])  # (batch, time, features)
+    for i in range(model_cfg.num_layers):
+        x = keras.layers.LSTM(model_cfg.units, return_sequences=True, name=f"encoder_lstm_{i}")(
+            x, mask=step_mask
+        )  # (batch, time, units)
+    last = LastStep(padding, name="last_step")([x, lengths])  # (batch, units)
+    latent = keras.layers.Dense(model_cfg.latent_dim, name=LATENT)(last)  # (batch, latent_dim)
+
+    decoded = DECODERS[model_cfg.decoder](latent, values, step_mask, model_cfg)
+    # Dense on the 3-D tensor is the per-step map; unlike TimeDistributed it works with an
+    # unknown time length inside a compiled graph and keeps the mask.
+    output = keras.layers.Dense(num_features, name="output")(decoded)  # (batch, time, features)
+    if model_cfg.decoder == "crop":
+        output = CropByMask(name="crop")([output, step_mask])
+    return keras.Model([values, lengths], output, name="autoencoder")
+
+
+def encoder_from(autoencoder):
+    """The encoder half of a (built or loaded) autoencoder: [values, lengths] -> latent."""
+    return keras.Model(autoencoder.inputs, autoencoder.get_layer(LATENT).output, name="encoder")

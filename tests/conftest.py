@@ -1,0 +1,30 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from types import SimpleNamespace  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def tiny_model_cfg(decoder="repeat", num_layers=1, units=5, latent_dim=3):
+    """A ModelConfig-shaped namespace for building tiny models directly."""
+    return SimpleNamespace(
+        units=units, num_layers=num_layers, latent_dim=latent_dim, decoder=decoder, decoder_units=None
+    )
+
+
+def make_sequences(lengths, num_features=2, seed=0):
+    from seqmask.data import Sequences
+
+    rng = np.random.default_rng(seed)
+    lengths = np.asarray(lengths, np.int64)
+    values = rng.normal(size=(int(lengths.sum()), num_features)).astype(np.float32)
+    ids = np.array([f"s{i}" for i in range(len(lengths))])
+    return Sequences(values, lengths, ids, source="<test>")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_tensorflow():
+    yield

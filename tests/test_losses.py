@@ -1,0 +1,129 @@
+"""Loss parity: seqmask's masked loss equals a plain numpy computation over real steps."""
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import make_sequences, tiny_model_cfg
+
+from seqmask.batching import inference_batches, padded_batch
+from seqmask.data import length_mask
+from seqmask.losses import loss_terms, step_weights
+from seqmask.model import build_autoencoder
+from seqmask.scoring import make_eval_step, make_loss_fn, score
+from types import SimpleNamespace
+
+
+def numpy_loss_terms(values, lengths, preds, loss, error, target, padding):
+    """The reference: unpad each sequence, score it in plain numpy."""
+    sums, counts = [], []
+    time_len = values.shape[1]
+    for b, length in enumerate(lengths):
+        real = length_mask(np.array([length]), time_len, padding)[0]
+        x, y = values[b][real].astype(np.float64), preds[b][real].astype(np.float64)  # (length, features)
+        if target == "next_step":
+            x, y = x[1:], y[:-1]  # ŷ[t] is scored against x[t + 1]
+        diff = y - x
+        e = (diff**2).mean(axis=1) if error == "mse" else np.abs(diff).mean(axis=1)
+        if len(e) == 0:
+            sums.append(0.0), counts.append(0.0)
+        elif loss == "per_step":
+            sums.append(e.sum()), counts.append(len(e))
+        else:
+            sums.append(e[-1]), counts.append(1.0)
+    return np.array(sums), np.array(counts)
+
+
+COMBOS = list(
+    itertools.product(("repeat", "remask", "crop"), ("per_step", "last_step"), ("mse", "mae"),
+                      ("reconstruct", "next_step"), ("post", "pre"))
+)
+
+
+@pytest.fixture(scope="module")
+def models():
+    import keras
+
+    built = {}
+    for decoder, padding in itertools.product(("repeat", "remask", "crop"), ("post", "pre")):
+        keras.utils.set_random_seed(1)
+        built[decoder, padding] = build_autoencoder(tiny_model_cfg(decoder, num_layers=2), 2, padding)
+    return built
+
+
+@pytest.mark.parametrize("decoder,loss,error,target,padding", COMBOS)
+def test_parity_one_batch_and_epoch(models, decoder, loss, error, target, padding):
+    model = models[decoder, padding]
+    # Lengths include 1 (no next-step target) and a last step of all zeros.
+    lengths = [1, 4, 7, 2, 9, 3, 5, 1, 8, 6, 2]
+    seqs = make_sequences(lengths, seed=3)
+    seqs.values[seqs.offsets[2] + 6] = 0.0  # sequence 2's last real step is all zeros
+    train_cfg = SimpleNamespace(loss=loss, error=error, target=target)
+    loss_fn = make_loss_fn(train_cfg, padding)
+
+    # One batch, padded with garbage beyond the real steps.
+    values, lens = padded_batch(seqs, np.arange(len(seqs)), "pad_to_max", 11, padding)
+    values[~length_mask(lens, 11, padding)] = 7.5
+    preds = np.asarray(model([values, lens]))
+    s, c = loss_fn(values, lens, preds)
+    ref_s, ref_c = numpy_loss_terms(values, lens, preds, loss, error, target, padding)
+    np.testing.assert_allclose(np.asarray(c), ref_c)
+    np.testing.assert_allclose(np.asarray(s), ref_s, rtol=1e-5, atol=1e-7)
+
+    # A whole multi-batch epoch: the evaluate figure is Σ sums / Σ counts over all batches.
+    scores = score(make_eval_step(model, loss_fn, 2), seqs, 3, None, padding)
+    all_s, all_c = [], []
+    for indices in inference_batches(seqs.lengths, 3):
+        v, ln = padded_batch(seqs, indices, "bucket", None, padding)
+        rs, rc = numpy_loss_terms(v, ln, np.asarray(model([v, ln])), loss, error, target, padding)
+        all_s.append(rs), all_c.append(rc)
+    expected = np.concatenate(all_s).sum() / np.concatenate(all_c).sum()
+    np.testing.assert_allclose(scores.loss, expected, rtol=1e-5)
+    # ... which is not the mean of the batch means (the number Keras would report).
+    batch_means = [a.sum() / max(b.sum(), 1) for a, b in zip(all_s, all_c) if b.sum() > 0]
+    assert not np.isclose(np.mean(batch_means), expected, rtol=1e-6)
+
+
+def test_last_step_weights_hand_checked():
+    # post padding, time 4: lengths 1, 3, 4 -> the last real steps are t = 0, 2, 3.
+    has_target = length_mask(np.array([1, 3, 4]), 4, "post")
+    w = np.asarray(step_weights(has_target, "last_step"))
+    np.testing.assert_array_equal(w, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+
+
+def test_last_step_finds_all_zero_last_step_and_length_one():
+    # The prediction is 1 everywhere; the last real step of sequence 0 (length 1) and of
+    # sequence 1 (length 3, last step all zeros) are scored, nothing else.
+    values = np.zeros((2, 5, 2), np.float32)
+    values[1, :2] = 4.0  # sequence 1: [4, 4, 0] then padding
+    values[:, 3:] = 9.0  # padding garbage
+    preds = np.ones_like(values)
+    s, c = loss_terms(values, np.array([1, 3]), preds, loss="last_step", error="mse",
+                      target="reconstruct", padding="post")
+    np.testing.assert_allclose(np.asarray(s), [1.0, 1.0])  # (1 - 0)² at t=0 and at t=2
+    np.testing.assert_allclose(np.asarray(c), [1.0, 1.0])
+
+
+def test_next_step_length_one_has_no_target():
+    values = np.arange(8, dtype=np.float32).reshape(2, 4, 1)
+    s, c = loss_terms(values, np.array([1, 3]), np.zeros_like(values), loss="per_step", error="mae",
+                      target="next_step", padding="pre")
+    # sequence 1 (pre padding, time 4): real steps t = 1..3 hold 5, 6, 7; targets are 6, 7.
+    np.testing.assert_allclose(np.asarray(c), [0.0, 2.0])
+    np.testing.assert_allclose(np.asarray(s), [0.0, 13.0])
+
+
+def test_infinite_padding_gives_finite_loss_and_gradient():
+    import tensorflow as tf
+
+    values = np.full((1, 4, 2), np.inf, np.float32)
+    values[0, :2] = 1.0
+    preds = tf.zeros((1, 4, 2))
+    with tf.GradientTape() as tape:
+        tape.watch(preds)
+        s, c = loss_terms(values, np.array([2]), preds, loss="per_step", error="mse",
+                          target="reconstruct", padding="post")
+        total = tf.reduce_sum(s)
+    grad = tape.gradient(total, preds).numpy()
+    assert np.isfinite(float(s[0])) and np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad[0, 2:], 0.0)

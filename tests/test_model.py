@@ -1,0 +1,144 @@
+"""The model's padding and masking invariants, and its save/load round trip."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import make_sequences, tiny_model_cfg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from seqmask.data import length_mask, pad
+from seqmask.losses import loss_terms
+from seqmask.model import build_autoencoder, encoder_from
+
+# Every decoder is padding-invariant with post padding; with pre padding only remask is
+# (repeat and crop would run the decoder over the leading padded steps: the config refuses them).
+VALID = [("repeat", "post"), ("remask", "post"), ("crop", "post"), ("remask", "pre")]
+
+
+@pytest.fixture(scope="module")
+def models():
+    import keras
+
+    out = {}
+    for decoder, padding in VALID:
+        keras.utils.set_random_seed(0)
+        model = build_autoencoder(tiny_model_cfg(decoder, num_layers=2), 2, padding)
+        out[decoder, padding] = (model, encoder_from(model))
+    return out
+
+
+def _loss_grads_latent(model, encoder, values, lengths, padding):
+    with tf.GradientTape() as tape:
+        preds = model([values, lengths], training=True)
+        s, c = loss_terms(values, lengths, preds, loss="per_step", error="mse",
+                          target="reconstruct", padding=padding)
+        loss = tf.reduce_sum(s) / tf.reduce_sum(c)
+    grads = tape.gradient(loss, model.trainable_variables)
+    return s.numpy(), [g.numpy() for g in grads], encoder([values, lengths]).numpy()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    combo=st.sampled_from(VALID),
+    lengths=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+    extra=st.integers(1, 5),
+    pad_value=st.sampled_from([0.0, -3.0, 1e30, np.nan, np.inf]),
+)
+def test_pad_value_and_padded_length_change_nothing(models, combo, lengths, extra, pad_value):
+    model, encoder = models[combo]
+    padding = combo[1]
+    seqs = make_sequences(lengths, seed=len(lengths))
+    idx = np.arange(len(seqs))
+    lengths = seqs.lengths.astype(np.int32)
+    base = _loss_grads_latent(model, encoder, pad(seqs, idx, max(lengths), padding), lengths, padding)
+    other = _loss_grads_latent(
+        model, encoder, pad(seqs, idx, max(lengths) + extra, padding, pad_value), lengths, padding
+    )
+    np.testing.assert_allclose(other[0], base[0], rtol=1e-5, atol=1e-6)  # per-sequence loss
+    for g_other, g_base in zip(other[1], base[1]):
+        np.testing.assert_allclose(g_other, g_base, rtol=1e-4, atol=1e-6)  # every gradient
+    np.testing.assert_allclose(other[2], base[2], rtol=1e-5, atol=1e-6)  # latent vectors
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(combo=st.sampled_from(VALID), neighbours=st.lists(st.integers(1, 9), min_size=1, max_size=5))
+def test_neighbours_change_nothing(models, combo, neighbours):
+    model, encoder = models[combo]
+    padding = combo[1]
+    seqs = make_sequences([4] + neighbours, seed=sum(neighbours))
+    alone = pad(seqs, [0], 4, padding)
+    crowd = pad(seqs, np.arange(len(seqs)), int(seqs.lengths.max()), padding)
+    lengths = seqs.lengths.astype(np.int32)
+    z_alone = encoder([alone, lengths[:1]]).numpy()[0]
+    z_crowd = encoder([crowd, lengths]).numpy()[0]
+    np.testing.assert_allclose(z_crowd, z_alone, rtol=1e-5, atol=1e-6)
+    s_alone, _ = loss_terms(alone, lengths[:1], model([alone, lengths[:1]]), loss="per_step",
+                            error="mse", target="reconstruct", padding=padding)
+    s_crowd, _ = loss_terms(crowd, lengths, model([crowd, lengths]), loss="per_step",
+                            error="mse", target="reconstruct", padding=padding)
+    np.testing.assert_allclose(s_crowd.numpy()[0], s_alone.numpy()[0], rtol=1e-5)
+
+
+def test_real_all_zero_steps_are_data():
+    """An all-zero real step changes the latent vector: it is not taken for padding."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    encoder = encoder_from(build_autoencoder(tiny_model_cfg("repeat"), 2))
+    values = np.ones((1, 4, 2), np.float32)
+    values[0, 2:] = 0.0  # two real steps of zeros
+    z3 = encoder([values, np.array([3], np.int32)]).numpy()
+    z4 = encoder([values, np.array([4], np.int32)]).numpy()
+    assert not np.allclose(z3, z4)
+
+
+def test_crop_gives_zero_output_and_zero_gradient_at_padded_steps():
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_autoencoder(tiny_model_cfg("crop"), 2)
+    values = np.random.default_rng(0).normal(size=(3, 6, 2)).astype(np.float32)
+    lengths = np.array([2, 6, 4], np.int32)
+    real = length_mask(lengths, 6, "post")
+    weight = tf.constant(np.random.default_rng(1).normal(size=(3, 6, 2)).astype(np.float32))
+
+    def grads(only_real):
+        with tf.GradientTape() as tape:
+            preds = model([values, lengths])
+            # An arbitrary function of the outputs, with or without the padded steps.
+            keep = real[:, :, None] if only_real else np.ones((3, 6, 1), bool)
+            total = tf.reduce_sum(tf.where(keep, tf.sin(preds * weight), 0.0))
+        return preds.numpy(), [g.numpy() for g in tape.gradient(total, model.trainable_variables)]
+
+    preds, with_padded = grads(only_real=False)
+    _, real_only = grads(only_real=True)
+    assert np.all(preds[~real] == 0.0)
+    for a, b in zip(with_padded, real_only):
+        np.testing.assert_array_equal(a, b)  # padded steps add exactly nothing
+
+
+def test_remask_decoder_state_is_not_advanced_by_padded_steps():
+    """With pre padding the padded steps come first; remask's decoder must skip them."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_autoencoder(tiny_model_cfg("remask"), 2, padding="pre")
+    decoder_out = keras.Model(model.inputs, model.get_layer("decoder_lstm_0").output)
+    seqs = make_sequences([3], seed=1)
+    lengths = np.array([3], np.int32)
+    short = decoder_out([pad(seqs, [0], 3, "pre"), lengths]).numpy()[0]
+    long = decoder_out([pad(seqs, [0], 9, "pre"), lengths]).numpy()[0]
+    np.testing.assert_allclose(long[-3:], short, rtol=1e-5, atol=1e-6)
+
+
+def test_saved_model_loads_in_safe_mode(tmp_path):
+    import keras
+
+    for decoder in ("repeat", "remask", "crop"):
+        model = build_autoencoder(tiny_model_cfg(decoder), 2)
+        model.save(tmp_path / f"{decoder}.keras")
+        loaded = keras.models.load_model(tmp_path / f"{decoder}.keras", safe_mode=True)
+        values = np.random.default_rng(0).normal(size=(2, 5, 2)).astype(np.float32)
+        lengths = np.array([5, 2], np.int32)
+        np.testing.assert_allclose(loaded([values, lengths]), model([values, lengths]), rtol=1e-6)
