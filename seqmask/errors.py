@@ -23,3 +23,11 @@ class RunError(SeqmaskError):
     """A run directory is missing, not a run, incompatible, or cannot be written."""
 
     exit_code = 1
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C) after writing a checkpoint at this position."""
+
+    def __init__(self, run_dir, epoch, batch):
+        super().__init__(f"interrupted at epoch {epoch}, batch {batch}")
+        self.run_dir, self.epoch, self.batch = run_dir, epoch, batch

@@ -1,0 +1,64 @@
+"""Sequences -> batches of indices, and batches of indices -> padded arrays.
+
+`bucket` (the default) sorts sequences by length and cuts the sorted order into batches, so
+each batch is padded only to its own longest sequence: with widely varying lengths this
+removes most of the padded work that `pad_to_max` (every batch padded to the longest
+sequence of the dataset) spends. Batch order is shuffled every epoch.
+
+Time lengths are rounded up to a multiple of `TIME_QUANTUM`, which bounds the number of
+distinct batch shapes (what a compiled graph specializes on) at a small padding cost.
+
+Everything random here is a pure function of (seed, epoch): an interrupted run that resumes
+at epoch e, batch k gets exactly the batches it would have got.
+"""
+
+import numpy as np
+
+from seqmask.data import pad
+
+BATCHINGS = ("bucket", "pad_to_max")
+TIME_QUANTUM = 8
+
+
+def epoch_rng(seed, epoch):
+    """The random generator of one epoch; independent of every other epoch's."""
+    return np.random.default_rng([seed, epoch])
+
+
+def training_batches(lengths, batch_size, batching, seed, epoch):
+    """One epoch's batches: a list of index arrays covering every sequence once."""
+    rng = epoch_rng(seed, epoch)
+    n = len(lengths)
+    if batching == "bucket":
+        # Random tie-break among equal lengths, so equal-length sequences meet new
+        # neighbours every epoch, then a stable sort by length.
+        order = rng.permutation(n)
+        order = order[np.argsort(lengths[order], kind="stable")]
+    elif batching == "pad_to_max":
+        order = rng.permutation(n)
+    else:
+        raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def inference_batches(lengths, batch_size):
+    """Deterministic batches for evaluate / encode: by length, no shuffling."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def batch_time_len(lengths, batching, max_len):
+    """The time length a batch is padded to."""
+    if batching == "pad_to_max":
+        return int(max_len)
+    # Not capped at max_len: a few extra padded steps are harmless, and an uncapped
+    # length depends only on the batch, so evaluate pads a batch exactly as training did.
+    return -(-int(np.max(lengths)) // TIME_QUANTUM) * TIME_QUANTUM
+
+
+def padded_batch(seqs, indices, batching, max_len, padding):
+    """(values (batch, time, features) float32, lengths (batch,) int32) for `indices`."""
+    lengths = seqs.lengths[indices]
+    time_len = batch_time_len(lengths, batching, max_len)
+    return pad(seqs, indices, time_len, padding), lengths.astype(np.int32)

@@ -1,0 +1,38 @@
+"""Checkpoints: one `.keras` file holding the model, the optimizer state and the training
+position, written atomically.
+
+The training position (epoch, batch, early-stopping counters, history so far) is stored as
+an extra member, `seqmask_state.json`, of the `.keras` zip archive, so weights and position
+can never come from two different moments: both are renamed into place together.
+"""
+
+import json
+import zipfile
+
+import keras
+
+import seqmask.layers  # noqa: F401  (registers the custom layers before any load)
+from seqmask.errors import RunError
+from seqmask.runs import atomic_path
+
+STATE_MEMBER = "seqmask_state.json"
+
+
+def save_checkpoint(model, path, state):
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as archive:
+            archive.writestr(STATE_MEMBER, json.dumps(state))
+
+
+def load_checkpoint(path, compile=False):
+    """(model, state) from a checkpoint; `compile=True` also restores the optimizer."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            state = json.loads(archive.read(STATE_MEMBER)) if STATE_MEMBER in archive.namelist() else {}
+        model = keras.models.load_model(path, compile=compile, safe_mode=True)
+    except FileNotFoundError as e:
+        raise RunError(f"checkpoint {path} does not exist") from e
+    except Exception as e:  # a truncated or foreign file fails in zipfile, h5py or Keras
+        raise RunError(f"checkpoint {path} cannot be loaded (truncated or not a seqmask checkpoint): {e}") from e
+    return model, state

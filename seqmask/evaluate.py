@@ -1,0 +1,90 @@
+"""Using a finished run: the masked loss of a checkpoint on any data, and latent vectors.
+
+A run directory is all that is needed: its config says how to read and score data, its
+normalization statistics are applied to the new data, and the checkpoint holds the model.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from seqmask import runs
+from seqmask.batching import inference_batches, padded_batch
+from seqmask.checkpoints import load_checkpoint
+from seqmask.config import config_from_dict
+from seqmask.data import Normalizer, Sequences
+from seqmask.dataset import check_targets, load, raw_splits
+from seqmask.devices import configure_device
+from seqmask.errors import DataError, RunError
+from seqmask.model import encoder_from
+from seqmask.scoring import Scores, make_eval_step, make_loss_fn, score
+
+
+@dataclass(frozen=True)
+class Run:
+    run_dir: Path
+    cfg: object
+    normalizer: Normalizer
+    model: object
+    checkpoint: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    data: Sequences  # the scored sequences (normalized)
+    scores: Scores
+    seconds: float
+
+    @property
+    def loss(self):
+        return self.scores.loss
+
+
+def load_run(run_dir, checkpoint="best"):
+    run_dir = runs.require_run(run_dir)
+    cfg = config_from_dict(runs.read_yaml(run_dir / runs.CONFIG), source=str(run_dir / runs.CONFIG))
+    normalizer = Normalizer.from_dict(runs.read_json(run_dir / runs.NORMALIZATION))
+    path = runs.checkpoint_path(run_dir, checkpoint)
+    if not path.is_file():
+        raise RunError(f"{run_dir} has no {checkpoint} checkpoint yet ({path}); try --checkpoint last")
+    configure_device(cfg.train.device if cfg.train.device != "gpu" else "auto")
+    model, _ = load_checkpoint(path)
+    return Run(run_dir, cfg, normalizer, model, checkpoint)
+
+
+def run_data(run, data=None):
+    """`data` read as the run reads data, or the run's own validation split if None."""
+    if data is None:
+        _, seqs = raw_splits(run.cfg)
+        if not len(seqs):
+            raise RunError(f"{run.run_dir} was trained without validation data; pass --data FILE")
+    else:
+        seqs = load(data, run.cfg.data)
+    expected = run.model.inputs[0].shape[-1]
+    if seqs.num_features != expected:
+        raise DataError(f"{seqs.source}: has {seqs.num_features} features but the run's model takes {expected}")
+    return run.normalizer.apply(seqs)
+
+
+def evaluate(run, data=None):
+    seqs = run_data(run, data)
+    check_targets(seqs, run.cfg.train)
+    loss_fn = make_loss_fn(run.cfg.train, run.cfg.data.padding)
+    eval_step = make_eval_step(run.model, loss_fn, seqs.num_features)
+    started = time.perf_counter()
+    scores = score(eval_step, seqs, run.cfg.train.batch_size, None, run.cfg.data.padding)
+    return Evaluation(seqs, scores, time.perf_counter() - started)
+
+
+def encode(run, data, batch_size=None):
+    """(sequences, latent (num_sequences, latent_dim) float32, seconds), in file order."""
+    seqs = run_data(run, data)
+    encoder = encoder_from(run.model)
+    latent = np.zeros((len(seqs), encoder.outputs[0].shape[-1]), np.float32)
+    started = time.perf_counter()
+    for indices in inference_batches(seqs.lengths, batch_size or run.cfg.train.batch_size):
+        values, lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
+        latent[indices] = np.asarray(encoder([values, lengths], training=False))
+    return seqs, latent, time.perf_counter() - started

@@ -1,0 +1,180 @@
+"""The command line end to end, through Typer's CliRunner: files, exit codes, messages."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from seqmask.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+# Small and fast: the bundled data, a tiny model, two epochs.
+FAST = ["--set", "train.epochs=2", "--set", "model.units=8", "--set", "model.latent_dim=4", "--quiet"]
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def one_line_error(result):
+    """The error text, with Rich's wrapping undone; asserts there is no traceback."""
+    text = " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    return text
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "demo"
+    result = invoke("train", "--config", ROOT / "configs/example.yaml", "--run-dir", run_dir, *FAST)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+@pytest.mark.slow
+def test_train_writes_a_complete_run_directory(trained):
+    for name in ("config.yaml", "normalization.json", "history.csv", "metrics.json",
+                 "checkpoints/best.keras", "checkpoints/last.keras"):
+        assert (trained / name).is_file(), name
+    assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
+    history = (trained / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,val_loss,seconds,learning_rate,real_steps"
+    assert len(history) == 3
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in ("best_val_loss", "final_loss", "train_sequences", "train_real_steps",
+                "padding_fraction", "versions", "device"):
+        assert key in metrics
+    assert set(metrics["versions"]) == {"seqmask", "tensorflow", "keras"}
+    assert not list(trained.rglob(".tmp-*")), "temporary files left behind"
+
+
+@pytest.mark.slow
+def test_evaluate_reports_the_validation_loss_of_the_best_checkpoint(trained, tmp_path):
+    out = tmp_path / "errors.csv"
+    result = invoke("evaluate", trained, "--output", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert f"{metrics['best_val_loss']:.6f}" in result.output
+    rows = out.read_text().splitlines()
+    assert rows[0] == "id,length,scored_steps,error"
+    assert len(rows) - 1 == metrics["validation_sequences"]
+    # The per-sequence errors recombine into the reported loss.
+    table = np.genfromtxt(out, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    loss = (table["error"] * table["scored_steps"]).sum() / table["scored_steps"].sum()
+    np.testing.assert_allclose(loss, metrics["best_val_loss"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_encode_writes_one_vector_per_sequence(trained, tmp_path):
+    for suffix in (".csv", ".npy"):
+        out = tmp_path / f"latent{suffix}"
+        result = invoke("encode", trained, "--data", ROOT / "data/trajectories.npz", "--output", out)
+        assert result.exit_code == 0, result.output
+    records = np.load(tmp_path / "latent.npy", allow_pickle=False)
+    source = np.load(ROOT / "data/trajectories.npz")
+    np.testing.assert_array_equal(records["id"], source["ids"].astype(str))
+    np.testing.assert_array_equal(records["length"], source["lengths"])
+    assert records["latent"].shape == (len(source["lengths"]), 4)
+    csv_rows = (tmp_path / "latent.csv").read_text().splitlines()
+    assert csv_rows[0] == "id,length,z0,z1,z2,z3" and len(csv_rows) == len(records) + 1
+    np.testing.assert_allclose(
+        np.array(csv_rows[1].split(",")[2:], float), records["latent"][0], rtol=1e-6
+    )
+
+
+@pytest.mark.slow
+def test_existing_run_directory_is_never_overwritten(trained):
+    before = (trained / "checkpoints/last.keras").read_bytes()
+    result = invoke("train", "--config", ROOT / "configs/example.yaml", "--run-dir", trained, *FAST)
+    assert result.exit_code == 1
+    assert "already exists" in one_line_error(result) and "--resume" in one_line_error(result)
+    assert (trained / "checkpoints/last.keras").read_bytes() == before
+
+
+def write_config(tmp_path, data_name, **sections):
+    import yaml
+
+    cfg = {"data": {"train": data_name}, "model": {"units": 4, "latent_dim": 2},
+           "train": {"epochs": 1}}
+    for section, values in sections.items():
+        cfg.setdefault(section, {}).update(values)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+BAD_DATA = {
+    "non_numeric.csv": ("id,x\na,1\na,abc\n", "line 3"),
+    "ragged.csv": ("id,x,y\na,1,2\na,3\n", "line 3"),
+    "nan.csv": ("id,x\na,1\na,nan\n", "line 3"),
+    "empty.csv": ("", "empty.csv"),
+    "header_only.csv": ("id,x\n", "no sequences"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_DATA))
+def test_bad_data_file_exits_1_naming_the_file(tmp_path, name):
+    content, expected = BAD_DATA[name]
+    (tmp_path / name).write_text(content)
+    config = write_config(tmp_path, name)
+    result = invoke("train", "--config", config, "--run-dir", tmp_path / "run", "--quiet")
+    text = one_line_error(result)
+    assert result.exit_code == 1, text
+    assert name in text and expected in text
+    assert not (tmp_path / "run").exists(), "a data error must leave no run directory behind"
+
+
+def test_bad_npz_empty_sequence(tmp_path):
+    np.savez(tmp_path / "d.npz", values=np.zeros((3, 2)), lengths=np.array([3, 0]))
+    result = invoke("train", "--config", write_config(tmp_path, "d.npz"), "--run-dir", tmp_path / "run")
+    assert result.exit_code == 1 and "d.npz" in one_line_error(result)
+    assert "empty" in one_line_error(result)
+
+
+def test_missing_data_file(tmp_path):
+    result = invoke("train", "--config", write_config(tmp_path, "nope.npz"), "--run-dir", tmp_path / "r")
+    assert result.exit_code == 1 and "nope.npz" in one_line_error(result)
+
+
+def test_missing_config_file(tmp_path):
+    result = invoke("train", "--config", tmp_path / "missing.yaml")
+    assert result.exit_code == 2 and "missing.yaml" in one_line_error(result)
+
+
+def test_config_error_names_key_and_suggests(tmp_path):
+    config = write_config(tmp_path, "d.npz", model={"unitz": 3})
+    result = invoke("train", "--config", config)
+    text = one_line_error(result)
+    assert result.exit_code == 2 and "model.unitz" in text and "did you mean 'model.units'" in text
+
+
+def test_bad_override_exits_2(tmp_path):
+    config = write_config(tmp_path, "d.npz")
+    result = invoke("train", "--config", config, "--set", "train.learning_rate=-1")
+    assert result.exit_code == 2 and "train.learning_rate" in one_line_error(result)
+
+
+def test_not_a_run_directory(tmp_path):
+    for command in (["evaluate", tmp_path], ["encode", tmp_path, "--data", "x.npz", "--output", tmp_path / "z.csv"]):
+        result = invoke(*command)
+        assert result.exit_code == 1 and "not a seqmask run directory" in one_line_error(result)
+
+
+def test_train_needs_config_or_resume():
+    result = invoke("train")
+    assert result.exit_code == 2 and "--config" in one_line_error(result)
+
+
+def test_help_lists_commands():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("train", "evaluate", "encode"):
+        assert command in result.output
