@@ -1,0 +1,352 @@
+"""The in-memory form of a dataset, and what is done to it before batching.
+
+A dataset is a :class:`Sequences`: every sequence's steps concatenated into one
+``(total_steps, num_features)`` float32 array, plus each sequence's length and id.
+There is no padding in it; padding exists only in the batches that :func:`pad`
+builds, and :func:`length_mask` is the numpy reference of which batch positions
+are real steps.
+
+Everything here is vectorized numpy (at most a loop per sequence, never per step),
+and nothing here imports TensorFlow or Keras.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal, Sequence as _PySequence
+
+import numpy as np
+
+from seqmask.errors import DataError
+
+Padding = Literal["post", "pre"]
+Truncating = Literal["post", "pre", "none"]
+
+_PADDINGS = ("post", "pre")
+_TRUNCATINGS = ("post", "pre", "none")
+
+
+def _exclusive_cumsum(lengths: np.ndarray) -> np.ndarray:
+    """``[0, l0, l0+l1, ...]``: ``len(lengths) + 1`` int64 offsets."""
+    out = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=out[1:])
+    return out
+
+
+def _gather_index(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Row indices ``concat(arange(s, s + c) for s, c in zip(starts, counts))``, vectorized."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    out_offsets = _exclusive_cumsum(counts)[:-1]
+    # For each output row: its sequence's source start, minus that sequence's output start.
+    shift = np.repeat(np.asarray(starts, dtype=np.int64) - out_offsets, counts)
+    return np.arange(total, dtype=np.int64) + shift
+
+
+def _check_padding(padding: str) -> None:
+    if padding not in _PADDINGS:
+        raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Sequences:
+    """Variable-length sequences, concatenated without padding.
+
+    ``values[offsets[i]:offsets[i + 1]]`` is sequence ``i`` (id ``ids[i]``), which has
+    ``lengths[i]`` steps. Inputs are normalised on construction: values to a 2-D
+    float32 array, lengths to int64, ids to a numpy unicode array. Inconsistent
+    arrays raise ``ValueError`` (a programming error: readers raise ``DataError``
+    before building a ``Sequences`` from user data).
+
+    An empty ``Sequences`` (no sequences, ``values`` of shape ``(0, num_features)``)
+    is allowed; it is what :func:`split` returns as the validation set when the
+    fraction is 0.
+    """
+
+    values: np.ndarray
+    lengths: np.ndarray
+    ids: np.ndarray
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        values = np.asarray(self.values)
+        if values.ndim != 2:
+            raise ValueError(f"values must be 2-D (total_steps, num_features), got shape {values.shape}")
+        if values.dtype != np.float32:
+            values = values.astype(np.float32)
+        lengths = np.asarray(self.lengths)
+        if lengths.ndim != 1:
+            raise ValueError(f"lengths must be 1-D, got shape {lengths.shape}")
+        if lengths.size and lengths.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+        lengths = lengths.astype(np.int64, copy=False)
+        if lengths.size and int(lengths.min()) < 1:
+            raise ValueError("every sequence must have at least 1 step")
+        if int(lengths.sum()) != values.shape[0]:
+            raise ValueError(
+                f"lengths add up to {int(lengths.sum())} steps but values has {values.shape[0]} rows"
+            )
+        ids = np.asarray(self.ids)
+        if ids.size == 0:
+            ids = np.zeros(0, dtype="<U1")
+        elif ids.dtype.kind != "U":
+            ids = ids.astype(str)
+        if ids.shape != lengths.shape:
+            raise ValueError(f"got {ids.shape[0] if ids.ndim == 1 else ids.shape} ids for {lengths.shape[0]} sequences")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "lengths", lengths)
+        object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "source", str(self.source))
+
+    # -- shape ---------------------------------------------------------------
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """``(num_sequences + 1,)`` int64; ``offsets[i]:offsets[i+1]`` is sequence ``i``."""
+        return _exclusive_cumsum(self.lengths)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.values.shape[1])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.values.shape[0])
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Sequences(n={len(self)}, steps={self.num_steps}, features={self.num_features}"
+            + (f", source={self.source!r}" if self.source else "")
+            + ")"
+        )
+
+    # -- access --------------------------------------------------------------
+
+    def sequence(self, i: int) -> np.ndarray:
+        """Sequence ``i`` as a ``(length_i, num_features)`` view into ``values``."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"sequence index {i} out of range for {n} sequences")
+        i %= n
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def subset(self, indices: _PySequence[int] | np.ndarray) -> "Sequences":
+        """The sequences at ``indices``, in that order (repeats allowed)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"subset index out of range for {len(self)} sequences")
+        idx = idx % max(len(self), 1)
+        lengths = self.lengths[idx]
+        rows = _gather_index(self.offsets[idx], lengths)
+        return Sequences(self.values[rows], lengths, self.ids[idx], self.source)
+
+    def with_values(self, values: np.ndarray) -> "Sequences":
+        """Same lengths, ids and source; new ``(num_steps, any_features)`` values."""
+        values = np.asarray(values)
+        if values.ndim != 2 or values.shape[0] != self.num_steps:
+            raise ValueError(f"values must have shape ({self.num_steps}, F), got {values.shape}")
+        return Sequences(values, self.lengths, self.ids, self.source)
+
+
+def _empty_like(seqs: Sequences) -> Sequences:
+    return Sequences(
+        np.zeros((0, seqs.num_features), dtype=np.float32),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=seqs.ids.dtype),
+        seqs.source,
+    )
+
+
+def _where(seqs: Sequences) -> str:
+    return seqs.source or "the data"
+
+
+# -- before batching ---------------------------------------------------------
+
+
+def truncate(seqs: Sequences, max_len: int | None, truncating: Truncating) -> Sequences:
+    """Cut sequences longer than ``max_len``.
+
+    ``"post"`` keeps the first ``max_len`` steps, ``"pre"`` keeps the last ones,
+    ``"none"`` raises :class:`DataError` naming the first sequence that is too long.
+    ``max_len=None`` returns ``seqs`` unchanged.
+    """
+    if truncating not in _TRUNCATINGS:
+        raise ValueError(f"truncating must be one of {_TRUNCATINGS}, got {truncating!r}")
+    if max_len is None:
+        return seqs
+    max_len = int(max_len)
+    if max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {max_len}")
+    too_long = np.flatnonzero(seqs.lengths > max_len)
+    if too_long.size == 0:
+        return seqs
+    if truncating == "none":
+        i = int(too_long[0])
+        raise DataError(
+            f"{_where(seqs)}: sequence '{seqs.ids[i]}' (index {i}) has {int(seqs.lengths[i])} steps, "
+            f"more than max_len {max_len} ({too_long.size} sequence(s) are too long); "
+            "raise max_len or set truncating to 'post' or 'pre'"
+        )
+    new_lengths = np.minimum(seqs.lengths, max_len)
+    starts = seqs.offsets[:-1]
+    if truncating == "pre":
+        starts = starts + (seqs.lengths - new_lengths)
+    rows = _gather_index(starts, new_lengths)
+    return Sequences(seqs.values[rows], new_lengths, seqs.ids, seqs.source)
+
+
+def split(seqs: Sequences, fraction: float, seed: int) -> tuple[Sequences, Sequences]:
+    """A seeded random ``(train, validation)`` split by sequence.
+
+    ``round(fraction * n)`` sequences are held out, clamped so that validation gets
+    at least one when ``fraction > 0`` and there are at least 2 sequences, and train
+    is never empty. Both parts keep file order. ``fraction == 0`` (or a single
+    sequence) returns ``(seqs, empty)``. The same ``seed`` always gives the same split.
+    """
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    n = len(seqs)
+    if fraction == 0.0 or n < 2:
+        return seqs, _empty_like(seqs)
+    n_val = min(max(int(round(fraction * n)), 1), n - 1)
+    perm = np.random.default_rng(seed).permutation(n)
+    val_idx = np.sort(perm[:n_val])
+    train_idx = np.sort(perm[n_val:])
+    return seqs.subset(train_idx), seqs.subset(val_idx)
+
+
+@dataclass(frozen=True, eq=False)
+class Normalizer:
+    """Per-feature standardisation ``(x - mean) / std``, fitted over the real steps.
+
+    A constant (or empty-variance) feature gets ``std = 1`` so nothing is ever
+    divided by 0.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
+        std = np.asarray(self.std, dtype=np.float64).reshape(-1)
+        if mean.shape != std.shape:
+            raise ValueError(f"mean has {mean.size} features but std has {std.size}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError("normalizer mean must be finite and std finite and > 0")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    @property
+    def num_features(self) -> int:
+        return int(self.mean.shape[0])
+
+    @classmethod
+    def fit(cls, seqs: Sequences) -> "Normalizer":
+        """Mean and (population) std of every feature over all real steps."""
+        if seqs.num_steps == 0:
+            raise ValueError("cannot fit a normalizer on no data")
+        x = seqs.values.astype(np.float64)
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        constant = (x.max(axis=0) == x.min(axis=0)) | ~np.isfinite(std) | ~(std > 0)
+        std = np.where(constant, 1.0, std)
+        mean = np.where(np.isfinite(mean), mean, 0.0)
+        return cls(mean, std)
+
+    @classmethod
+    def identity(cls, num_features: int) -> "Normalizer":
+        return cls(np.zeros(num_features), np.ones(num_features))
+
+    def apply(self, seqs: Sequences) -> Sequences:
+        if seqs.num_features != self.num_features:
+            raise ValueError(
+                f"normalizer has {self.num_features} features but the data has {seqs.num_features}"
+            )
+        out = (seqs.values.astype(np.float64) - self.mean) / self.std
+        return seqs.with_values(out.astype(np.float32))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Normalizer":
+        """Inverse of :meth:`to_dict`. Raises ``ValueError`` if ``d`` is malformed."""
+        if not isinstance(d, dict) or "mean" not in d or "std" not in d:
+            raise ValueError("a normalizer needs 'mean' and 'std' lists")
+        try:
+            mean = np.asarray(d["mean"], dtype=np.float64)
+            std = np.asarray(d["std"], dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"normalizer 'mean'/'std' must be lists of numbers ({e})") from None
+        if mean.ndim != 1 or std.ndim != 1:
+            raise ValueError("normalizer 'mean' and 'std' must be flat lists")
+        return cls(mean, std)
+
+
+# -- batching ----------------------------------------------------------------
+
+
+def pad(
+    seqs: Sequences,
+    indices: _PySequence[int] | np.ndarray,
+    time_len: int,
+    padding: Padding,
+    pad_value: float = 0.0,
+) -> np.ndarray:
+    """A ``(len(indices), time_len, num_features)`` float32 batch of the chosen sequences.
+
+    Real steps sit at the start (``"post"`` padding) or the end (``"pre"``) of the
+    time axis; every other position holds ``pad_value``. Every chosen sequence must
+    fit (``length <= time_len``), else ``ValueError``: truncate first.
+    """
+    _check_padding(padding)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if idx.size and (idx.min() < -len(seqs) or idx.max() >= len(seqs)):
+        raise IndexError(f"pad index out of range for {len(seqs)} sequences")
+    idx = idx % max(len(seqs), 1)
+    time_len = int(time_len)
+    if time_len < 0:
+        raise ValueError(f"time_len must be >= 0, got {time_len}")
+    lengths = seqs.lengths[idx]
+    if lengths.size and int(lengths.max()) > time_len:
+        j = int(np.argmax(lengths))
+        raise ValueError(
+            f"sequence '{seqs.ids[idx[j]]}' has {int(lengths[j])} steps, more than time_len {time_len}"
+        )
+    out = np.full((idx.size, time_len, seqs.num_features), pad_value, dtype=np.float32)
+    total = int(lengths.sum())
+    if total == 0:
+        return out
+    batch_row = np.repeat(np.arange(idx.size, dtype=np.int64), lengths)
+    within = np.arange(total, dtype=np.int64) - np.repeat(_exclusive_cumsum(lengths)[:-1], lengths)
+    src = np.repeat(seqs.offsets[idx], lengths) + within
+    t = within if padding == "post" else within + np.repeat(time_len - lengths, lengths)
+    out[batch_row, t] = seqs.values[src]
+    return out
+
+
+def length_mask(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
+    """``(n, time_len)`` bool: True at the real steps of a :func:`pad`-ded batch."""
+    _check_padding(padding)
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    t = np.arange(int(time_len), dtype=np.int64)[None, :]
+    if padding == "post":
+        return t < lengths[:, None]
+    return t >= (int(time_len) - lengths)[:, None]
+
+
+def last_step_index(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
+    """``(n,)`` int64: the time index of each sequence's last real step in a padded batch."""
+    _check_padding(padding)
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    if padding == "post":
+        return lengths - 1
+    return np.full(lengths.shape, int(time_len) - 1, dtype=np.int64)
