@@ -14,49 +14,68 @@ loaded autoencoder: one saved file serves evaluate and encode.
 
 import keras
 
+from seqmask.fused_lstm import FusedLSTM
 from seqmask.layers import ClearPadding, CropByMask, LastStep, LengthMask, ReattachMask, RepeatToTime
 
 LATENT = "latent"
 
 
-def _decoder_lstms(x, model_cfg, mask=None):
-    units = model_cfg.decoder_units or model_cfg.units
-    for i in range(model_cfg.num_layers):
-        x = keras.layers.LSTM(units, return_sequences=True, name=f"decoder_lstm_{i}")(x, mask=mask)
+def _lstm_stack(x, units, num_layers, prefix, mask, fused):
+    """num_layers LSTMs. `mask` is given only where the recurrence itself must skip padded
+    steps; elsewhere the fused kernel is exact (see fused_lstm.py) and faster."""
+    for i in range(num_layers):
+        name = f"{prefix}_lstm_{i}"
+        if fused and mask is None:
+            x = FusedLSTM(units, name=name)(x)
+        else:
+            x = keras.layers.LSTM(units, return_sequences=True, name=name)(x, mask=mask)
     return x  # (batch, time, units)
 
 
-def _repeat(latent, values, step_mask, model_cfg):
+def _decoder_lstms(x, model_cfg, mask=None, fused=False):
+    units = model_cfg.decoder_units or model_cfg.units
+    return _lstm_stack(x, units, model_cfg.num_layers, "decoder", mask, fused)
+
+
+def _repeat(latent, values, step_mask, model_cfg, padding, fused):
     """The latent vector at every step; the decoder also runs over padded steps.
 
     With post padding those come after the real ones, so they cannot change a real step's
     output (an LSTM is causal) and the loss ignores them.
     """
     x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
-    return _decoder_lstms(x, model_cfg)
+    return _decoder_lstms(x, model_cfg, fused=fused)
 
 
-def _remask(latent, values, step_mask, model_cfg):
+def _remask(latent, values, step_mask, model_cfg, padding, fused):
     """As repeat, with the input mask put back, so the decoder skips padded steps.
 
     `RepeatToTime` (like `RepeatVector`) drops the mask; `ReattachMask` restores it. This
-    is the decoder that stays exact with pre padding.
+    is the decoder that stays exact with pre padding, where the padded steps come first.
+    With post padding they come last, skipping them changes no real step's output, and the
+    fused (mask-free) kernel is used.
     """
     x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
     x = ReattachMask(name="remask")([x, step_mask])
-    return _decoder_lstms(x, model_cfg, mask=step_mask)
+    needs_mask = padding == "pre" or not fused
+    return _decoder_lstms(x, model_cfg, mask=step_mask if needs_mask else None, fused=fused)
 
 
-def _crop(latent, values, step_mask, model_cfg):
+def _crop(latent, values, step_mask, model_cfg, padding, fused):
     """As repeat; the caller multiplies the output by the mask (zero output and gradient)."""
-    return _repeat(latent, values, step_mask, model_cfg)
+    return _repeat(latent, values, step_mask, model_cfg, padding, fused)
 
 
 DECODERS = {"repeat": _repeat, "remask": _remask, "crop": _crop}
 
 
-def build_autoencoder(model_cfg, num_features, padding="post"):
-    """The autoencoder: [values, lengths] -> reconstruction (batch, time, num_features)."""
+def build_autoencoder(model_cfg, num_features, padding="post", fused=False):
+    """The autoencoder: [values, lengths] -> reconstruction (batch, time, num_features).
+
+    `fused=True` uses the one-op LSTM kernel (fused_lstm.py, the fast path on CPU) wherever
+    the recurrence needs no mask: everywhere with post padding. Either way the loss, the
+    gradients and the latent vectors are the same up to float rounding.
+    """
     if model_cfg.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {model_cfg.decoder!r}; expected one of {sorted(DECODERS)}")
     values = keras.Input((None, num_features), name="values")  # (batch, time, features)
@@ -64,14 +83,13 @@ def build_autoencoder(model_cfg, num_features, padding="post"):
     step_mask = LengthMask(padding, name="mask")([values, lengths])  # (batch, time)
 
     x = ClearPadding(name="clear_padding")([values, step_mask])  # (batch, time, features)
-    for i in range(model_cfg.num_layers):
-        x = keras.layers.LSTM(model_cfg.units, return_sequences=True, name=f"encoder_lstm_{i}")(
-            x, mask=step_mask
-        )  # (batch, time, units)
+    # With post padding the state at t = L - 1 never saw a padded step: no mask needed.
+    encoder_mask = step_mask if (padding == "pre" or not fused) else None
+    x = _lstm_stack(x, model_cfg.units, model_cfg.num_layers, "encoder", encoder_mask, fused)
     last = LastStep(padding, name="last_step")([x, lengths])  # (batch, units)
     latent = keras.layers.Dense(model_cfg.latent_dim, name=LATENT)(last)  # (batch, latent_dim)
 
-    decoded = DECODERS[model_cfg.decoder](latent, values, step_mask, model_cfg)
+    decoded = DECODERS[model_cfg.decoder](latent, values, step_mask, model_cfg, padding, fused)
     # Dense on the 3-D tensor is the per-step map; unlike TimeDistributed it works with an
     # unknown time length inside a compiled graph and keeps the mask.
     output = keras.layers.Dense(num_features, name="output")(decoded)  # (batch, time, features)

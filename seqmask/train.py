@@ -128,7 +128,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         runs.write_yaml(run_dir / runs.CONFIG, config_to_dict(cfg))
         runs.write_json(run_dir / runs.NORMALIZATION, splits.normalizer.to_dict())
         keras.utils.set_random_seed(cfg.train.seed)
-        model = build_autoencoder(cfg.model, num_features, padding)
+        model = build_autoencoder(cfg.model, num_features, padding, fused=device == "cpu")
         optimizer = keras.optimizers.Adam(
             learning_rate=cfg.train.learning_rate, global_clipnorm=cfg.train.clip_norm
         )

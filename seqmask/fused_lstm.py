@@ -1,0 +1,97 @@
+"""An LSTM that runs the whole sequence in one TensorFlow op (`BlockLSTMV2`).
+
+Why: `keras.layers.LSTM` on CPU runs a graph-level while loop, several small ops per step;
+`BlockLSTMV2` and its gradient run the time loop in C++, about twice as fast at the batch
+sizes seqmask trains with (bench/bench.py measures it).
+
+What it gives up: a per-step mask. That is exact for seqmask's post-padded batches without
+one: an LSTM is causal, so the outputs at a sequence's real steps (t < L) never depend on
+the padded steps after them; the encoder takes its state at t = L - 1 and the loss ignores
+t >= L. The model builder uses this layer only where that argument holds (post padding)
+and `keras.layers.LSTM`, which honours masks, elsewhere.
+
+The math, per step t (gate order i, f, c, o: BlockLSTMV2's, and Keras's):
+
+    [i, f, c̃, o] = [x_t, h_{t-1}] · [kernel; recurrent_kernel] + bias
+    c_t = σ(i) ⊙ tanh(c̃) + σ(f) ⊙ c_{t-1}
+    h_t = σ(o) ⊙ tanh(c_t)
+
+Initialization as Keras's LSTM: Glorot-uniform kernel, orthogonal recurrent kernel, zero
+bias except 1 on the forget gate.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from seqmask.layers import PACKAGE
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FusedLSTM(keras.layers.Layer):
+    """LSTM over a whole (batch, time, features) tensor; returns every step's output."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.supports_masking = True  # accepts a mask (and ignores it: see module docstring)
+
+    def build(self, input_shape):
+        input_dim, u = input_shape[-1], self.units
+        self.kernel = self.add_weight(
+            shape=(input_dim, 4 * u), initializer="glorot_uniform", name="kernel"
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(u, 4 * u), initializer="orthogonal", name="recurrent_kernel"
+        )
+
+        def bias_init(shape, dtype=None):
+            # gates i, f, c̃, o: only the forget gate starts at 1, so early training remembers.
+            return ops.concatenate([ops.zeros((u,)), ops.ones((u,)), ops.zeros((2 * u,))])
+
+        self.bias = self.add_weight(shape=(4 * u,), initializer=bias_init, name="bias")
+
+    def call(self, inputs, mask=None):
+        x = ops.cast(inputs, self.compute_dtype)  # (batch, time, features)
+        w = tf.concat([self.kernel, self.recurrent_kernel], axis=0)  # (features + units, 4 units)
+        b = tf.identity(self.bias)  # a tensor: custom_gradient handles variables separately
+        h = _block_lstm(tf.transpose(x, [1, 0, 2]), w, b)  # (time, batch, units)
+        return tf.transpose(h, [1, 0, 2])  # (batch, time, units)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@tf.custom_gradient
+def _block_lstm(x, w, b):
+    """h of every step for time-major x (time, batch, features), zero initial state.
+
+    The gradient is given here because TensorFlow registers BlockLSTMV2's gradient as the
+    V1 op's, which assumes V1's gate order (i, c, f, o) and so is wrong for V2's (i, f, c, o);
+    BlockLSTMGradV2 is the matching op.
+    """
+    units = tf.shape(b)[0] // 4
+    zeros = tf.zeros(tf.stack([tf.shape(x)[1], units]), x.dtype)  # (batch, units)
+    peephole = tf.zeros(tf.reshape(units, [1]), x.dtype)  # unused: use_peephole=False
+    common = dict(
+        seq_len_max=tf.cast(tf.shape(x)[0], tf.int64),
+        x=x, cs_prev=zeros, h_prev=zeros, w=w, wci=peephole, wcf=peephole, wco=peephole, b=b,
+    )
+    i, cs, f, o, ci, co, h = tf.raw_ops.BlockLSTMV2(
+        **common, cell_clip=-1.0, use_peephole=False  # negative cell_clip: no clipping
+    )
+
+    def grad(h_grad):
+        grads = tf.raw_ops.BlockLSTMGradV2(
+            **common, i=i, cs=cs, f=f, o=o, ci=ci, co=co, h=h,
+            cs_grad=tf.zeros_like(cs), h_grad=h_grad, use_peephole=False,
+        )
+        return grads.x_grad, grads.w_grad, grads.b_grad
+
+    return h, grad
