@@ -15,6 +15,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqmask.errors import Interrupted, SeqmaskError
@@ -29,8 +30,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train, evaluate and use masked LSTM autoencoders on variable-length sequences.",
 )
-out = Console()
-err = Console(stderr=True)
+# No markup on what seqmask prints: paths and ids may hold [brackets].
+out = Console(markup=False, highlight=False)
+err = Console(stderr=True, markup=False, highlight=False)
 
 
 def _import_tensorflow():
@@ -57,7 +59,8 @@ def _import_tensorflow():
 
 
 def _fail(message, code):
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escape(): file and column names may contain [brackets] that Rich would read as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

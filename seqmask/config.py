@@ -1,7 +1,7 @@
 """Run configuration: a tree of frozen dataclasses read from a YAML file.
 
-A config file has three sections, ``data``, ``model`` and ``train``. Only
-``data.train`` is required; every other key has a default (the comment next to
+A config file has four sections, ``data``, ``input``, ``model`` and ``train``.
+Only ``data.train`` is required; every other key has a default (the comment next to
 each field says why it is what it is), so the file a user writes stays short::
 
     data:
@@ -45,6 +45,7 @@ from seqmask.errors import ConfigError
 __all__ = [
     "Config",
     "DataConfig",
+    "InputConfig",
     "ModelConfig",
     "TrainConfig",
     "apply_overrides",
@@ -68,7 +69,10 @@ class DataConfig:
     # 0.2 is the usual hold-out. 0 with no `validation` file means no validation at
     # all; early stopping then watches the training loss. Unused when `validation` is set.
     validation_split: float = 0.2
-    # "auto" picks the reader from the file extension, so most configs never set it.
+    # "auto" picks the reader from the file extension (.npz, .csv[.gz], .jsonl[.gz],
+    # .parquet, .txt = tokens_text), or for a directory or a glob pattern
+    # ("recordings/*.csv") from the extensions of the files in it (csv_dir, npy_dir:
+    # one file per sequence), so most configs never set it.
     format: Literal[
         "auto", "npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"
     ] = "auto"
@@ -78,6 +82,15 @@ class DataConfig:
     step_column: str | None = None
     # None: every column but the id and step columns is a feature, the common case.
     feature_columns: tuple[str, ...] | None = None
+    # JSONL objects (and Parquet files with one row per sequence): "id" names the
+    # sequence, as in most exports.
+    id_key: str = "id"
+    # JSONL/Parquet: the key (column) holding a sequence's steps, a list of lists of
+    # numbers (or a flat list: one feature). "values" matches the NPZ array name.
+    values_key: str = "values"
+    # JSONL/Parquet: the key (column) holding a token sequence, a list of strings or
+    # integer ids. A record has either this key or `values_key`, never both.
+    tokens_key: str = "tokens"
     # None: the longest sequence sets the length, so nothing is cut unless asked for.
     max_len: int | None = None
     # "post" keeps the real steps first, which the cuDNN kernel and the repeat and
@@ -87,8 +100,33 @@ class DataConfig:
     # max_len a data error instead of cutting it silently.
     truncating: Literal["post", "pre", "none"] = "post"
     # "standard" (zero mean, unit variance per feature over the real steps) keeps
-    # the LSTM gates out of saturation whatever the units of the raw data.
+    # the LSTM gates out of saturation whatever the units of the raw data. Token
+    # input (input.kind: tokens) is never normalized, whatever this says.
     normalize: Literal["standard", "none"] = "standard"
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """What one step of a sequence is: a vector of numbers, or one token."""
+
+    # "values": each step is a vector of numeric features, the common case (sensors,
+    # trajectories). "tokens": each step is one token (a word, or an integer id kept
+    # as text) that a vocabulary maps to an id and the model embeds; data.normalize
+    # is then simply not applied, as there is nothing to standardize.
+    kind: Literal["values", "tokens"] = "values"
+    # Tokens only. 1: every token seen in the training split gets an id. Raise it to
+    # send rare tokens (typos, one-off names) to <unk> instead.
+    min_count: int = 1
+    # Tokens only. None: no cap on the vocabulary. It counts the two reserved ids
+    # (<pad> = 0, <unk> = 1), so 3 is the smallest vocabulary with a real token.
+    max_size: int | None = None
+    # Tokens only. None: build the vocabulary from the training split (most frequent
+    # first). A path (relative to this file, like data paths): use that vocabulary
+    # file, one token per line, "<pad>" and "<unk>" first, e.g. one saved by a run.
+    vocabulary: str | None = None
+    # Tokens only. 32 numbers per token: ample for vocabularies of a few thousand
+    # tokens, and small next to the LSTM's own weights.
+    embedding_dim: int = 32
 
 
 @dataclass(frozen=True)
@@ -123,6 +161,12 @@ class TrainConfig:
     patience: int = 15
     # 0.0: any improvement counts, so the default does not depend on the loss scale.
     min_delta: float = 0.0
+    # Halve the learning rate (lr_factor) after 5 epochs without improvement: a plateau
+    # schedule finds the lower rates late training needs without tuning. 0: constant rate.
+    lr_patience: int = 5
+    lr_factor: float = 0.5
+    # The schedule never goes below this: smaller steps than 1e-5 rarely change anything.
+    min_learning_rate: float = 1e-5
     # Clipping the global gradient norm at 1.0 guards LSTMs against exploding
     # gradients. None turns clipping off.
     clip_norm: float | None = 1.0
@@ -147,6 +191,7 @@ class Config:
     """A whole run configuration. `data` has no default because `data.train` is required."""
 
     data: DataConfig
+    input: InputConfig = field(default_factory=InputConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -201,10 +246,21 @@ _DATA_SPEC: dict[str, _Spec] = {
     "id_column": _Spec("str"),
     "step_column": _Spec("str", nullable=True),
     "feature_columns": _Spec("columns", nullable=True),
+    "id_key": _Spec("str"),
+    "values_key": _Spec("str"),
+    "tokens_key": _Spec("str"),
     "max_len": _Spec("int", _Range(1), nullable=True),
     "padding": _choice("post", "pre"),
     "truncating": _choice("post", "pre", "none"),
     "normalize": _choice("standard", "none"),
+}
+
+_INPUT_SPEC: dict[str, _Spec] = {
+    "kind": _choice("values", "tokens"),
+    "min_count": _Spec("int", _Range(1)),
+    "max_size": _Spec("int", _Range(3), nullable=True),
+    "vocabulary": _Spec("path", nullable=True),
+    "embedding_dim": _Spec("int", _Range(1)),
 }
 
 _MODEL_SPEC: dict[str, _Spec] = {
@@ -221,6 +277,9 @@ _TRAIN_SPEC: dict[str, _Spec] = {
     "learning_rate": _Spec("float", _Range(0, 1, lo_open=True)),
     "patience": _Spec("int", _Range(0)),
     "min_delta": _Spec("float", _Range(0)),
+    "lr_patience": _Spec("int", _Range(0)),
+    "lr_factor": _Spec("float", _Range(0, 1, lo_open=True, hi_open=True)),
+    "min_learning_rate": _Spec("float", _Range(0)),
     "clip_norm": _Spec("float", _Range(0, lo_open=True), nullable=True),
     # NumPy's legacy seeding, used under Keras' set_random_seed, takes 0 .. 2**32 - 1.
     "seed": _Spec("int", _Range(0, 2**32 - 1)),
@@ -235,9 +294,12 @@ _TRAIN_SPEC: dict[str, _Spec] = {
 # Section name -> (its dataclass, its spec table). The order is the order of Config.
 _SECTIONS: dict[str, tuple[type, dict[str, _Spec]]] = {
     "data": (DataConfig, _DATA_SPEC),
+    "input": (InputConfig, _INPUT_SPEC),
     "model": (ModelConfig, _MODEL_SPEC),
     "train": (TrainConfig, _TRAIN_SPEC),
 }
+
+_SECTION_NAMES = ", ".join(repr(s) for s in list(_SECTIONS)[:-1]) + f" and {list(_SECTIONS)[-1]!r}"
 
 _KIND_WORDS = {
     "int": "an integer",
@@ -377,7 +439,7 @@ def _parse_section(name: str, raw: Any, base_dir: str, source: str) -> Any:
 
 def _check_combinations(cfg: Config) -> None:
     """Rules that involve more than one key, checked once every key is valid on its own."""
-    data, model, train = cfg.data, cfg.model, cfg.train
+    data, inp, model, train = cfg.data, cfg.input, cfg.model, cfg.train
     if data.padding == "pre" and train.device == "gpu":
         raise ConfigError(
             "'data.padding' is 'pre' but 'train.device' is 'gpu': "
@@ -394,6 +456,25 @@ def _check_combinations(cfg: Config) -> None:
             f"'data.step_column' and 'data.id_column' are both {data.id_column!r}; "
             "the sequence id and the step order must come from different columns"
         )
+    keys = {"id_key": data.id_key, "values_key": data.values_key, "tokens_key": data.tokens_key}
+    for a, b in (("id_key", "values_key"), ("id_key", "tokens_key"), ("values_key", "tokens_key")):
+        if keys[a] == keys[b]:
+            raise ConfigError(
+                f"'data.{a}' and 'data.{b}' are both {keys[a]!r}; "
+                "each names a different key of a JSONL record"
+            )
+    if inp.vocabulary is not None:
+        if inp.kind != "tokens":
+            raise ConfigError(
+                "'input.vocabulary' is set but 'input.kind' is 'values': "
+                "a vocabulary maps tokens to ids; set kind: tokens or remove vocabulary"
+            )
+        if inp.min_count != 1 or inp.max_size is not None:
+            which = "min_count" if inp.min_count != 1 else "max_size"
+            raise ConfigError(
+                f"'input.{which}' is set but so is 'input.vocabulary': {which} shapes a vocabulary "
+                "built from the training data and would be ignored; remove one of them"
+            )
 
 
 def _parse_yaml(text: str, where: str) -> Any:
@@ -426,15 +507,20 @@ def config_from_dict(raw: Any, base_dir: Path | str | None = None, source: str =
         raise ConfigError(f"{source} is empty; a config needs at least 'data.train'")
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"{source} must hold a mapping with the sections 'data', 'model' and 'train', got {_show_typed(raw)}"
+            f"{source} must hold a mapping with the sections {_SECTION_NAMES}, got {_show_typed(raw)}"
         )
     for key in raw:
         if key not in _SECTIONS:
             raise _unknown_key(key, list(_SECTIONS), None, source)
     base = os.path.abspath(base_dir if base_dir is not None else os.getcwd())
-    sections = {name: _parse_section(name, raw.get(name), base, source) for name in _SECTIONS}
-    cfg = Config(**sections)
-    _check_combinations(cfg)
+    try:
+        sections = {name: _parse_section(name, raw.get(name), base, source) for name in _SECTIONS}
+        cfg = Config(**sections)
+        _check_combinations(cfg)
+    except ConfigError as e:
+        if source == "<config>" or source in str(e):
+            raise
+        raise ConfigError(f"{source}: {e}") from None  # every message names the file
     return cfg
 
 
@@ -515,8 +601,17 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raise ConfigError(f"config file {source} is empty; it needs at least 'data.train'")
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"config file {source} must hold a mapping with the sections 'data', 'model' and 'train', "
+            f"config file {source} must hold a mapping with the sections {_SECTION_NAMES}, "
             f"got {_show_typed(raw)}"
         )
     raw = apply_overrides(raw, overrides)
-    return config_from_dict(raw, base_dir=path.absolute().parent, source=source)
+    try:
+        return config_from_dict(raw, base_dir=path.absolute().parent, source=source)
+    except ConfigError as e:
+        # A bad value that came from --set: say so, or the user searches the file for it.
+        for item in overrides if not isinstance(overrides, str) else [overrides]:
+            key_path = str(item).partition("=")[0].strip()
+            if f"{key_path!r}" in str(e):
+                message = str(e).removeprefix(f"{source}: ")  # the value is not in the file
+                raise ConfigError(f"{message} (from --set {item!r})") from None
+        raise

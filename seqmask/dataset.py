@@ -41,7 +41,7 @@ def check_targets(seqs, train_cfg):
     short = np.flatnonzero(seqs.lengths < 2)
     if train_cfg.loss == "last_step" and len(short):
         raise DataError(
-            f"{seqs.source}: sequence {seqs.ids[short[0]]!r} has length 1, so with "
+            f"{seqs.source}: sequence '{seqs.ids[short[0]]}' has length 1, so with "
             "target: next_step it has no step to predict and last_step has nothing to score "
             f"({len(short)} such sequence(s)); drop them or use target: reconstruct"
         )

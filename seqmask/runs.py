@@ -102,8 +102,13 @@ def read_yaml(path):
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as e:
-        raise RunError(f"cannot read {path}: {e}") from e
+    except OSError as e:
+        raise RunError(f"cannot read {path}: {e.strerror or e}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f", line {mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or "invalid YAML").split())
+        raise RunError(f"{path}{at}: {problem} (the run's saved config is damaged)") from e
 
 
 def read_json(path):
@@ -112,6 +117,12 @@ def read_json(path):
             return json.load(f)
     except (OSError, ValueError) as e:
         raise RunError(f"cannot read {path}: {e}") from e
+
+
+def remove_partial_writes(run_dir):
+    """Deletes the temporary files of writes a kill interrupted (see `atomic_path`)."""
+    for leftover in Path(run_dir).rglob(".tmp-*"):
+        leftover.unlink(missing_ok=True)
 
 
 def checkpoint_path(run_dir, which):

@@ -54,6 +54,7 @@ def _fresh_state():
         "best_loss": None,  # best monitored loss so far, and its epoch
         "best_epoch": None,
         "bad_epochs": 0,  # epochs since the best one (early-stopping patience)
+        "plateau": 0,  # epochs since the best one or the last learning-rate cut
         "history": [],
         "finished": False,
         "stop_reason": None,
@@ -108,15 +109,19 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
     should_stop = should_stop or (lambda: False)
     run_dir = Path(run_dir)
     if resume:
-        runs.require_run(run_dir)
+        if not (run_dir / runs.CONFIG).is_file():
+            raise RunError(f"cannot resume {run_dir}: it is not a seqmask run directory (no {runs.CONFIG})")
         cfg = config_from_dict(runs.read_yaml(run_dir / runs.CONFIG), source=str(run_dir / runs.CONFIG))
+        runs.remove_partial_writes(run_dir)
     device = configure_device(cfg.train.device)
     splits = prepare(cfg)
     train_seqs, val_seqs = splits.train, splits.validation
     num_features = train_seqs.num_features
     padding = cfg.data.padding
 
-    if resume:
+    # A run killed before its first checkpoint resumes from scratch, with its saved config.
+    from_checkpoint = resume and runs.checkpoint_path(run_dir, "last").is_file()
+    if from_checkpoint:
         saved = Normalizer.from_dict(runs.read_json(run_dir / runs.NORMALIZATION))
         if not np.allclose(saved.mean, splits.normalizer.mean) or not np.allclose(saved.std, splits.normalizer.std):
             raise RunError(f"{run_dir}: the training data changed since the run started (normalization differs)")
@@ -124,8 +129,9 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         _check_compatible(model, num_features, run_dir)
         optimizer = model.optimizer
     else:
-        run_dir = _prepare_run_dir(run_dir, overwrite)
-        runs.write_yaml(run_dir / runs.CONFIG, config_to_dict(cfg))
+        if not resume:
+            run_dir = _prepare_run_dir(run_dir, overwrite)
+            runs.write_yaml(run_dir / runs.CONFIG, config_to_dict(cfg))
         runs.write_json(run_dir / runs.NORMALIZATION, splits.normalizer.to_dict())
         keras.utils.set_random_seed(cfg.train.seed)
         model = build_autoencoder(cfg.model, num_features, padding, fused=device == "cpu")
@@ -148,7 +154,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
     reporter.start(
         {
             "run_dir": str(run_dir),
-            "resumed_at": (state["epoch"], state["batch"]) if resume else None,
+            "resumed_at": (state["epoch"], state["batch"]) if from_checkpoint else None,
             "device": device,
             "train_sequences": len(train_seqs),
             "validation_sequences": len(val_seqs),
@@ -157,7 +163,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         }
     )
     if not state["finished"]:
-        keras.utils.set_random_seed(cfg.train.seed + state["epoch"])
+        _seed_epoch(cfg.train.seed, state["epoch"])
     while not state["finished"] and state["epoch"] <= cfg.train.epochs:
         epoch = state["epoch"]
         batches = training_batches(
@@ -211,16 +217,22 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
 
         current = row[monitor]
         if state["best_loss"] is None or current < state["best_loss"] - cfg.train.min_delta:
-            state["best_loss"], state["best_epoch"], state["bad_epochs"] = current, epoch, 0
+            state.update(best_loss=current, best_epoch=epoch, bad_epochs=0, plateau=0)
             save_checkpoint(model, best_path, {"epoch": epoch, monitor: current})
         else:
             state["bad_epochs"] += 1
+            state["plateau"] += 1
+            if cfg.train.lr_patience and state["plateau"] >= cfg.train.lr_patience:
+                # The rate lives in the optimizer, so checkpoints carry the schedule too.
+                lr = float(optimizer.learning_rate.numpy())
+                optimizer.learning_rate.assign(max(lr * cfg.train.lr_factor, cfg.train.min_learning_rate))
+                state["plateau"] = 0
         if cfg.train.patience and state["bad_epochs"] >= cfg.train.patience:
             state["finished"], state["stop_reason"] = True, f"early stopping: no improvement in {monitor} for {cfg.train.patience} epochs"
         elif epoch >= cfg.train.epochs:
             state["finished"], state["stop_reason"] = True, "reached train.epochs"
         state.update(epoch=epoch + 1, batch=0, epoch_sum=0.0, epoch_count=0.0, epoch_seconds=0.0)
-        keras.utils.set_random_seed(cfg.train.seed + state["epoch"])
+        _seed_epoch(cfg.train.seed, state["epoch"])
         runs.write_history(run_dir / runs.HISTORY, state["history"])
         save_checkpoint(model, last_path, state)
         reporter.epoch_end(row)
@@ -228,6 +240,11 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
     metrics = _metrics(cfg, state, splits, device, monitor)
     runs.write_json(run_dir / runs.METRICS, metrics)
     return metrics
+
+
+def _seed_epoch(seed, epoch):
+    """Seeds every generator from (seed, epoch): a resumed epoch draws what it would have."""
+    keras.utils.set_random_seed((seed * 1_000_003 + epoch) % 2**32)
 
 
 def _real_steps(seqs, batches):

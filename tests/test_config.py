@@ -18,6 +18,7 @@ from seqmask import config as config_module
 from seqmask.config import (
     Config,
     DataConfig,
+    InputConfig,
     ModelConfig,
     TrainConfig,
     apply_overrides,
@@ -38,10 +39,19 @@ data:
   id_column: seq
   step_column: t
   feature_columns: [a, b, c]
+  id_key: name
+  values_key: steps
+  tokens_key: words
   max_len: 100
   padding: post
   truncating: none
   normalize: none
+input:
+  kind: tokens
+  min_count: 2
+  max_size: 1000
+  vocabulary: null
+  embedding_dim: 16
 model:
   units: 128
   num_layers: 2
@@ -92,6 +102,9 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
 
 def test_dataclass_defaults_read_naturally():
     cfg = Config(DataConfig(train="x.csv"))
+    assert cfg.input == InputConfig() and cfg.input.kind == "values"
+    assert (cfg.input.min_count, cfg.input.max_size, cfg.input.vocabulary, cfg.input.embedding_dim) == (1, None, None, 32)
+    assert (cfg.data.id_key, cfg.data.values_key, cfg.data.tokens_key) == ("id", "values", "tokens")
     assert cfg.model.units == 64
     assert cfg.model.decoder == "repeat"
     assert cfg.train.learning_rate == 0.002
@@ -145,7 +158,9 @@ def test_full_config_file(tmp_path):
     assert d.validation_split == 0.0 and isinstance(d.validation_split, float)
     assert (d.format, d.id_column, d.step_column) == ("csv", "seq", "t")
     assert d.feature_columns == ("a", "b", "c")
+    assert (d.id_key, d.values_key, d.tokens_key) == ("name", "steps", "words")
     assert (d.max_len, d.padding, d.truncating, d.normalize) == (100, "post", "none", "none")
+    assert cfg.input == InputConfig(kind="tokens", min_count=2, max_size=1000, vocabulary=None, embedding_dim=16)
     assert m == ModelConfig(units=128, num_layers=2, latent_dim=16, decoder="remask", decoder_units=96)
     assert t == TrainConfig(
         epochs=50,
@@ -303,7 +318,7 @@ def test_section_that_is_not_a_mapping(value):
     [
         ("", "is empty"),
         ("# only a comment\n", "is empty"),
-        ("- a\n- b\n", "must hold a mapping with the sections 'data', 'model' and 'train', got ['a', 'b'] (list)"),
+        ("- a\n- b\n", "must hold a mapping with the sections 'data', 'input', 'model' and 'train', got ['a', 'b'] (list)"),
         ("42\n", "got 42 (int)"),
         ("just text\n", "got 'just text' (str)"),
         ("data:\n  train: a\nmodel:\n  units: [1\n", "invalid YAML in"),
@@ -372,6 +387,47 @@ def test_pre_padding_is_fine_with_remask_off_gpu(device):
     assert config_from_dict(raw).data.padding == "pre"
 
 
+def test_input_section_values_and_errors():
+    cfg = config_from_dict(with_("input", kind="tokens", min_count=3, max_size=3, embedding_dim=1))
+    assert (cfg.input.kind, cfg.input.min_count, cfg.input.max_size, cfg.input.embedding_dim) == ("tokens", 3, 3, 1)
+    assert error_of(with_("input", kind="token")) == "'input.kind' must be one of 'values', 'tokens', got 'token'; did you mean 'tokens'?"
+    assert error_of(with_("input", min_count=0)) == "'input.min_count' must be >= 1, got 0"
+    assert error_of(with_("input", max_size=2)) == "'input.max_size' must be >= 3, got 2"
+    assert error_of(with_("input", embedding_dim=0)) == "'input.embedding_dim' must be >= 1, got 0"
+    assert "'input.embedding_dim' must be an integer, got 1.5 (float)" in error_of(with_("input", embedding_dim=1.5))
+    assert "'input.vocabulary' must be a file path (a non-empty string) or null" in error_of(with_("input", vocabulary=3))
+    assert "did you mean 'input.min_count'?" in error_of(with_("input", mincount=2))
+    assert "did you mean 'input.embedding_dim'?" in error_of(with_("model", embedding_dim=8))
+    assert "section 'input' in <config> must be a mapping" in error_of({**MINIMAL, "input": [1]})
+
+
+def test_input_vocabulary_resolves_against_the_config_file(tmp_path, monkeypatch):
+    path = write(tmp_path / "configs", "data:\n  train: ../data/t.txt\ninput:\n  kind: tokens\n  vocabulary: ../vocab.txt\n")
+    monkeypatch.chdir(tmp_path / "configs" / "..")
+    cfg = load_config(path)
+    assert cfg.input.vocabulary == str(tmp_path / "vocab.txt")
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+def test_input_vocabulary_cross_checks():
+    assert "'input.vocabulary' is set but 'input.kind' is 'values'" in error_of(with_("input", vocabulary="v.txt"))
+    message = error_of(with_("input", kind="tokens", vocabulary="v.txt", min_count=2))
+    assert message.startswith("'input.min_count' is set but so is 'input.vocabulary'")
+    message = error_of(with_("input", kind="tokens", vocabulary="v.txt", max_size=10))
+    assert message.startswith("'input.max_size' is set but so is 'input.vocabulary'")
+    # normalization is simply not applied to tokens: no error
+    cfg = config_from_dict({"data": {"train": "t.txt", "normalize": "standard"}, "input": {"kind": "tokens"}})
+    assert cfg.data.normalize == "standard"
+
+
+def test_jsonl_keys():
+    cfg = config_from_dict(with_("data", id_key="name", values_key="x", tokens_key="w"))
+    assert (cfg.data.id_key, cfg.data.values_key, cfg.data.tokens_key) == ("name", "x", "w")
+    assert "'data.id_key' must be a non-empty string, got '' (str)" in error_of(with_("data", id_key=""))
+    assert error_of(with_("data", values_key="id")).startswith("'data.id_key' and 'data.values_key' are both 'id'")
+    assert error_of(with_("data", tokens_key="values")).startswith("'data.values_key' and 'data.tokens_key' are both 'values'")
+
+
 def test_step_column_must_differ_from_id_column():
     message = error_of(with_("data", id_column="k", step_column="k"))
     assert "'data.step_column' and 'data.id_column' are both 'k'" in message
@@ -429,7 +485,7 @@ def test_bad_overrides(override, expected):
 
 def test_override_values_get_the_usual_checks(tmp_path):
     path = write(tmp_path, "data:\n  train: a.csv\n")
-    with pytest.raises(ConfigError, match=r"^'train\.batch_size' must be an integer, got '64x' \(str\)$"):
+    with pytest.raises(ConfigError, match=r"^'train\.batch_size' must be an integer, got '64x' \(str\) \(from --set 'train\.batch_size=64x'\)$"):
         load_config(path, ["train.batch_size=64x"])
     with pytest.raises(ConfigError, match="did you mean 'remask'"):
         load_config(path, ["model.decoder=remsk"])
@@ -489,7 +545,8 @@ def test_config_to_dict_writes_absolute_paths(tmp_path, monkeypatch):
     plain = config_to_dict(Config(DataConfig(train="rel.csv")))
     assert plain["data"]["train"] == str(tmp_path / "rel.csv")
     assert plain["data"]["validation"] is None
-    assert set(plain) == {"data", "model", "train"}
+    assert set(plain) == {"data", "input", "model", "train"}
+    assert plain["input"] == {"kind": "values", "min_count": 1, "max_size": None, "vocabulary": None, "embedding_dim": 32}
 
 
 # --------------------------------------------------------------------------- fuzz

@@ -1,0 +1,144 @@
+"""Trust: a run killed at any moment resumes to exactly the run that was never interrupted.
+
+One uninterrupted run is the reference. Then the same config is started in a subprocess
+and killed with SIGKILL at 20 random moments (resuming after each kill); after every kill
+the run directory must load (evaluate works on the last checkpoint) and resume. The run
+is then resumed to the end and must match the reference: history to 1e-6, final weights.
+"""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from seqmask.checkpoints import load_checkpoint
+from seqmask.config import load_config
+from seqmask.evaluate import evaluate, load_run
+from seqmask.train import train
+
+pytestmark = pytest.mark.slow
+
+KILLS = 20
+
+
+def make_run_config(tmp_path, **train_overrides):
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, 800)
+    t = np.arange(lengths.sum())
+    values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
+    np.savez(tmp_path / "data.npz", values=values.astype(np.float32), lengths=lengths)
+    cfg = {
+        "data": {"train": "data.npz"},
+        "model": {"units": 8, "latent_dim": 4},
+        "train": {"epochs": 8, "batch_size": 8, "patience": 0, "lr_patience": 1,
+                  "checkpoint_every_steps": 5, "learning_rate": 0.01, **train_overrides},
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def seqmask(*args, **kwargs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "seqmask", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kwargs)
+
+
+def wait_for_progress(proc, last, timeout=120):
+    """Waits until the process has written a new checkpoint; False if it ended first."""
+    before = last.stat().st_mtime_ns if last.exists() else None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if last.exists() and last.stat().st_mtime_ns != before:
+            return True
+        time.sleep(0.01)
+    raise AssertionError("no checkpoint written in time")
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    config = make_run_config(tmp_path)
+    reference = tmp_path / "reference"
+    train(load_config(config), reference)
+
+    run_dir = tmp_path / "killed"
+    last = run_dir / "checkpoints" / "last.keras"
+    rng = np.random.default_rng(1)
+    kills = checked = 0
+    positions = set()
+    while kills < KILLS and not (run_dir / "metrics.json").exists():
+        if (run_dir / "config.yaml").exists():
+            proc = seqmask("train", "--resume", run_dir, "--quiet")
+        else:
+            proc = seqmask("train", "--config", config, "--run-dir", run_dir, "--quiet")
+        if not wait_for_progress(proc, last):
+            out = proc.communicate()[0]
+            assert proc.returncode == 0, out
+            continue
+        # A random moment after a checkpoint: mid-batch, mid-validation or mid-write.
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        kills += 1
+        # Whatever moment the kill hit, the directory is usable.
+        model, state = load_checkpoint(last)
+        assert state["epoch"] >= 1 and model.count_params() > 0
+        assert np.isfinite(evaluate(load_run(run_dir, "last")).loss)
+        positions.add((state["epoch"], state["batch"]))
+        checked += 1
+    assert kills == KILLS, f"the run finished after {kills} kills; make it longer"
+
+    # The kills must have landed all over the run, not only before the first checkpoint.
+    assert len(positions) >= 5, positions
+
+    # Resume to the end.
+    proc = seqmask("train", "--resume", run_dir, "--quiet")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "resuming" in out
+
+    got, want = history(run_dir), history(reference)
+    assert len(got) == len(want) == 8
+    for g, w in zip(got, want):
+        for key in ("epoch", "loss", "val_loss", "learning_rate"):
+            assert abs(g[key] - w[key]) <= 1e-6 * max(1.0, abs(w[key])), (key, g, w)
+    final = load_checkpoint(run_dir / "checkpoints" / "last.keras")[0].get_weights()
+    expected = load_checkpoint(reference / "checkpoints" / "last.keras")[0].get_weights()
+    largest = max(float(np.abs(a - b).max()) for a, b in zip(final, expected))
+    print(f"kills: {kills}, checkpoints checked: {checked} at {len(positions)} distinct positions, "
+          f"largest weight difference: {largest:.3g}")
+    assert largest <= 1e-6
+    assert not list(run_dir.rglob(".tmp-*"))
+
+
+def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path):
+    config = make_run_config(tmp_path, epochs=3)
+    run_dir = tmp_path / "run"
+    proc = seqmask("train", "--config", config, "--run-dir", run_dir, "--quiet")
+    assert wait_for_progress(proc, run_dir / "checkpoints" / "last.keras")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert f"resume with: seqmask train --resume {run_dir}" in " ".join(out.split())
+    assert "Traceback" not in out
+    _, state = load_checkpoint(run_dir / "checkpoints" / "last.keras")
+    assert state["batch"] > 0 or state["epoch"] > 1
+
+    proc = seqmask("train", "--resume", run_dir, "--quiet")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert len(history(run_dir)) == 3
