@@ -39,6 +39,7 @@ bench-quick: install
 
 data: install
 	$(BIN)/python scripts/make_example_data.py
+	$(BIN)/python scripts/make_token_data.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

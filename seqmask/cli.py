@@ -6,6 +6,7 @@ errors, 130 for Ctrl-C. TensorFlow is imported inside the commands that need it,
 `--help` and config errors answer at once.
 """
 
+import math
 import os
 import signal
 import sys
@@ -111,6 +112,8 @@ class _PlainReporter:
 
     def epoch_end(self, row):
         val = f"  val_loss {row['val_loss']:.6f}" if row["val_loss"] is not None else ""
+        if row.get("val_accuracy") is not None:
+            val += f"  val_accuracy {row['val_accuracy']:.4f}"
         self.console.print(
             f"epoch {row['epoch']:>4}  loss {row['loss']:.6f}{val}  {row['seconds']:.1f}s  "
             f"{row['real_steps'] / max(row['seconds'], 1e-9):,.0f} real steps/s",
@@ -223,14 +226,19 @@ def evaluate(
         run = load_run(run_dir, checkpoint)
         result = run_evaluate(run, data)
         output = output or Path(run_dir) / f"evaluation_{checkpoint}.csv"
-        write_errors_csv(output, result.data, result.scores)
+        tokens = run.cfg.input.kind == "tokens"
+        write_errors_csv(output, result.data, result.scores, tokens=tokens)
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     table = Table(title=f"seqmask evaluate - {run_dir} ({checkpoint} checkpoint)", show_header=False)
     table.add_row("data", str(data) if data else "the run's validation data")
     table.add_row("sequences", f"{len(result.data):,}")
     table.add_row("scored steps", f"{int(result.scores.counts.sum()):,}")
-    table.add_row(f"loss ({run.cfg.train.loss}, {run.cfg.train.error})", f"{result.loss:.6f}")
+    error = "cross-entropy" if tokens else run.cfg.train.error
+    table.add_row(f"loss ({run.cfg.train.loss}, {error})", f"{result.loss:.6f}")
+    if tokens:
+        table.add_row("token accuracy", f"{result.scores.accuracy:.4f}")
+        table.add_row("perplexity", f"{math.exp(result.loss):.3f}")
     errors = result.scores.per_sequence
     table.add_row("per-sequence error: median / max", f"{np.nanmedian(errors):.6f} / {np.nanmax(errors):.6f}")
     table.add_row("throughput", f"{result.data.num_steps / max(result.seconds, 1e-9):,.0f} real steps/s")

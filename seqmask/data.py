@@ -2,9 +2,17 @@
 
 A dataset is a :class:`Sequences`: every sequence's steps concatenated into one
 ``(total_steps, num_features)`` float32 array, plus each sequence's length and id.
+
 There is no padding in it; padding exists only in the batches that :func:`pad`
 builds, and :func:`length_mask` is the numpy reference of which batch positions
 are real steps.
+
+Token data has two forms. As read from a file, ``values`` is a 1-D numpy unicode
+array of shape ``(total_steps,)``, one token per step (:attr:`Sequences.is_tokens`).
+:meth:`seqmask.vocab.Vocabulary.encode` turns it into ids: ``values`` int32 of
+shape ``(total_steps, 1)``, so that truncating, splitting and :func:`pad` work on it
+unchanged (``pad`` keeps the dtype: an int32 batch of ids, 0 = padding).
+:class:`Normalizer` refuses both token forms: tokens are never standardized.
 
 Everything here is vectorized numpy (at most a loop per sequence, never per step),
 and nothing here imports TensorFlow or Keras.
@@ -56,10 +64,18 @@ class Sequences:
     """Variable-length sequences, concatenated without padding.
 
     ``values[offsets[i]:offsets[i + 1]]`` is sequence ``i`` (id ``ids[i]``), which has
-    ``lengths[i]`` steps. Inputs are normalised on construction: values to a 2-D
-    float32 array, lengths to int64, ids to a numpy unicode array. Inconsistent
-    arrays raise ``ValueError`` (a programming error: readers raise ``DataError``
-    before building a ``Sequences`` from user data).
+    ``lengths[i]`` steps. Inputs are normalised on construction: lengths to int64,
+    ids to a numpy unicode array, and values to one of three forms:
+
+    * numbers: 2-D ``(total_steps, num_features)`` float32 (any other float, int or
+      bool dtype is converted to float32), the common case;
+    * token ids: 2-D ``(total_steps, 1)`` int32, as :meth:`Vocabulary.encode
+      <seqmask.vocab.Vocabulary.encode>` makes them (int32 is kept as is);
+    * tokens: 1-D ``(total_steps,)`` numpy unicode (``is_tokens``), as readers of
+      token data return them; ``num_features`` is then 1.
+
+    Inconsistent arrays raise ``ValueError`` (a programming error: readers raise
+    ``DataError`` before building a ``Sequences`` from user data).
 
     An empty ``Sequences`` (no sequences, ``values`` of shape ``(0, num_features)``)
     is allowed; it is what :func:`split` returns as the validation set when the
@@ -73,10 +89,18 @@ class Sequences:
 
     def __post_init__(self) -> None:
         values = np.asarray(self.values)
-        if values.ndim != 2:
-            raise ValueError(f"values must be 2-D (total_steps, num_features), got shape {values.shape}")
-        if values.dtype != np.float32:
-            values = values.astype(np.float32)
+        if values.dtype.kind == "U":
+            if values.ndim != 1:
+                raise ValueError(f"token values must be 1-D (total_steps,), got shape {values.shape}")
+        else:
+            if values.ndim != 2:
+                raise ValueError(
+                    f"values must be 2-D (total_steps, num_features), got shape {values.shape}"
+                )
+            if values.dtype.kind not in "fiub":
+                raise ValueError(f"values must be numbers or tokens (str), got dtype {values.dtype}")
+            if values.dtype != np.float32 and values.dtype != np.int32:
+                values = values.astype(np.float32)
         lengths = np.asarray(self.lengths)
         if lengths.ndim != 1:
             raise ValueError(f"lengths must be 1-D, got shape {lengths.shape}")
@@ -109,8 +133,14 @@ class Sequences:
         return _exclusive_cumsum(self.lengths)
 
     @property
+    def is_tokens(self) -> bool:
+        """True when ``values`` holds tokens (1-D unicode), not yet mapped to ids."""
+        return self.values.dtype.kind == "U"
+
+    @property
     def num_features(self) -> int:
-        return int(self.values.shape[1])
+        """Features per step; 1 for tokens (one token per step)."""
+        return 1 if self.values.ndim == 1 else int(self.values.shape[1])
 
     @property
     def num_steps(self) -> int:
@@ -120,8 +150,9 @@ class Sequences:
         return int(self.lengths.shape[0])
 
     def __repr__(self) -> str:
+        kind = "tokens" if self.is_tokens else f"features={self.num_features}"
         return (
-            f"Sequences(n={len(self)}, steps={self.num_steps}, features={self.num_features}"
+            f"Sequences(n={len(self)}, steps={self.num_steps}, {kind}"
             + (f", source={self.source!r}" if self.source else "")
             + ")"
         )
@@ -129,7 +160,8 @@ class Sequences:
     # -- access --------------------------------------------------------------
 
     def sequence(self, i: int) -> np.ndarray:
-        """Sequence ``i`` as a ``(length_i, num_features)`` view into ``values``."""
+        """Sequence ``i`` as a ``(length_i, num_features)`` view into ``values``
+        (``(length_i,)`` for tokens)."""
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"sequence index {i} out of range for {n} sequences")
@@ -147,20 +179,28 @@ class Sequences:
         return Sequences(self.values[rows], lengths, self.ids[idx], self.source)
 
     def with_values(self, values: np.ndarray) -> "Sequences":
-        """Same lengths, ids and source; new ``(num_steps, any_features)`` values."""
+        """Same lengths, ids and source; new values with ``num_steps`` rows, in any
+        of the forms the constructor takes (``(num_steps, F)`` numbers or ids,
+        ``(num_steps,)`` tokens)."""
         values = np.asarray(values)
-        if values.ndim != 2 or values.shape[0] != self.num_steps:
+        if values.ndim not in (1, 2) or values.shape[0] != self.num_steps:
             raise ValueError(f"values must have shape ({self.num_steps}, F), got {values.shape}")
         return Sequences(values, self.lengths, self.ids, self.source)
 
 
 def _empty_like(seqs: Sequences) -> Sequences:
     return Sequences(
-        np.zeros((0, seqs.num_features), dtype=np.float32),
+        seqs.values[:0],  # keeps the dtype and the feature count
         np.zeros(0, dtype=np.int64),
         np.zeros(0, dtype=seqs.ids.dtype),
         seqs.source,
     )
+
+
+def _check_numbers(seqs: Sequences, what: str) -> None:
+    if seqs.values.dtype != np.float32:
+        form = "tokens" if seqs.is_tokens else "token ids"
+        raise ValueError(f"cannot {what} {form}: only numeric (float32) values are normalized")
 
 
 def _where(seqs: Sequences) -> str:
@@ -190,7 +230,7 @@ def truncate(seqs: Sequences, max_len: int | None, truncating: Truncating) -> Se
     if truncating == "none":
         i = int(too_long[0])
         raise DataError(
-            f"{_where(seqs)}: sequence '{seqs.ids[i]}' (index {i}) has {int(seqs.lengths[i])} steps, "
+            f"{_where(seqs)}: sequence {str(seqs.ids[i])!r} (index {i}) has {int(seqs.lengths[i])} steps, "
             f"more than max_len {max_len} ({too_long.size} sequence(s) are too long); "
             "raise max_len or set truncating to 'post' or 'pre'"
         )
@@ -250,7 +290,11 @@ class Normalizer:
 
     @classmethod
     def fit(cls, seqs: Sequences) -> "Normalizer":
-        """Mean and (population) std of every feature over all real steps."""
+        """Mean and (population) std of every feature over all real steps.
+
+        ``ValueError`` for tokens or token ids: they are never normalized.
+        """
+        _check_numbers(seqs, "fit a normalizer on")
         if seqs.num_steps == 0:
             raise ValueError("cannot fit a normalizer on no data")
         x = seqs.values.astype(np.float64)
@@ -266,6 +310,7 @@ class Normalizer:
         return cls(np.zeros(num_features), np.ones(num_features))
 
     def apply(self, seqs: Sequences) -> Sequences:
+        _check_numbers(seqs, "normalize")
         if seqs.num_features != self.num_features:
             raise ValueError(
                 f"normalizer has {self.num_features} features but the data has {seqs.num_features}"
@@ -301,13 +346,24 @@ def pad(
     padding: Padding,
     pad_value: float = 0.0,
 ) -> np.ndarray:
-    """A ``(len(indices), time_len, num_features)`` float32 batch of the chosen sequences.
+    """A ``(len(indices), time_len, num_features)`` batch of the chosen sequences.
 
+    The batch has the dtype of ``seqs.values``: float32 for numbers, int32 for token
+    ids (pad with ``pad_value=0``, :data:`seqmask.vocab.PAD`). A ``pad_value`` that
+    int32 cannot hold exactly is a ``ValueError``, and so are tokens not yet encoded.
     Real steps sit at the start (``"post"`` padding) or the end (``"pre"``) of the
     time axis; every other position holds ``pad_value``. Every chosen sequence must
     fit (``length <= time_len``), else ``ValueError``: truncate first.
     """
     _check_padding(padding)
+    if seqs.is_tokens:
+        raise ValueError("cannot pad tokens: encode them to ids with a Vocabulary first")
+    dtype = seqs.values.dtype
+    if dtype.kind in "iu":
+        info, p = np.iinfo(dtype), float(pad_value)
+        if not (p.is_integer() and info.min <= p <= info.max):
+            raise ValueError(f"pad_value {pad_value!r} is not a valid {dtype} value for token ids")
+        pad_value = int(p)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     if idx.size and (idx.min() < -len(seqs) or idx.max() >= len(seqs)):
         raise IndexError(f"pad index out of range for {len(seqs)} sequences")
@@ -319,9 +375,9 @@ def pad(
     if lengths.size and int(lengths.max()) > time_len:
         j = int(np.argmax(lengths))
         raise ValueError(
-            f"sequence '{seqs.ids[idx[j]]}' has {int(lengths[j])} steps, more than time_len {time_len}"
+            f"sequence {str(seqs.ids[idx[j]])!r} has {int(lengths[j])} steps, more than time_len {time_len}"
         )
-    out = np.full((idx.size, time_len, seqs.num_features), pad_value, dtype=np.float32)
+    out = np.full((idx.size, time_len, seqs.num_features), pad_value, dtype=dtype)
     total = int(lengths.sum())
     if total == 0:
         return out

@@ -1,37 +1,55 @@
-"""The config's view of the data: read -> truncate -> split -> normalize.
+"""The config's view of the data: read -> truncate -> split -> transform.
 
-Training fits the normalization on the real steps of the training split only; evaluate and
-encode apply the statistics saved in the run. Both go through `load`, so a file is read,
-truncated and checked the same way wherever it is used.
+The transform turns what a reader gives into what the model takes, and is fitted on the
+training split only:
+  * numeric values: standardization (`Normalizer`: per-feature mean and std over the
+    training split's real steps), or the identity with `normalize: none`;
+  * tokens: a `Vocabulary` built from the training split (or given), mapping tokens to ids.
+It is saved in the run directory, and evaluate and encode apply the saved one. Everything
+goes through `load`, so a file is read, truncated and checked the same way wherever it is
+used.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from seqmask.data import Normalizer, Sequences, split, truncate
-from seqmask.errors import DataError
+from seqmask.errors import DataError, RunError
 from seqmask.readers import read_sequences
+from seqmask.runs import NORMALIZATION, VOCABULARY, read_json, write_json
+from seqmask.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
 class Splits:
-    train: Sequences
-    validation: Sequences  # may be empty: early stopping then watches the training loss
-    normalizer: Normalizer
+    train: Sequences  # transformed
+    validation: Sequences  # transformed; may be empty: early stopping then watches the training loss
+    transform: Normalizer | Vocabulary
     max_len: int  # the time length no batch exceeds
 
 
-def load(path, data_cfg):
-    """One file, read and truncated as the config says (not normalized)."""
+def load(path, cfg):
+    """One file, read, checked against `input.kind` and truncated as the config says."""
+    data_cfg = cfg.data
     seqs = read_sequences(
         path,
         format=data_cfg.format,
         id_column=data_cfg.id_column,
         step_column=data_cfg.step_column,
         feature_columns=data_cfg.feature_columns,
+        **_json_keys(data_cfg),
     )
+    if cfg.input.kind == "tokens" and not seqs.is_tokens:
+        raise DataError(f"{seqs.source}: holds numeric values, but 'input.kind' is 'tokens'; set input.kind: values")
+    if cfg.input.kind == "values" and seqs.is_tokens:
+        raise DataError(f"{seqs.source}: holds tokens, but 'input.kind' is 'values'; set input.kind: tokens")
     return truncate(seqs, data_cfg.max_len, data_cfg.truncating)
+
+
+def _json_keys(data_cfg):
+    return {"id_key": data_cfg.id_key, "values_key": data_cfg.values_key, "tokens_key": data_cfg.tokens_key}
 
 
 def check_targets(seqs, train_cfg):
@@ -52,11 +70,11 @@ def check_targets(seqs, train_cfg):
 
 
 def raw_splits(cfg):
-    """(train, validation) as the config defines them, checked, not normalized."""
-    train = load(cfg.data.train, cfg.data)
+    """(train, validation) as the config defines them, checked, not transformed."""
+    train = load(cfg.data.train, cfg)
     if cfg.data.validation:
-        validation = load(cfg.data.validation, cfg.data)
-        if validation.num_features != train.num_features:
+        validation = load(cfg.data.validation, cfg)
+        if not train.is_tokens and validation.num_features != train.num_features:
             raise DataError(
                 f"{validation.source}: has {validation.num_features} features but "
                 f"{train.source} has {train.num_features}"
@@ -69,18 +87,53 @@ def raw_splits(cfg):
     return train, validation
 
 
+def fit_transform(cfg, train):
+    """The transform for this run, fitted on the (raw) training split."""
+    if cfg.input.kind == "tokens":
+        if cfg.input.vocabulary:
+            return Vocabulary.load(cfg.input.vocabulary)
+        return Vocabulary.build(train, cfg.input.min_count, cfg.input.max_size)
+    if cfg.data.normalize == "standard":
+        return Normalizer.fit(train)
+    return Normalizer.identity(train.num_features)
+
+
+def apply_transform(transform, seqs):
+    return transform.encode(seqs) if isinstance(transform, Vocabulary) else transform.apply(seqs)
+
+
+def save_transform(run_dir, transform):
+    if isinstance(transform, Vocabulary):
+        transform.save(Path(run_dir) / VOCABULARY)
+    else:
+        write_json(Path(run_dir) / NORMALIZATION, transform.to_dict())
+
+
+def load_transform(run_dir, cfg):
+    run_dir = Path(run_dir)
+    if cfg.input.kind == "tokens":
+        if not (run_dir / VOCABULARY).is_file():
+            raise RunError(f"{run_dir} is not a complete token run: missing {VOCABULARY}")
+        return Vocabulary.load(run_dir / VOCABULARY)
+    if not (run_dir / NORMALIZATION).is_file():
+        raise RunError(f"{run_dir} is not a complete run: missing {NORMALIZATION}")
+    return Normalizer.from_dict(read_json(run_dir / NORMALIZATION))
+
+
+def same_transform(a, b):
+    if isinstance(a, Vocabulary) or isinstance(b, Vocabulary):
+        return isinstance(a, Vocabulary) and isinstance(b, Vocabulary) and a.tokens == b.tokens
+    return np.allclose(a.mean, b.mean) and np.allclose(a.std, b.std)
+
+
 def prepare(cfg):
-    """Training and validation data for `cfg`, normalized with training statistics."""
+    """Training and validation data for `cfg`, transformed with training statistics."""
     train, validation = raw_splits(cfg)
-    normalizer = (
-        Normalizer.fit(train)
-        if cfg.data.normalize == "standard"
-        else Normalizer.identity(train.num_features)
-    )
+    transform = fit_transform(cfg, train)
     longest = max(int(train.lengths.max()), int(validation.lengths.max()) if len(validation) else 0)
     return Splits(
-        train=normalizer.apply(train),
-        validation=normalizer.apply(validation) if len(validation) else validation,
-        normalizer=normalizer,
+        train=apply_transform(transform, train),
+        validation=apply_transform(transform, validation) if len(validation) else validation,
+        transform=transform,
         max_len=cfg.data.max_len or longest,
     )

@@ -7,12 +7,15 @@ import numpy as np
 from seqmask.runs import atomic_path, write_text
 
 
-def write_errors_csv(path, seqs, scores):
-    """id, length, scored_steps, error: one row per sequence, in input order."""
+def write_errors_csv(path, seqs, scores, tokens=False):
+    """id, length, scored_steps, error (and, for tokens, accuracy): one row per sequence,
+    in input order. For tokens the error is the sequence's mean cross-entropy."""
     out = io.StringIO()
-    out.write("id,length,scored_steps,error\n")
-    for sid, length, count, error in zip(seqs.ids, seqs.lengths, scores.counts, scores.per_sequence):
-        out.write(f"{_csv_field(sid)},{int(length)},{int(count)},{error:.9g}\n")
+    out.write("id,length,scored_steps,error" + (",accuracy" if tokens else "") + "\n")
+    rows = zip(seqs.ids, seqs.lengths, scores.counts, scores.per_sequence, scores.per_sequence_accuracy)
+    for sid, length, count, error, accuracy in rows:
+        extra = f",{accuracy:.9g}" if tokens else ""
+        out.write(f"{_csv_field(sid)},{int(length)},{int(count)},{error:.9g}{extra}\n")
     write_text(path, out.getvalue())
 
 

@@ -3,6 +3,7 @@
 Both loss modes are one weighted sum. For each sequence b and step t let
 
     e[b, t] = mean over features of (y - ŷ)²   (mse)   or   |y - ŷ|   (mae)
+            = -log softmax(ŷ[b, t])[y]            (cross_entropy: tokens; ŷ are logits)
     w[b, t] = 1 where (b, t) is a scored step, else 0
 
     per_step:   scored = every real step that has a target
@@ -24,8 +25,17 @@ from keras import ops
 from seqmask.layers import length_mask
 
 LOSSES = ("per_step", "last_step")
-ERRORS = ("mse", "mae")
+ERRORS = ("mse", "mae", "cross_entropy")
 TARGETS = ("reconstruct", "next_step")
+
+
+def token_errors(labels, logits, has_target):
+    """labels (batch, time, 1) int, logits (batch, time, vocab) -> cross-entropy and hits,
+    each (batch, time), 0 where there is no target."""
+    labels = ops.cast(labels[:, :, 0], "int32")  # (batch, time); padded steps hold id 0
+    ce = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)  # (batch, time)
+    hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels), "float32")
+    return ops.where(has_target, ce, 0.0), ops.where(has_target, hits, 0.0)
 
 
 def step_errors(y_true, y_pred, error, has_target):
@@ -77,8 +87,16 @@ def step_weights(has_target, loss):
 
 
 def loss_terms(values, lengths, y_pred, *, loss, error, target, padding):
-    """Per-sequence (Σ w·e, Σ w), each (batch,): add these up, then divide once."""
+    """Per-sequence (Σ w·e, Σ w, Σ w·hit), each (batch,): add these up, then divide once.
+
+    hit (tokens only, else 0) is 1 where the most likely token is the target token.
+    """
     labels, has_target = targets_and_mask(values, lengths, target, padding)
-    e = step_errors(labels, ops.cast(y_pred, "float32"), error, has_target)  # (batch, time)
     w = step_weights(has_target, loss)  # (batch, time)
-    return ops.sum(e * w, axis=1), ops.sum(w, axis=1)  # (batch,), (batch,)
+    y_pred = ops.cast(y_pred, "float32")
+    if error == "cross_entropy":
+        e, hits = token_errors(labels, y_pred, has_target)  # (batch, time) x2
+    else:
+        e = step_errors(labels, y_pred, error, has_target)  # (batch, time)
+        hits = ops.zeros_like(e)
+    return ops.sum(e * w, axis=1), ops.sum(w, axis=1), ops.sum(hits * w, axis=1)  # (batch,) x3

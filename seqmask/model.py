@@ -69,20 +69,31 @@ def _crop(latent, values, step_mask, model_cfg, padding, fused):
 DECODERS = {"repeat": _repeat, "remask": _remask, "crop": _crop}
 
 
-def build_autoencoder(model_cfg, num_features, padding="post", fused=False):
+def build_autoencoder(model_cfg, num_features, padding="post", fused=False, vocab_size=None, embedding_dim=32):
     """The autoencoder: [values, lengths] -> reconstruction (batch, time, num_features).
 
     `fused=True` uses the one-op LSTM kernel (fused_lstm.py, the fast path on CPU) wherever
     the recurrence needs no mask: everywhere with post padding. Either way the loss, the
     gradients and the latent vectors are the same up to float rounding.
+
+    Tokens (`vocab_size` given): values are token ids (batch, time, 1) int32, embedded
+    before the encoder, and the output is one logit per vocabulary entry
+    (batch, time, vocab_size); the loss applies the softmax (cross-entropy from logits).
     """
     if model_cfg.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {model_cfg.decoder!r}; expected one of {sorted(DECODERS)}")
-    values = keras.Input((None, num_features), name="values")  # (batch, time, features)
+    tokens = vocab_size is not None
+    values = keras.Input(
+        (None, num_features), dtype="int32" if tokens else "float32", name="values"
+    )  # (batch, time, features); tokens: (batch, time, 1) ids
     lengths = keras.Input((), dtype="int32", name="lengths")  # (batch,)
     step_mask = LengthMask(padding, name="mask")([values, lengths])  # (batch, time)
 
-    x = ClearPadding(name="clear_padding")([values, step_mask])  # (batch, time, features)
+    x = values
+    if tokens:
+        x = keras.layers.Reshape((-1,), name="token_ids")(x)  # (batch, time)
+        x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(x)  # (batch, time, embedding_dim)
+    x = ClearPadding(name="clear_padding")([x, step_mask])  # (batch, time, features)
     # With post padding the state at t = L - 1 never saw a padded step: no mask needed.
     encoder_mask = step_mask if (padding == "pre" or not fused) else None
     x = _lstm_stack(x, model_cfg.units, model_cfg.num_layers, "encoder", encoder_mask, fused)
@@ -92,7 +103,8 @@ def build_autoencoder(model_cfg, num_features, padding="post", fused=False):
     decoded = DECODERS[model_cfg.decoder](latent, values, step_mask, model_cfg, padding, fused)
     # Dense on the 3-D tensor is the per-step map; unlike TimeDistributed it works with an
     # unknown time length inside a compiled graph and keeps the mask.
-    output = keras.layers.Dense(num_features, name="output")(decoded)  # (batch, time, features)
+    output_size = vocab_size if tokens else num_features
+    output = keras.layers.Dense(output_size, name="output")(decoded)  # (batch, time, features or vocab)
     if model_cfg.decoder == "crop":
         output = CropByMask(name="crop")([output, step_mask])
     return keras.Model([values, lengths], output, name="autoencoder")

@@ -3,6 +3,7 @@
     RUN_DIR/
       config.yaml            the resolved config (every default filled in, absolute paths)
       normalization.json     per-feature mean and std of the training split's real steps
+      vocabulary.txt         (token runs, instead) one token per line; line k is id k - 1
       history.csv            one row per epoch
       metrics.json           final and best figures, data sizes, versions, device
       checkpoints/best.keras the weights with the best validation loss
@@ -29,11 +30,15 @@ from seqmask.errors import RunError
 
 CONFIG = "config.yaml"
 NORMALIZATION = "normalization.json"
+VOCABULARY = "vocabulary.txt"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
-HISTORY_FIELDS = ("epoch", "loss", "val_loss", "seconds", "learning_rate", "real_steps")
+HISTORY_FIELDS = (
+    "epoch", "loss", "val_loss", "seconds", "learning_rate", "real_steps",
+    "accuracy", "val_accuracy",  # token runs only; empty otherwise
+)
 
 
 @contextmanager
@@ -136,7 +141,7 @@ def require_run(run_dir):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a directory (expected a run directory made by 'seqmask train')")
-    missing = [name for name in (CONFIG, NORMALIZATION) if not (run_dir / name).is_file()]
+    missing = [name for name in (CONFIG,) if not (run_dir / name).is_file()]
     if not (run_dir / CHECKPOINTS / "last.keras").is_file():
         missing.append(f"{CHECKPOINTS}/last.keras")
     if missing:

@@ -17,22 +17,45 @@ from seqmask.losses import loss_terms
 class Scores:
     sums: np.ndarray  # (num_sequences,) float64: Σ w·e of each sequence
     counts: np.ndarray  # (num_sequences,) float64: Σ w of each sequence (scored steps)
+    hits: np.ndarray  # (num_sequences,) float64: Σ w·hit (tokens: correctly predicted steps)
 
     @property
     def loss(self):
         """Σ over the dataset of w·e ÷ Σ w: the exact dataset mean, not a mean of batch means."""
-        total = self.counts.sum()
-        return float(self.sums.sum() / total) if total > 0 else float("nan")
+        return _ratio(self.sums.sum(), self.counts.sum())
+
+    @property
+    def accuracy(self):
+        """Tokens: the fraction of scored steps whose most likely token is the target."""
+        return _ratio(self.hits.sum(), self.counts.sum())
 
     @property
     def per_sequence(self):
         """Each sequence's own mean error (NaN for a sequence with nothing scored)."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.counts > 0, self.sums / self.counts, np.nan)
+        return _ratios(self.sums, self.counts)
+
+    @property
+    def per_sequence_accuracy(self):
+        return _ratios(self.hits, self.counts)
 
 
-def make_loss_fn(train_cfg, padding):
-    """values, lengths, predictions -> per-sequence (Σ w·e, Σ w), for this run's loss."""
+def _ratio(a, b):
+    return float(a / b) if b > 0 else float("nan")
+
+
+def _ratios(a, b):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(b > 0, a / b, np.nan)
+
+
+def error_of(cfg):
+    """Token runs are scored by cross-entropy whatever `train.error` says."""
+    return "cross_entropy" if cfg.input.kind == "tokens" else cfg.train.error
+
+
+def make_loss_fn(cfg):
+    """values, lengths, predictions -> per-sequence (Σ w·e, Σ w, Σ w·hit), for this run."""
+    train_cfg, padding, error = cfg.train, cfg.data.padding, error_of(cfg)
 
     def fn(values, lengths, predictions):
         return loss_terms(
@@ -40,7 +63,7 @@ def make_loss_fn(train_cfg, padding):
             lengths,
             predictions,
             loss=train_cfg.loss,
-            error=train_cfg.error,
+            error=error,
             target=train_cfg.target,
             padding=padding,
         )
@@ -48,15 +71,17 @@ def make_loss_fn(train_cfg, padding):
     return fn
 
 
-def batch_signature(num_features):
+def batch_signature(num_features, dtype=tf.float32):
     return (
-        tf.TensorSpec((None, None, num_features), tf.float32),  # values (batch, time, features)
+        tf.TensorSpec((None, None, num_features), dtype),  # values (batch, time, features)
         tf.TensorSpec((None,), tf.int32),  # lengths (batch,)
     )
 
 
-def make_eval_step(model, loss_fn, num_features):
-    @tf.function(input_signature=batch_signature(num_features))
+def make_eval_step(model, loss_fn):
+    values_spec = model.inputs[0]
+
+    @tf.function(input_signature=batch_signature(values_spec.shape[-1], values_spec.dtype))
     def eval_step(values, lengths):
         predictions = model([values, lengths], training=False)  # (batch, time, features)
         return loss_fn(values, lengths, predictions)
@@ -64,13 +89,11 @@ def make_eval_step(model, loss_fn, num_features):
     return eval_step
 
 
-def score(eval_step, seqs, batch_size, max_len, padding):
+def score(eval_step, seqs, batch_size, padding):
     """Scores every sequence of `seqs`, in order, with float64 accumulation."""
-    sums = np.zeros(len(seqs))
-    counts = np.zeros(len(seqs))
+    sums, counts, hits = (np.zeros(len(seqs)) for _ in range(3))
     for indices in inference_batches(seqs.lengths, batch_size):
-        values, lengths = padded_batch(seqs, indices, "bucket", max_len, padding)
-        s, c = eval_step(values, lengths)
-        sums[indices] = s.numpy()
-        counts[indices] = c.numpy()
-    return Scores(sums, counts)
+        values, lengths = padded_batch(seqs, indices, "bucket", None, padding)
+        s, c, h = eval_step(values, lengths)
+        sums[indices], counts[indices], hits[indices] = s.numpy(), c.numpy(), h.numpy()
+    return Scores(sums, counts, hits)

@@ -23,8 +23,7 @@ from seqmask import runs
 from seqmask.batching import padded_batch, training_batches
 from seqmask.checkpoints import load_checkpoint, save_checkpoint
 from seqmask.config import config_from_dict, config_to_dict
-from seqmask.data import Normalizer
-from seqmask.dataset import prepare
+from seqmask.dataset import load_transform, prepare, same_transform, save_transform
 from seqmask.devices import configure_device
 from seqmask.errors import Interrupted, RunError
 from seqmask.model import build_autoencoder
@@ -50,6 +49,7 @@ def _fresh_state():
         "batch": 0,  # the next batch within it
         "epoch_sum": 0.0,  # Σ w·e of the batches of this epoch already run
         "epoch_count": 0.0,  # Σ w of those batches
+        "epoch_hits": 0.0,  # Σ w·hit (tokens: correctly predicted steps)
         "epoch_seconds": 0.0,
         "best_loss": None,  # best monitored loss so far, and its epoch
         "best_epoch": None,
@@ -61,18 +61,20 @@ def _fresh_state():
     }
 
 
-def _make_train_step(model, optimizer, loss_fn, num_features):
-    @tf.function(input_signature=batch_signature(num_features))
+def _make_train_step(model, optimizer, loss_fn):
+    values_spec = model.inputs[0]
+
+    @tf.function(input_signature=batch_signature(values_spec.shape[-1], values_spec.dtype))
     def train_step(values, lengths):
         with tf.GradientTape() as tape:
             predictions = model([values, lengths], training=True)  # (batch, time, features)
-            sums, counts = loss_fn(values, lengths, predictions)  # (batch,), (batch,)
+            sums, counts, hits = loss_fn(values, lengths, predictions)  # (batch,) x3
             total, count = tf.reduce_sum(sums), tf.reduce_sum(counts)
             # The batch's own exact mean; max() guards a batch with nothing scored.
             loss = total / tf.maximum(count, 1.0)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return total, count
+        return total, count, tf.reduce_sum(hits)
 
     return train_step
 
@@ -118,13 +120,16 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
     train_seqs, val_seqs = splits.train, splits.validation
     num_features = train_seqs.num_features
     padding = cfg.data.padding
+    vocab_size = len(splits.transform) if cfg.input.kind == "tokens" else None
 
     # A run killed before its first checkpoint resumes from scratch, with its saved config.
     from_checkpoint = resume and runs.checkpoint_path(run_dir, "last").is_file()
     if from_checkpoint:
-        saved = Normalizer.from_dict(runs.read_json(run_dir / runs.NORMALIZATION))
-        if not np.allclose(saved.mean, splits.normalizer.mean) or not np.allclose(saved.std, splits.normalizer.std):
-            raise RunError(f"{run_dir}: the training data changed since the run started (normalization differs)")
+        if not same_transform(load_transform(run_dir, cfg), splits.transform):
+            raise RunError(
+                f"cannot resume {run_dir}: the training data changed since the run started "
+                "(its normalization statistics or vocabulary differ)"
+            )
         model, state = load_checkpoint(runs.checkpoint_path(run_dir, "last"), compile=True)
         _check_compatible(model, num_features, run_dir)
         optimizer = model.optimizer
@@ -132,18 +137,21 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         if not resume:
             run_dir = _prepare_run_dir(run_dir, overwrite)
             runs.write_yaml(run_dir / runs.CONFIG, config_to_dict(cfg))
-        runs.write_json(run_dir / runs.NORMALIZATION, splits.normalizer.to_dict())
+        save_transform(run_dir, splits.transform)
         keras.utils.set_random_seed(cfg.train.seed)
-        model = build_autoencoder(cfg.model, num_features, padding, fused=device == "cpu")
+        model = build_autoencoder(
+            cfg.model, num_features, padding, fused=device == "cpu",
+            vocab_size=vocab_size, embedding_dim=cfg.input.embedding_dim,
+        )
         optimizer = keras.optimizers.Adam(
             learning_rate=cfg.train.learning_rate, global_clipnorm=cfg.train.clip_norm
         )
         model.compile(optimizer=optimizer)  # so checkpoints carry the optimizer state
         state = _fresh_state()
 
-    loss_fn = make_loss_fn(cfg.train, padding)
-    train_step = _make_train_step(model, optimizer, loss_fn, num_features)
-    eval_step = make_eval_step(model, loss_fn, num_features)
+    loss_fn = make_loss_fn(cfg)
+    train_step = _make_train_step(model, optimizer, loss_fn)
+    eval_step = make_eval_step(model, loss_fn)
     last_path = runs.checkpoint_path(run_dir, "last")
     best_path = runs.checkpoint_path(run_dir, "best")
     monitor = "val_loss" if len(val_seqs) else "loss"
@@ -174,8 +182,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         while state["batch"] < len(batches):
             k = state["batch"]
             values, lengths = padded_batch(train_seqs, batches[k], cfg.train.batching, max_len, padding)
-            total, count = train_step(values, lengths)
-            total, count = float(total), float(count)
+            total, count, hits = (float(t) for t in train_step(values, lengths))
             if not math.isfinite(total):
                 raise Diverged(
                     f"the training loss became {total} at epoch {epoch}, batch {k + 1}; "
@@ -185,6 +192,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
                 )
             state["epoch_sum"] += total
             state["epoch_count"] += count
+            state["epoch_hits"] += hits
             state["batch"] = k + 1
             seconds = time.perf_counter() - started
             state["epoch_seconds"] = seconds
@@ -200,17 +208,21 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
             if interrupted:
                 raise Interrupted(run_dir, epoch, k + 1)
 
+        tokens = cfg.input.kind == "tokens"
+        val = score(eval_step, val_seqs, batch_size, padding) if len(val_seqs) else None
         row = {
             "epoch": epoch,
             "loss": state["epoch_sum"] / max(state["epoch_count"], 1.0),
-            "val_loss": score(eval_step, val_seqs, batch_size, max_len, padding).loss if len(val_seqs) else None,
+            "val_loss": val.loss if val else None,
+            "accuracy": state["epoch_hits"] / max(state["epoch_count"], 1.0) if tokens else None,
+            "val_accuracy": val.accuracy if val and tokens else None,
             "seconds": time.perf_counter() - started,
             "learning_rate": float(optimizer.learning_rate.numpy()),
             "real_steps": int(train_seqs.num_steps),
         }
         state["history"].append(row)
         with writer.as_default():
-            for key in ("loss", "val_loss", "learning_rate"):
+            for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
                 if row[key] is not None:
                     tf.summary.scalar(key, row[key], step=epoch)
         writer.flush()
@@ -231,7 +243,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
             state["finished"], state["stop_reason"] = True, f"early stopping: no improvement in {monitor} for {cfg.train.patience} epochs"
         elif epoch >= cfg.train.epochs:
             state["finished"], state["stop_reason"] = True, "reached train.epochs"
-        state.update(epoch=epoch + 1, batch=0, epoch_sum=0.0, epoch_count=0.0, epoch_seconds=0.0)
+        state.update(epoch=epoch + 1, batch=0, epoch_sum=0.0, epoch_count=0.0, epoch_hits=0.0, epoch_seconds=0.0)
         _seed_epoch(cfg.train.seed, state["epoch"])
         runs.write_history(run_dir / runs.HISTORY, state["history"])
         save_checkpoint(model, last_path, state)
@@ -271,6 +283,11 @@ def _metrics(cfg, state, splits, device, monitor):
         "best_epoch": state["best_epoch"],
         "best_loss": best["loss"],
         "best_val_loss": best["val_loss"],
+        "best_val_accuracy": best.get("val_accuracy"),
+        # Tokens: perplexity = exp(mean cross-entropy per scored token).
+        "best_val_perplexity": (
+            math.exp(best["val_loss"]) if cfg.input.kind == "tokens" and best["val_loss"] is not None else None
+        ),
         "final_epoch": final["epoch"],
         "final_loss": final["loss"],
         "final_val_loss": final["val_loss"],

@@ -46,7 +46,7 @@ def test_train_writes_a_complete_run_directory(trained):
         assert (trained / name).is_file(), name
     assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
     history = (trained / "history.csv").read_text().splitlines()
-    assert history[0] == "epoch,loss,val_loss,seconds,learning_rate,real_steps"
+    assert history[0] == "epoch,loss,val_loss,seconds,learning_rate,real_steps,accuracy,val_accuracy"
     assert len(history) == 3
     metrics = json.loads((trained / "metrics.json").read_text())
     for key in ("best_val_loss", "final_loss", "train_sequences", "train_real_steps",

@@ -247,6 +247,67 @@ def test_pad_rejects_too_long(three):
     assert pad(three, [], 3, "post").shape == (0, 3, 2)
 
 
+def test_pad_keeps_int32_ids():
+    ids = Sequences(np.array([[5], [6], [7]], dtype=np.int32), [2, 1], ["a", "b"])
+    batch = pad(ids, [0, 1], 3, "post")
+    assert batch.dtype == np.int32
+    assert batch[:, :, 0].tolist() == [[5, 6, 0], [7, 0, 0]]
+    assert pad(ids, [1], 2, "pre", pad_value=1.0)[0, :, 0].tolist() == [1, 7]
+    for bad in (0.5, float("nan"), float("inf"), 2.0**40):
+        with pytest.raises(ValueError, match="pad_value"):
+            pad(ids, [0], 3, "post", pad_value=bad)
+
+
+# -- token sequences ---------------------------------------------------------------
+
+
+def tokens() -> Sequences:
+    return Sequences(np.array(["the", "cat", "sat", "a", "dog"]), [3, 2], ["1", "3"], "t.txt")
+
+
+def test_token_sequences_basics():
+    s = tokens()
+    assert s.is_tokens and s.values.dtype.kind == "U" and s.values.shape == (5,)
+    assert s.num_features == 1 and s.num_steps == 5 and len(s) == 2
+    assert s.sequence(1).tolist() == ["a", "dog"]
+    assert "tokens" in repr(s)
+    assert not make([[[1.0]]]).is_tokens
+
+
+def test_token_sequences_subset_truncate_split():
+    s = tokens()
+    assert s.subset([1, 0]).values.tolist() == ["a", "dog", "the", "cat", "sat"]
+    t = truncate(s, 2, "pre")
+    assert t.is_tokens and t.values.tolist() == ["cat", "sat", "a", "dog"]
+    train, val = split(s, 0.5, seed=1)
+    assert train.is_tokens and val.is_tokens and len(train) == len(val) == 1
+    empty_train, empty_val = split(s, 0.0, seed=0)
+    assert empty_val.is_tokens and len(empty_val) == 0
+
+
+def test_token_sequences_rejections():
+    with pytest.raises(ValueError, match="1-D"):
+        Sequences(np.array([["a"], ["b"]]), [2], ["x"])
+    with pytest.raises(ValueError, match="numbers or tokens"):
+        Sequences(np.array([[object()]], dtype=object), [1], ["x"])
+    with pytest.raises(ValueError, match="encode them"):
+        pad(tokens(), [0], 3, "post")
+    with pytest.raises(ValueError, match="tokens"):
+        Normalizer.fit(tokens())
+    ids = Sequences(np.array([[2], [3]], dtype=np.int32), [2], ["x"])
+    assert ids.values.dtype == np.int32 and not ids.is_tokens
+    with pytest.raises(ValueError, match="token ids"):
+        Normalizer.fit(ids)
+    with pytest.raises(ValueError, match="token ids"):
+        Normalizer.identity(1).apply(ids)
+
+
+def test_other_numeric_dtypes_still_become_float32():
+    for dtype in (np.float64, np.int64, np.int16, np.uint8, np.bool_):
+        s = Sequences(np.ones((2, 1), dtype=dtype), [2], ["x"])
+        assert s.values.dtype == np.float32
+
+
 def test_length_mask_and_last_step(three):
     lengths = three.lengths  # 3, 1, 2
     assert length_mask(lengths, 4, "post").tolist() == [
@@ -292,11 +353,14 @@ def sequences_and_batch(draw):
         )
     )
     values = np.array(flat, dtype=np.float32).reshape(total, num_features)
+    pad_value = draw(st.floats(-10, 10, allow_nan=False, width=32))
+    if draw(st.booleans()):  # token ids: int32 (total, 1), padded with an int
+        values = (np.abs(values[:, :1]) % 1000).astype(np.int32)
+        pad_value = draw(st.integers(0, 3))
     seqs = Sequences(values, lengths, [f"i{k}" for k in range(len(lengths))])
     indices = draw(st.lists(st.integers(0, len(lengths) - 1), min_size=0, max_size=8))
     extra = draw(st.integers(0, 3))
     padding = draw(st.sampled_from(["post", "pre"]))
-    pad_value = draw(st.floats(-10, 10, allow_nan=False, width=32))
     return seqs, indices, extra, padding, pad_value
 
 
@@ -308,7 +372,7 @@ def test_pad_then_unpad_recovers_sequences(case):
     time_len = int(lengths.max()) + extra if len(indices) else extra
     batch = pad(seqs, indices, time_len, padding, pad_value)
     assert batch.shape == (len(indices), time_len, seqs.num_features)
-    assert batch.dtype == np.float32
+    assert batch.dtype == seqs.values.dtype  # float32, or int32 for token ids
     mask = length_mask(lengths, time_len, padding)
     assert mask.shape == (len(indices), time_len)
     assert mask.sum(axis=1).tolist() == lengths.tolist()
@@ -316,7 +380,7 @@ def test_pad_then_unpad_recovers_sequences(case):
         # the real steps, in order, exactly
         assert np.array_equal(batch[row][mask[row]], seqs.sequence(i))
         # every other position is pad_value
-        assert np.all(batch[row][~mask[row]] == np.float32(pad_value))
+        assert np.all(batch[row][~mask[row]] == batch.dtype.type(pad_value))
         last = last_step_index(lengths, time_len, padding)[row]
         assert mask[row, last]
         assert np.array_equal(batch[row, last], seqs.sequence(i)[-1])

@@ -61,20 +61,21 @@ def test_parity_one_batch_and_epoch(models, decoder, loss, error, target, paddin
     lengths = [1, 4, 7, 2, 9, 3, 5, 1, 8, 6, 2]
     seqs = make_sequences(lengths, seed=3)
     seqs.values[seqs.offsets[2] + 6] = 0.0  # sequence 2's last real step is all zeros
-    train_cfg = SimpleNamespace(loss=loss, error=error, target=target)
-    loss_fn = make_loss_fn(train_cfg, padding)
+    cfg = SimpleNamespace(train=SimpleNamespace(loss=loss, error=error, target=target),
+                          data=SimpleNamespace(padding=padding), input=SimpleNamespace(kind="values"))
+    loss_fn = make_loss_fn(cfg)
 
     # One batch, padded with garbage beyond the real steps.
     values, lens = padded_batch(seqs, np.arange(len(seqs)), "pad_to_max", 11, padding)
     values[~length_mask(lens, 11, padding)] = 7.5
     preds = np.asarray(model([values, lens]))
-    s, c = loss_fn(values, lens, preds)
+    s, c, _ = loss_fn(values, lens, preds)
     ref_s, ref_c = numpy_loss_terms(values, lens, preds, loss, error, target, padding)
     np.testing.assert_allclose(np.asarray(c), ref_c)
     np.testing.assert_allclose(np.asarray(s), ref_s, rtol=1e-5, atol=1e-7)
 
     # A whole multi-batch epoch: the evaluate figure is Σ sums / Σ counts over all batches.
-    scores = score(make_eval_step(model, loss_fn, 2), seqs, 3, None, padding)
+    scores = score(make_eval_step(model, loss_fn), seqs, 3, padding)
     all_s, all_c = [], []
     for indices in inference_batches(seqs.lengths, 3):
         v, ln = padded_batch(seqs, indices, "bucket", None, padding)
@@ -101,7 +102,7 @@ def test_last_step_finds_all_zero_last_step_and_length_one():
     values[1, :2] = 4.0  # sequence 1: [4, 4, 0] then padding
     values[:, 3:] = 9.0  # padding garbage
     preds = np.ones_like(values)
-    s, c = loss_terms(values, np.array([1, 3]), preds, loss="last_step", error="mse",
+    s, c, _ = loss_terms(values, np.array([1, 3]), preds, loss="last_step", error="mse",
                       target="reconstruct", padding="post")
     np.testing.assert_allclose(np.asarray(s), [1.0, 1.0])  # (1 - 0)² at t=0 and at t=2
     np.testing.assert_allclose(np.asarray(c), [1.0, 1.0])
@@ -109,7 +110,7 @@ def test_last_step_finds_all_zero_last_step_and_length_one():
 
 def test_next_step_length_one_has_no_target():
     values = np.arange(8, dtype=np.float32).reshape(2, 4, 1)
-    s, c = loss_terms(values, np.array([1, 3]), np.zeros_like(values), loss="per_step", error="mae",
+    s, c, _ = loss_terms(values, np.array([1, 3]), np.zeros_like(values), loss="per_step", error="mae",
                       target="next_step", padding="pre")
     # sequence 1 (pre padding, time 4): real steps t = 1..3 hold 5, 6, 7; targets are 6, 7.
     np.testing.assert_allclose(np.asarray(c), [0.0, 2.0])
@@ -124,7 +125,7 @@ def test_infinite_padding_gives_finite_loss_and_gradient():
     preds = tf.zeros((1, 4, 2))
     with tf.GradientTape() as tape:
         tape.watch(preds)
-        s, c = loss_terms(values, np.array([2]), preds, loss="per_step", error="mse",
+        s, c, _ = loss_terms(values, np.array([2]), preds, loss="per_step", error="mse",
                           target="reconstruct", padding="post")
         total = tf.reduce_sum(s)
     grad = tape.gradient(total, preds).numpy()

@@ -55,7 +55,7 @@ def test_fused_and_keras_lstm_agree():
 def _loss_grads_latent(model, encoder, values, lengths, padding):
     with tf.GradientTape() as tape:
         preds = model([values, lengths], training=True)
-        s, c = loss_terms(values, lengths, preds, loss="per_step", error="mse",
+        s, c, _ = loss_terms(values, lengths, preds, loss="per_step", error="mse",
                           target="reconstruct", padding=padding)
         loss = tf.reduce_sum(s) / tf.reduce_sum(c)
     grads = tape.gradient(loss, model.trainable_variables)
@@ -97,9 +97,9 @@ def test_neighbours_change_nothing(models, combo, neighbours):
     z_alone = encoder([alone, lengths[:1]]).numpy()[0]
     z_crowd = encoder([crowd, lengths]).numpy()[0]
     np.testing.assert_allclose(z_crowd, z_alone, rtol=1e-5, atol=1e-6)
-    s_alone, _ = loss_terms(alone, lengths[:1], model([alone, lengths[:1]]), loss="per_step",
+    s_alone, _, _ = loss_terms(alone, lengths[:1], model([alone, lengths[:1]]), loss="per_step",
                             error="mse", target="reconstruct", padding=padding)
-    s_crowd, _ = loss_terms(crowd, lengths, model([crowd, lengths]), loss="per_step",
+    s_crowd, _, _ = loss_terms(crowd, lengths, model([crowd, lengths]), loss="per_step",
                             error="mse", target="reconstruct", padding=padding)
     np.testing.assert_allclose(s_crowd.numpy()[0], s_alone.numpy()[0], rtol=1e-5)
 

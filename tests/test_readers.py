@@ -1,4 +1,8 @@
-"""seqmask.readers: NPZ and CSV happy paths, every user error, and fuzzing."""
+"""seqmask.readers: dispatch, NPZ and CSV happy paths, every user error, and fuzzing.
+
+The other formats have their own files: test_readers_jsonl.py, test_readers_parquet.py,
+test_readers_files.py (csv_dir / npy_dir) and test_readers_text.py (tokens_text).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from readers_support import FUZZ
 
 from seqmask import readers
 from seqmask.data import Sequences
@@ -43,15 +48,43 @@ def save_npz(path: Path, **arrays) -> Path:
 
 
 def test_unknown_extension_lists_supported(tmp_path):
-    msg = error(write(tmp_path / "x.txt", "id,x\na,1\n"))
-    assert ".npz" in msg and ".csv" in msg and ".csv.gz" in msg
+    msg = error(write(tmp_path / "x.dat", "id,x\na,1\n"))
+    for ext in (".npz", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".parquet", ".txt"):
+        assert ext in msg, msg
+    assert "directory or glob pattern" in msg and "format" in msg
+
+
+@pytest.mark.parametrize(
+    "name, fmt",
+    [
+        ("a.csv", "csv"),
+        ("a.CSV.GZ", "csv"),
+        ("a.npz", "npz"),
+        ("a.jsonl", "jsonl"),
+        ("a.jsonl.gz", "jsonl"),
+        ("a.parquet", "parquet"),
+        ("a.txt", "tokens_text"),
+    ],
+)
+def test_detect_format_by_extension(name, fmt):
+    assert readers.detect_format(name) == fmt
+
+
+def test_supported_tables():
+    assert set(readers.SUPPORTED_FORMATS) == {"npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"}
+    assert set(readers.SUPPORTED_EXTENSIONS) == {".csv.gz", ".csv", ".npz", ".jsonl.gz", ".jsonl", ".parquet", ".txt"}
+    # the config's format enum is exactly "auto" plus the reader table
+    from seqmask.config import _DATA_SPEC
+
+    assert set(_DATA_SPEC["format"].choices) == {"auto", *readers.SUPPORTED_FORMATS}
 
 
 def test_explicit_format_overrides_extension(tmp_path):
     p = write(tmp_path / "x.txt", "id,x\na,1\n")
     assert read_sequences(p, format="csv").values.tolist() == [[1.0]]
-    msg = error(p, format="parquet")
-    assert "unknown data format 'parquet'" in msg and "csv" in msg and "npz" in msg
+    assert read_sequences(p).ids.tolist() == ["1", "2"]  # as token text
+    msg = error(p, format="hdf5")
+    assert "unknown data format 'hdf5'" in msg and "csv" in msg and "parquet" in msg
 
 
 def test_missing_file_and_directory(tmp_path):
@@ -69,7 +102,7 @@ def test_permission_error(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(readers, "open", denied, raising=False)
+    monkeypatch.setattr(readers._common, "open", denied, raising=False)
     assert "permission denied" in error(p)
 
 
@@ -177,6 +210,60 @@ def test_npz_truncated_and_npy(tmp_path):
     buf = io.BytesIO()
     np.save(buf, np.zeros(3))
     assert "single .npy array" in error(write(tmp_path / "y.npz", buf.getvalue()))
+
+
+def test_npz_offsets_happy_path(tmp_path):
+    p = save_npz(
+        tmp_path / "x.npz",
+        values=np.arange(12, dtype=np.float32).reshape(6, 2),
+        offsets=np.array([0, 1, 4, 6]),
+        ids=np.array(["c", "a", "b"]),
+    )
+    s = read_sequences(p)
+    assert s.ids.tolist() == ["c", "a", "b"]
+    assert s.lengths.tolist() == [1, 3, 2]
+    assert s.sequence(2).tolist() == [[8, 9], [10, 11]]
+    p = save_npz(tmp_path / "y.npz", values=np.zeros(3), offsets=np.array([0.0, 3.0]))
+    s = read_sequences(p)
+    assert s.ids.tolist() == ["0"] and s.lengths.tolist() == [3]
+
+
+@pytest.mark.parametrize(
+    "arrays, expected",
+    [
+        (dict(values=np.zeros((2, 1)), lengths=[2], offsets=[0, 2]), "both 'lengths' and 'offsets'"),
+        (dict(values=np.zeros((2, 1))), "missing array 'lengths' (or 'offsets')"),
+        (dict(values=np.zeros((2, 1)), offsets=[[0, 2]]), "'offsets' must be 1-D"),
+        (dict(values=np.zeros((2, 1)), offsets=np.zeros(0, dtype=int)), "'offsets' is empty"),
+        (dict(values=np.zeros((2, 1)), offsets=[0]), "no sequences"),
+        (dict(values=np.zeros((2, 1)), offsets=[1, 2]), "'offsets' must start at 0, got 1"),
+        (dict(values=np.zeros((2, 1)), offsets=[0, 0.5, 2]), "must hold integers"),
+        (dict(values=np.zeros((2, 1)), offsets=np.array(["0", "2"])), "must hold integers"),
+        (dict(values=np.zeros((4, 1)), offsets=[0, 3, 2, 4]), "offsets[2] = 2 is less than offsets[1] = 3"),
+        (dict(values=np.zeros((4, 1)), offsets=[0, -1, 4]), "offsets[1] = -1 is less than offsets[0] = 0"),
+        (dict(values=np.zeros((4, 1)), offsets=[0, 2, 3]), "'offsets' ends at 3 but 'values' has 4 rows"),
+        (dict(values=np.zeros((4, 1)), offsets=[0, 2, 5]), "'offsets' ends at 5 but 'values' has 4 rows"),
+        (
+            dict(values=np.zeros((4, 1)), offsets=np.array([0, 2**63 + 5], dtype=np.uint64)),
+            "ends at 9223372036854775813",
+        ),
+        (
+            dict(values=np.zeros((4, 1)), offsets=[0, 2, 2, 4], ids=["a", "b", "c"]),
+            "sequence 'b' (index 1) is empty (offsets[1] and offsets[2] are both 2)",
+        ),
+        (dict(values=np.zeros((4, 1)), offsets=[0, 2, 4], ids=["a"]), "'ids' has 1 entries but 'offsets' describes 2"),
+        (
+            dict(values=np.array([[0.0], [1], [np.nan]]), offsets=[0, 1, 3], ids=["a", "b"]),
+            "sequence 'b' (index 1) has a NaN/Inf value at step 1",
+        ),
+    ],
+)
+def test_npz_offsets_errors(tmp_path, arrays, expected):
+    p = tmp_path / "bad offsets.npz"
+    with open(p, "wb") as f:
+        np.savez(f, **arrays)
+    msg = error(p)
+    assert expected in msg, msg
 
 
 def test_npz_rejects_csv_options(tmp_path):
@@ -462,7 +549,7 @@ def mutated_csv(draw):
     return n_features, use_step, raw
 
 
-_FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_FUZZ = FUZZ
 
 
 def _check_outcome(path: Path, **kw):
@@ -518,7 +605,8 @@ def mutated_npz(draw):
     kind = draw(
         st.sampled_from(
             ["none", "nan", "huge", "lengths_off", "zero_len", "neg_len", "float_len", "ids_count", "dup_ids",
-             "int_ids", "drop_key", "values_3d", "values_1d", "str_values", "object", "truncate", "flip", "int_values"]
+             "int_ids", "drop_key", "values_3d", "values_1d", "str_values", "object", "truncate", "flip", "int_values",
+             "offsets", "offsets_bad", "offsets_and_lengths"]
         )
     )
     if kind == "nan" and values.size:
@@ -552,6 +640,29 @@ def mutated_npz(draw):
         arrays["ids"] = np.array([object()] * n, dtype=object)
     elif kind == "int_values":
         arrays["values"] = np.nan_to_num(values).clip(-1e6, 1e6).astype(np.int64)
+    elif kind in ("offsets", "offsets_bad", "offsets_and_lengths"):
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        if kind == "offsets_bad":
+            offsets = offsets.astype(np.float64) if draw(st.booleans()) else offsets
+            how = draw(st.sampled_from(["shift", "swap", "drop", "negate", "float", "huge", "2d"]))
+            if how == "shift":
+                offsets = offsets + draw(st.sampled_from([-1, 1]))
+            elif how == "swap" and offsets.size > 2:
+                offsets[[1, 2]] = offsets[[2, 1]]
+            elif how == "drop":
+                offsets = offsets[:-1]
+            elif how == "negate":
+                offsets = -offsets
+            elif how == "float":
+                offsets = offsets + 0.5
+            elif how == "huge":
+                offsets = offsets.astype(np.uint64)
+                offsets[-1] = np.uint64(2**64 - 1)
+            elif how == "2d":
+                offsets = offsets.reshape(1, -1)
+        arrays["offsets"] = offsets
+        if kind != "offsets_and_lengths":
+            del arrays["lengths"]
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     raw = buf.getvalue()
@@ -569,7 +680,8 @@ def test_fuzz_npz_never_crashes(tmp_path_factory, case):
     kind, arrays, raw = case
     p = write(tmp_path_factory.mktemp("npz") / "fuzz data.npz", raw)
     s = _check_outcome(p)
-    if kind == "none" and len(arrays["lengths"]) > 0:
+    if kind in ("none", "offsets") and len(arrays["values"]) > 0:
         assert s is not None
         assert np.array_equal(s.values, arrays["values"])
-        assert s.lengths.tolist() == arrays["lengths"].tolist()
+        expected = arrays["lengths"] if kind == "none" else np.diff(arrays["offsets"])
+        assert s.lengths.tolist() == expected.tolist()

@@ -47,7 +47,7 @@ def make_run_config(tmp_path, **train_overrides):
 
 def history(run_dir):
     with open(run_dir / "history.csv") as f:
-        return [{k: float(v) for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if k != "seconds" and v != ""} for row in csv.DictReader(f)]
 
 
 def seqmask(*args, **kwargs):
