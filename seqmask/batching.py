@@ -5,8 +5,9 @@ each batch is padded only to its own longest sequence: with widely varying lengt
 removes most of the padded work that `pad_to_max` (every batch padded to the longest
 sequence of the dataset) spends. Batch order is shuffled every epoch.
 
-Time lengths are rounded up to a multiple of `TIME_QUANTUM`, which bounds the number of
-distinct batch shapes (what a compiled graph specializes on) at a small padding cost.
+A batch is padded to exactly its longest sequence. The training and scoring steps are
+traced once for any batch shape (their input signatures leave batch and time open), so
+varied shapes cost nothing; rounding lengths up would only add padded work.
 
 Everything random here is a pure function of (seed, epoch): an interrupted run that resumes
 at epoch e, batch k gets exactly the batches it would have got.
@@ -17,7 +18,6 @@ import numpy as np
 from seqmask.data import pad
 
 BATCHINGS = ("bucket", "pad_to_max")
-TIME_QUANTUM = 8
 
 
 def epoch_rng(seed, epoch):
@@ -52,9 +52,7 @@ def batch_time_len(lengths, batching, max_len):
     """The time length a batch is padded to."""
     if batching == "pad_to_max":
         return int(max_len)
-    # Not capped at max_len: a few extra padded steps are harmless, and an uncapped
-    # length depends only on the batch, so evaluate pads a batch exactly as training did.
-    return -(-int(np.max(lengths)) // TIME_QUANTUM) * TIME_QUANTUM
+    return int(np.max(lengths))
 
 
 def padded_batch(seqs, indices, batching, max_len, padding):

@@ -180,6 +180,10 @@ class TrainConfig:
     target: Literal["reconstruct", "next_step"] = "reconstruct"
     # "auto" uses a GPU when TensorFlow sees one, and the CPU otherwise.
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    # Threads per TensorFlow op on the CPU. None: 1, measured faster than 2 on a 2-core
+    # machine for LSTMs of 64 to 256 units (the ops are too small to split; see
+    # BENCHMARKS.md). Set it on machines with many cores and wide models.
+    cpu_threads: int | None = None
     # "bucket" batches sequences of similar length, so little compute goes to padding.
     batching: Literal["bucket", "pad_to_max"] = "bucket"
     # None: one checkpoint per epoch, often enough unless epochs are very long.
@@ -287,6 +291,7 @@ _TRAIN_SPEC: dict[str, _Spec] = {
     "error": _choice("mse", "mae"),
     "target": _choice("reconstruct", "next_step"),
     "device": _choice("auto", "cpu", "gpu"),
+    "cpu_threads": _Spec("int", _Range(1), nullable=True),
     "batching": _choice("bucket", "pad_to_max"),
     "checkpoint_every_steps": _Spec("int", _Range(1), nullable=True),
 }

@@ -5,10 +5,18 @@ import tensorflow as tf
 from seqmask.errors import ConfigError
 
 
-def configure_device(device):
-    """Applies `train.device` (auto | cpu | gpu); returns a short description of the device used."""
+def configure_device(device, cpu_threads=None):
+    """Applies `train.device` (auto | cpu | gpu) and `train.cpu_threads`; returns a short
+    description of the device used."""
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu" or (device == "auto" and not gpus):
+        try:
+            # Must precede TensorFlow's first op; in a process that already ran one (tests,
+            # notebooks) the setting in force stays.
+            tf.config.threading.set_intra_op_parallelism_threads(cpu_threads or 1)
+            tf.config.threading.set_inter_op_parallelism_threads(cpu_threads or 1)
+        except RuntimeError:
+            pass
         if gpus:
             try:
                 tf.config.set_visible_devices([], "GPU")

@@ -51,7 +51,7 @@ def load_run(run_dir, checkpoint="best"):
     path = runs.checkpoint_path(run_dir, checkpoint)
     if not path.is_file():
         raise RunError(f"{run_dir} has no {checkpoint} checkpoint yet ({path}); try --checkpoint last")
-    configure_device(cfg.train.device if cfg.train.device != "gpu" else "auto")
+    configure_device(cfg.train.device if cfg.train.device != "gpu" else "auto", cfg.train.cpu_threads)
     model, _ = load_checkpoint(path)
     return Run(run_dir, cfg, transform, model, checkpoint)
 

@@ -115,7 +115,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
             raise RunError(f"cannot resume {run_dir}: it is not a seqmask run directory (no {runs.CONFIG})")
         cfg = config_from_dict(runs.read_yaml(run_dir / runs.CONFIG), source=str(run_dir / runs.CONFIG))
         runs.remove_partial_writes(run_dir)
-    device = configure_device(cfg.train.device)
+    device = configure_device(cfg.train.device, cfg.train.cpu_threads)
     splits = prepare(cfg)
     train_seqs, val_seqs = splits.train, splits.validation
     num_features = train_seqs.num_features
@@ -178,6 +178,8 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
             train_seqs.lengths, batch_size, cfg.train.batching, cfg.train.seed, epoch
         )
         reporter.epoch_start(epoch, len(batches))
+        real_steps_done = np.cumsum([train_seqs.lengths[b].sum() for b in batches])  # after batch k
+        global_step = int(optimizer.iterations.numpy())
         started = time.perf_counter() - state["epoch_seconds"]
         while state["batch"] < len(batches):
             k = state["batch"]
@@ -200,10 +202,11 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
                 epoch,
                 k + 1,
                 state["epoch_sum"] / max(state["epoch_count"], 1.0),
-                _real_steps(train_seqs, batches[: k + 1]) / max(seconds, 1e-9),
+                real_steps_done[k] / max(seconds, 1e-9),
             )
+            global_step += 1
             interrupted = should_stop()
-            if interrupted or (every and optimizer.iterations.numpy() % every == 0):
+            if interrupted or (every and global_step % every == 0):
                 save_checkpoint(model, last_path, state)
             if interrupted:
                 raise Interrupted(run_dir, epoch, k + 1)
@@ -257,10 +260,6 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
 def _seed_epoch(seed, epoch):
     """Seeds every generator from (seed, epoch): a resumed epoch draws what it would have."""
     keras.utils.set_random_seed((seed * 1_000_003 + epoch) % 2**32)
-
-
-def _real_steps(seqs, batches):
-    return int(sum(seqs.lengths[b].sum() for b in batches))
 
 
 def _padding_fraction(seqs, batch_size, batching, seed, max_len):
