@@ -178,3 +178,27 @@ def test_help_lists_commands():
     assert result.exit_code == 0
     for command in ("train", "evaluate", "encode"):
         assert command in result.output
+
+
+@pytest.mark.slow
+def test_tokens_end_to_end(tmp_path):
+    run_dir = tmp_path / "tokens"
+    result = invoke("train", "--config", ROOT / "configs/tokens.yaml", "--run-dir", run_dir, *FAST)
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "vocabulary.txt").read_text().splitlines()[:2] == ["<pad>", "<unk>"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= metrics["best_val_accuracy"] <= 1.0
+    np.testing.assert_allclose(metrics["best_val_perplexity"], np.exp(metrics["best_val_loss"]))
+
+    result = invoke("evaluate", run_dir, "--output", tmp_path / "errors.csv")
+    assert result.exit_code == 0, result.output
+    assert "token accuracy" in result.output and "perplexity" in result.output
+    assert f"{metrics['best_val_loss']:.6f}" in result.output
+    assert (tmp_path / "errors.csv").read_text().splitlines()[0] == "id,length,scored_steps,error,accuracy"
+
+    # Unseen tokens map to <unk> instead of failing.
+    (tmp_path / "new.txt").write_text("the zebra flew\nsome words never seen\n")
+    result = invoke("encode", run_dir, "--data", tmp_path / "new.txt", "--output", tmp_path / "z.csv")
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "z.csv").read_text().splitlines()
+    assert rows[1].startswith("1,3,") and rows[2].startswith("2,4,")

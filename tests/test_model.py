@@ -166,3 +166,30 @@ def test_saved_model_loads_in_safe_mode(tmp_path):
         values = np.random.default_rng(0).normal(size=(2, 5, 2)).astype(np.float32)
         lengths = np.array([5, 2], np.int32)
         np.testing.assert_allclose(loaded([values, lengths]), model([values, lengths]), rtol=1e-6)
+
+
+@settings(max_examples=8, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), extra=st.integers(1, 4),
+       decoder=st.sampled_from(["repeat", "remask", "crop"]))
+def test_token_model_ignores_padding(lengths, extra, decoder):
+    """Token ids: neither the padded length nor the ids in the padding change the
+    cross-entropy or the latent vectors."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_autoencoder(tiny_model_cfg(decoder), 1, fused=True, vocab_size=7, embedding_dim=3)
+    encoder = encoder_from(model)
+    rng = np.random.default_rng(len(lengths))
+    lengths = np.array(lengths, np.int32)
+    longest = int(lengths.max())
+    base = np.where(length_mask(lengths, longest, "post"), rng.integers(1, 7, (len(lengths), longest)), 0)
+    garbage = rng.integers(0, 7, (len(lengths), longest + extra))  # any ids in the padding
+    longer = np.where(length_mask(lengths, longest + extra, "post"), np.pad(base, ((0, 0), (0, extra))), garbage)
+    out = []
+    for ids in (base, longer):
+        ids = ids.astype(np.int32)[:, :, None]  # (batch, time, 1)
+        s, _, _ = loss_terms(ids, lengths, model([ids, lengths]), loss="per_step",
+                             error="cross_entropy", target="reconstruct", padding="post")
+        out.append((s.numpy(), encoder([ids, lengths]).numpy()))
+    np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-5)
+    np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-5, atol=1e-6)
