@@ -180,9 +180,9 @@ class TrainConfig:
     target: Literal["reconstruct", "next_step"] = "reconstruct"
     # "auto" uses a GPU when TensorFlow sees one, and the CPU otherwise.
     device: Literal["auto", "cpu", "gpu"] = "auto"
-    # Threads per TensorFlow op on the CPU. None: 1, measured faster than 2 on a 2-core
-    # machine for LSTMs of 64 to 256 units (the ops are too small to split; see
-    # BENCHMARKS.md). Set it on machines with many cores and wide models.
+    # CPU cores to train on. None: all of them. Each TensorFlow op runs on one thread (the
+    # LSTM matmuls are too small to split well) and the batch is cut into this many slices
+    # run in parallel; see seqmask/devices.py and BENCHMARKS.md.
     cpu_threads: int | None = None
     # "bucket" batches sequences of similar length, so little compute goes to padding.
     batching: Literal["bucket", "pad_to_max"] = "bucket"

@@ -4,6 +4,9 @@ Why: `keras.layers.LSTM` on CPU runs a graph-level while loop, several small ops
 `BlockLSTMV2` and its gradient run the time loop in C++, about twice as fast at the batch
 sizes seqmask trains with (bench/bench.py measures it).
 
+On a CPU with several cores the batch is cut into one slice per core, each run by its own
+op in parallel (see `cpu_shards`): these matmuls are too small for TensorFlow to split well.
+
 What it gives up: a per-step mask. That is exact for seqmask's post-padded batches without
 one: an LSTM is causal, so the outputs at a sequence's real steps (t < L) never depend on
 the padded steps after them; the encoder takes its state at t = L - 1 and the loss ignores
@@ -24,6 +27,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from seqmask.devices import cpu_shards
 from seqmask.layers import PACKAGE
 
 
@@ -55,7 +59,22 @@ class FusedLSTM(keras.layers.Layer):
         x = ops.cast(inputs, self.compute_dtype)  # (batch, time, features)
         w = tf.concat([self.kernel, self.recurrent_kernel], axis=0)  # (features + units, 4 units)
         b = tf.identity(self.bias)  # a tensor: custom_gradient handles variables separately
-        h = _block_lstm(tf.transpose(x, [1, 0, 2]), w, b)  # (time, batch, units)
+        time_major = tf.transpose(x, [1, 0, 2])  # (time, batch, features)
+        shards = cpu_shards()
+        if shards > 1:
+            # Independent slices of the batch, one op each: TensorFlow's inter-op threads
+            # run them on separate cores, which beats splitting each small matmul
+            # (bench/profile_step.py: 1.5x on 2 cores). Never an empty slice: the gradient
+            # op returns garbage weights' gradients for a batch of 0.
+            batch = tf.shape(x)[0]
+
+            def sharded():
+                parts = tf.split(time_major, _split_sizes(batch, shards), axis=1)
+                return tf.concat([_block_lstm(part, w, b) for part in parts], axis=1)
+
+            h = tf.cond(batch >= shards, sharded, lambda: _block_lstm(time_major, w, b))
+        else:
+            h = _block_lstm(time_major, w, b)  # (time, batch, units)
         return tf.transpose(h, [1, 0, 2])  # (batch, time, units)
 
     def compute_mask(self, inputs, mask=None):
@@ -66,6 +85,12 @@ class FusedLSTM(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}
+
+
+def _split_sizes(batch, shards):
+    """Sizes of `shards` slices of a batch, as equal as possible: (shards,) int32."""
+    base = batch // shards
+    return tf.concat([tf.fill([shards - 1], base), [batch - base * (shards - 1)]], axis=0)
 
 
 @tf.custom_gradient

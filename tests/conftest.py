@@ -28,3 +28,17 @@ def make_sequences(lengths, num_features=2, seed=0):
 @pytest.fixture(scope="session", autouse=True)
 def _quiet_tensorflow():
     yield
+
+
+def _has_gpu():
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def pytest_collection_modifyitems(config, items):
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if gpu_items and not _has_gpu():
+        skip = pytest.mark.skip(reason="needs a GPU")
+        for item in gpu_items:
+            item.add_marker(skip)

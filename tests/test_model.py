@@ -30,10 +30,15 @@ def models():
     return out
 
 
-def test_fused_and_keras_lstm_agree():
-    """Same weights, same loss: the fast path changes speed, not results."""
+@pytest.mark.parametrize("shards", [1, 2, 5])
+def test_fused_and_keras_lstm_agree(shards, monkeypatch):
+    """Same weights, same loss and gradients: the fast path (with the batch cut into
+    `shards` parallel slices; 5 slices of a batch of 4 leave some empty) changes speed, not results."""
     import keras
 
+    from seqmask import devices
+
+    monkeypatch.setattr(devices, "_cpu_shards", shards)
     seqs = make_sequences([3, 7, 1, 5], seed=2)
     values, lengths = pad(seqs, np.arange(4), 8, "post"), seqs.lengths.astype(np.int32)
     for decoder in ("repeat", "remask", "crop"):
