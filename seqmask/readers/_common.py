@@ -63,6 +63,14 @@ def read_bytes(p: Path, shown: str) -> bytes:
         raise DataError(f"{shown}: cannot read the file ({getattr(e, 'strerror', None) or e})") from None
 
 
+def read_nonempty(p: Path, shown: str) -> bytes:
+    """:func:`read_bytes`, and ``DataError`` for a file of zero bytes."""
+    raw = read_bytes(p, shown)
+    if not raw:
+        raise DataError(f"{shown}: file is empty")
+    return raw
+
+
 def gunzip_if_gzip(raw: bytes, shown: str) -> bytes:
     """``raw`` decompressed when it starts with the gzip magic bytes, else ``raw``."""
     if raw[:2] != GZIP_MAGIC:
@@ -138,6 +146,56 @@ def check_unique_ids(ids: np.ndarray, shown: str, where: Callable[[int], str], w
 
 
 # -- long format: rows -> sequences ---------------------------------------------------
+
+
+def long_columns(
+    names: list[str], opts: Options, shown: str, *, where: str, id_hint: str | None
+) -> tuple[str, str | None, list[str]]:
+    """``(id column, step column, feature columns)`` of a long table whose columns are
+    ``names``: the features are ``feature_columns``, or every column but the id and
+    step columns.
+
+    ``where`` places the columns in the messages (``" in the header"`` or ``""``);
+    ``id_hint`` ends the message for a missing id column, and None makes the id
+    column optional (one file per sequence: a column of that name is only skipped).
+    """
+    id_col, step_col = opts.id_column, opts.step_column
+    if id_hint is not None and id_col not in names:
+        raise DataError(f"{shown}: no id column {id_col!r}{where} (columns: {cols(names)}); {id_hint}")
+    if step_col is not None:
+        if step_col == id_col:
+            raise DataError(f"{shown}: step_column and id_column are both {id_col!r}")
+        if step_col not in names:
+            raise DataError(f"{shown}: no step column {step_col!r}{where} (columns: {cols(names)})")
+    reserved = {id_col} | ({step_col} if step_col is not None else set())
+    if opts.feature_columns is None:
+        features = [c for c in names if c not in reserved]
+    else:
+        features = list(opts.feature_columns)
+        for c in features:
+            if c not in names:
+                raise DataError(f"{shown}: feature column {c!r} not found (available: {cols(names)})")
+            if c in reserved:
+                raise DataError(f"{shown}: column {c!r} cannot be both a feature and the id/step column")
+        dup = [c for k, c in enumerate(features) if c in features[:k]]
+        if dup:
+            raise DataError(f"{shown}: feature column {dup[0]!r} is listed twice")
+    if not features:
+        raise DataError(f"{shown}: no feature columns (columns: {cols(names)})")
+    return id_col, step_col, features
+
+
+def numeric_columns(
+    numeric: Callable[..., np.ndarray], n: int, step_col: str | None, features: list[str]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ``(n, features)`` float32 matrix and the float64 steps (or None) of a long
+    table, one column at a time: ``numeric(name, float32=...)`` reads a column (and
+    notes its problems; the caller reports the first)."""
+    steps = numeric(step_col, float32=False) if step_col is not None else None
+    x = np.empty((n, len(features)), dtype=np.float32)
+    for j, name in enumerate(features):
+        x[:, j] = numeric(name, float32=True)
+    return x, steps
 
 
 def group_rows(

@@ -26,9 +26,10 @@ from seqmask.errors import DataError
 from seqmask.readers._common import (
     F32_MAX,
     Options,
-    cols,
     group_rows,
     gunzip_if_gzip,
+    long_columns,
+    numeric_columns,
     read_bytes,
     reason,
     show,
@@ -193,36 +194,13 @@ def _csv_columns(
 ) -> tuple[str | None, str | None, list[str]]:
     """``(id column, step column, feature columns)``. With ``id_required=False`` (one
     file per sequence) the id column is None, and a column of that name is skipped."""
-    id_col, step_col = opts.id_column, opts.step_column
-    if id_required and id_col not in header:
-        raise DataError(
-            f"{shown}: no id column {id_col!r} in the header (columns: {cols(header)}); "
-            "set id_column to the column that names each sequence"
-        )
-    if step_col is not None:
-        if step_col == id_col:
-            raise DataError(f"{shown}: step_column and id_column are both {id_col!r}")
-        if step_col not in header:
-            raise DataError(
-                f"{shown}: no step column {step_col!r} in the header (columns: {cols(header)})"
-            )
-    reserved = {id_col} | ({step_col} if step_col is not None else set())
-    if opts.feature_columns is None:
-        features = [c for c in header if c not in reserved]
-    else:
-        features = list(opts.feature_columns)
-        for c in features:
-            if c not in header:
-                raise DataError(
-                    f"{shown}: feature column {c!r} not found (available: {cols(header)})"
-                )
-            if c in reserved:
-                raise DataError(f"{shown}: column {c!r} cannot be both a feature and the id/step column")
-        dup = [c for k, c in enumerate(features) if c in features[:k]]
-        if dup:
-            raise DataError(f"{shown}: feature column {dup[0]!r} is listed twice")
-    if not features:
-        raise DataError(f"{shown}: no feature columns (columns: {cols(header)})")
+    id_col, step_col, features = long_columns(
+        header,
+        opts,
+        shown,
+        where=" in the header",
+        id_hint="set id_column to the column that names each sequence" if id_required else None,
+    )
     return (id_col if id_required else None), step_col, features
 
 
@@ -392,11 +370,7 @@ def _numbers(
             problems.append((row, header.index(name), name, kind))
         return x
 
-    steps = numeric(step_col, float32=False) if step_col is not None else None
-    x = np.empty((n, len(features)), dtype=np.float32)
-    for j, name in enumerate(features):
-        x[:, j] = numeric(name, float32=True)
-
+    x, steps = numeric_columns(numeric, n, step_col, features)
     if problems:
         row, pos, name, kind = min(problems)
         line_numbers = _data_line_numbers(raw)

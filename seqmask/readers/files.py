@@ -24,7 +24,7 @@ from seqmask.readers._common import (
     bad_value_text,
     check_unique_ids,
     float32_values,
-    read_bytes,
+    read_nonempty,
     reason,
 )
 
@@ -159,9 +159,7 @@ def read_npy_dir(p: Path, shown: str, opts: Options) -> Sequences:
 
 
 def _read_npy(f: Path, shown: str) -> np.ndarray:
-    raw = read_bytes(f, shown)
-    if not raw:
-        raise DataError(f"{shown}: file is empty")
+    raw = read_nonempty(f, shown)
     if not raw.startswith(b"\x93NUMPY"):
         raise DataError(f"{shown}: not a .npy file (expected an array saved by numpy.save)")
     try:

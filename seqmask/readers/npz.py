@@ -15,7 +15,7 @@ from seqmask.readers._common import (
     check_unique_ids,
     cols,
     float32_values,
-    read_bytes,
+    read_nonempty,
     reason,
     show,
 )
@@ -27,9 +27,7 @@ def read_npz(p: Path, shown: str, opts: Options) -> Sequences:
             f"{shown}: step_column and feature_columns apply to CSV files only; "
             "an .npz file has 'values', 'lengths' (or 'offsets') and 'ids' arrays"
         )
-    raw = read_bytes(p, shown)
-    if not raw:
-        raise DataError(f"{shown}: file is empty")
+    raw = read_nonempty(p, shown)
     if raw.startswith(b"\x93NUMPY"):
         raise DataError(
             f"{shown}: holds a single .npy array, not an .npz archive of 'values' and 'lengths'"

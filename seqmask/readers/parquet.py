@@ -26,7 +26,9 @@ from seqmask.readers._common import (
     cols,
     float32_values,
     group_rows,
-    read_bytes,
+    long_columns,
+    numeric_columns,
+    read_nonempty,
     reason,
     show,
 )
@@ -61,9 +63,7 @@ def read_parquet(p: Path, shown: str, opts: Options) -> Sequences:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    raw = read_bytes(p, shown)
-    if not raw:
-        raise DataError(f"{shown}: file is empty")
+    raw = read_nonempty(p, shown)
     if not raw.startswith(b"PAR1"):
         raise DataError(f"{shown}: not a Parquet file (it does not start with the 'PAR1' marker)")
     try:
@@ -96,7 +96,14 @@ def read_parquet(p: Path, shown: str, opts: Options) -> Sequences:
             )
         table = _read(pf, [opts.id_key, key], shown)
         return _rows(table, shown, opts, key)
-    id_col, step_col, features = _long_columns(names, opts, shown, list_keys)
+    id_col, step_col, features = long_columns(
+        names,
+        opts,
+        shown,
+        where="",
+        id_hint="give a long-format table (id_column, feature columns) or one row per sequence "
+        f"with a list column {opts.values_key!r} or {opts.tokens_key!r}",
+    )
     used = [id_col] + ([step_col] if step_col is not None else []) + features
     table = _read(pf, used, shown)
     return _long(table, shown, id_col, step_col, features)
@@ -222,37 +229,6 @@ def _token_rows(inner, lengths, ids, shown: str, key: str, at) -> Sequences:
 # -- long format -----------------------------------------------------------------------
 
 
-def _long_columns(names: list[str], opts: Options, shown: str, list_keys) -> tuple[str, str | None, list[str]]:
-    id_col, step_col = opts.id_column, opts.step_column
-    if id_col not in names:
-        raise DataError(
-            f"{shown}: no id column {id_col!r} (columns: {cols(names)}); give a long-format table "
-            f"(id_column, feature columns) or one row per sequence with a list column "
-            f"{opts.values_key!r} or {opts.tokens_key!r}"
-        )
-    if step_col is not None:
-        if step_col == id_col:
-            raise DataError(f"{shown}: step_column and id_column are both {id_col!r}")
-        if step_col not in names:
-            raise DataError(f"{shown}: no step column {step_col!r} (columns: {cols(names)})")
-    reserved = {id_col} | ({step_col} if step_col is not None else set())
-    if opts.feature_columns is None:
-        features = [c for c in names if c not in reserved]
-    else:
-        features = list(opts.feature_columns)
-        for c in features:
-            if c not in names:
-                raise DataError(f"{shown}: feature column {c!r} not found (available: {cols(names)})")
-            if c in reserved:
-                raise DataError(f"{shown}: column {c!r} cannot be both a feature and the id/step column")
-        dup = [c for k, c in enumerate(features) if c in features[:k]]
-        if dup:
-            raise DataError(f"{shown}: feature column {dup[0]!r} is listed twice")
-    if not features:
-        raise DataError(f"{shown}: no feature columns (columns: {cols(names)})")
-    return id_col, step_col, features
-
-
 def _long(table, shown: str, id_col: str, step_col: str | None, features: list[str]) -> Sequences:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -281,10 +257,7 @@ def _long(table, shown: str, id_col: str, step_col: str | None, features: list[s
             problems.append((r, pos, f"column {name!r} {bad_value_text(x[r])}"))
         return x32
 
-    steps = numeric(step_col, float32=False) if step_col is not None else None
-    x = np.empty((n, len(features)), dtype=np.float32)
-    for j, name in enumerate(features):
-        x[:, j] = numeric(name, float32=True)
+    x, steps = numeric_columns(numeric, n, step_col, features)
     if problems:
         row, _, msg = min(problems)
         raise DataError(f"{shown}, {_row(row)}: {msg}")
