@@ -8,6 +8,7 @@ errors, 130 for Ctrl-C. TensorFlow is imported inside the commands that need it,
 
 import math
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -190,7 +191,7 @@ def train(
     except Interrupted as stop:
         err.print(
             f"interrupted at epoch {stop.epoch}, batch {stop.batch}; checkpoint written.\n"
-            f"resume with: seqmask train --resume {stop.run_dir}",
+            f"resume with: seqmask train --resume {shlex.quote(str(stop.run_dir))}",
             highlight=False,
         )
         raise typer.Exit(130)
