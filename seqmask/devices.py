@@ -10,6 +10,14 @@ from seqmask.errors import ConfigError
 _cpu_shards = 1
 
 
+def _usable_cores():
+    """The cores this process may run on (os.cpu_count() counts the whole host)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def cpu_shards():
     """Into how many parallel slices the fused LSTM cuts a batch (1 on GPU)."""
     return _cpu_shards
@@ -27,7 +35,7 @@ def configure_device(device, cpu_threads=None):
     global _cpu_shards
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu" or (device == "auto" and not gpus):
-        threads = cpu_threads or os.cpu_count() or 1
+        threads = cpu_threads or _usable_cores()
         try:
             # Must precede TensorFlow's first op; in a process that already ran one (tests,
             # notebooks) the setting in force stays.
