@@ -6,6 +6,16 @@ from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Shared 2-core CI machines are slow and noisy: generating examples must never fail a test
+# for taking long. Each test's own @settings still sets its example counts.
+settings.register_profile(
+    "seqmask",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("seqmask")
 
 
 def tiny_model_cfg(decoder="repeat", num_layers=1, units=5, latent_dim=3):
