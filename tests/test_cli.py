@@ -202,3 +202,15 @@ def test_tokens_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "z.csv").read_text().splitlines()
     assert rows[1].startswith("1,3,") and rows[2].startswith("2,4,")
+
+
+@pytest.mark.slow
+def test_encode_is_the_same_whatever_the_batch(trained):
+    """One latent vector per sequence, whatever batch size (so neighbours and padding)."""
+    from seqmask.evaluate import encode, load_run
+
+    run = load_run(trained)
+    data = ROOT / "data/trajectories.npz"
+    _, alone, _ = encode(run, data, batch_size=1)  # every sequence alone, no padding at all
+    _, crowd, _ = encode(run, data, batch_size=97)  # with neighbours, padded to each batch's longest
+    np.testing.assert_allclose(crowd, alone, rtol=1e-5, atol=1e-6)
