@@ -7,6 +7,10 @@ decoder repeat, fused CPU kernel, one thread per op as seqmask trains):
   3. forward + loss + backward (gradients only);
   4. the full training step (+ gradient clipping and the Adam update).
 The differences say what the remaining time goes to. Run: .venv/bin/python bench/profile_step.py
+
+`--threads N` and `--shards N` reproduce the threading comparison of BENCHMARKS.md:
+`--threads 2 --shards 1` is TensorFlow splitting each op over 2 threads, the default
+(`--threads 1`, shards = cores) is one thread per op with the batch cut into slices.
 """
 
 import os
@@ -40,7 +44,18 @@ def best_ms(fn, *args, repeats=30):
 
 
 def main():
+    import argparse
+
+    from seqmask import devices
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1, help="threads per op (intra-op)")
+    parser.add_argument("--shards", type=int, default=None, help="batch slices (default: cores)")
+    args = parser.parse_args()
     configure_device("cpu")
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    if args.shards is not None:
+        devices._cpu_shards = args.shards
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(size=(BATCH, TIME, FEATURES)).astype(np.float32))
     lengths = tf.constant(rng.integers(TIME // 2, TIME + 1, BATCH).astype(np.int32))
