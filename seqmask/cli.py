@@ -95,6 +95,9 @@ class _PlainReporter:
         self.console = console
 
     def start(self, info):
+        if info["already_finished"]:
+            self.console.print(f"{info['run_dir']} had already finished training; nothing to resume")
+            return
         if info["resumed_at"]:
             epoch, batch = info["resumed_at"]
             self.console.print(f"resuming {info['run_dir']} at epoch {epoch}, batch {batch}")

@@ -167,6 +167,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         {
             "run_dir": str(run_dir),
             "resumed_at": (state["epoch"], state["batch"]) if from_checkpoint else None,
+            "already_finished": state["finished"],
             "device": device,
             "train_sequences": len(train_seqs),
             "validation_sequences": len(val_seqs),
