@@ -1,22 +1,23 @@
 """Files evaluate and encode write for the user, keyed by sequence id so they join back."""
 
-import io
-
 import numpy as np
 
-from seqmask.runs import atomic_path, write_text
+from seqmask.runs import atomic_path, write_csv
 
 
 def write_errors_csv(path, seqs, scores, tokens=False):
     """id, length, scored_steps, error (and, for tokens, accuracy): one row per sequence,
     in input order. For tokens the error is the sequence's mean cross-entropy."""
-    out = io.StringIO()
-    out.write("id,length,scored_steps,error" + (",accuracy" if tokens else "") + "\n")
+    header = ["id", "length", "scored_steps", "error"] + (["accuracy"] if tokens else [])
     rows = zip(seqs.ids, seqs.lengths, scores.counts, scores.per_sequence, scores.per_sequence_accuracy)
-    for sid, length, count, error, accuracy in rows:
-        extra = f",{accuracy:.9g}" if tokens else ""
-        out.write(f"{_csv_field(sid)},{int(length)},{int(count)},{error:.9g}{extra}\n")
-    write_text(path, out.getvalue())
+    write_csv(
+        path,
+        header,
+        (
+            [str(sid), int(length), int(count), f"{error:.9g}"] + ([f"{accuracy:.9g}"] if tokens else [])
+            for sid, length, count, error, accuracy in rows
+        ),
+    )
 
 
 def write_latent(path, seqs, latent):
@@ -24,11 +25,9 @@ def write_latent(path, seqs, latent):
     loadable with allow_pickle=False."""
     path = str(path)
     if path.endswith(".csv"):
-        out = io.StringIO()
-        out.write("id,length," + ",".join(f"z{i}" for i in range(latent.shape[1])) + "\n")
-        for sid, length, row in zip(seqs.ids, seqs.lengths, latent):
-            out.write(f"{_csv_field(sid)},{int(length)}," + ",".join(f"{v:.9g}" for v in row) + "\n")
-        write_text(path, out.getvalue())
+        header = ["id", "length"] + [f"z{i}" for i in range(latent.shape[1])]
+        rows = ([str(sid), int(length)] + [f"{v:.9g}" for v in row] for sid, length, row in zip(seqs.ids, seqs.lengths, latent))
+        write_csv(path, header, rows)
         return
     width = max(1, max((len(str(i)) for i in seqs.ids), default=1))
     records = np.zeros(
@@ -38,10 +37,3 @@ def write_latent(path, seqs, latent):
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, records, allow_pickle=False)
-
-
-def _csv_field(value):
-    text = str(value)
-    if any(c in text for c in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
-    return text

@@ -79,28 +79,17 @@ def write_yaml(path, obj):
     write_text(path, yaml.safe_dump(obj, sort_keys=False))
 
 
-def write_history(path, rows):
+def write_csv(path, header, rows):
+    """A CSV file (None as an empty cell, fields quoted where needed), written atomically."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=HISTORY_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
     write_text(path, out.getvalue())
 
 
-def read_history(path):
-    if not Path(path).exists():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [{k: _number(v) for k, v in row.items()} for row in rows]
-
-
-def _number(text):
-    if text == "":
-        return None
-    value = float(text)
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+def write_history(path, rows):
+    write_csv(path, HISTORY_FIELDS, ([row.get(k) for k in HISTORY_FIELDS] for row in rows))
 
 
 def read_yaml(path):

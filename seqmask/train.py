@@ -20,7 +20,7 @@ import tensorflow as tf
 
 import seqmask
 from seqmask import runs
-from seqmask.batching import padded_batch, training_batches
+from seqmask.batching import batch_time_len, padded_batch, training_batches
 from seqmask.checkpoints import load_checkpoint, save_checkpoint
 from seqmask.config import config_from_dict, config_to_dict
 from seqmask.dataset import load_transform, prepare, same_transform, save_transform
@@ -261,8 +261,6 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
 
 def _padding_fraction(seqs, batch_size, batching, seed, max_len):
     """Fraction of the steps of one epoch's training batches that are padding."""
-    from seqmask.batching import batch_time_len
-
     padded = 0
     for b in training_batches(seqs.lengths, batch_size, batching, seed, 1):
         padded += len(b) * batch_time_len(seqs.lengths[b], batching, max_len)
