@@ -1,5 +1,6 @@
 # seqmask: `make demo` trains the bundled example, `make test` runs the tests.
-# Both create .venv and install the package into it first (only when pyproject.toml changed).
+# Both create .venv and install the package into it first (only when pyproject.toml changed),
+# then build seqmask's CPU LSTM kernel (seqmask/native.py; cached in ~/.cache/seqmask).
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m seqmask.native  # compiles the CPU LSTM kernel once (~25 s)
 	touch $(STAMP)
 
 demo: install

@@ -1,11 +1,11 @@
-"""An LSTM that runs the whole sequence in one TensorFlow op (`BlockLSTMV2`).
+"""An LSTM that runs the whole sequence in one op: seqmask's own kernel, or `BlockLSTMV2`.
 
-Why: `keras.layers.LSTM` on CPU runs a graph-level while loop, several small ops per step;
-`BlockLSTMV2` and its gradient run the time loop in C++, about twice as fast at the batch
-sizes seqmask trains with (bench/bench.py measures it).
-
-On a CPU with several cores the batch is cut into one slice per core, each run by its own
-op in parallel (see `cpu_shards`): these matmuls are too small for TensorFlow to split well.
+Why: `keras.layers.LSTM` on CPU runs a graph-level while loop, several small ops per step.
+A fused op runs the time loop in C++. seqmask's kernel (`kernels/lstm.cc`, loaded by
+`native.py`) takes the input projection out of the loop, projects a decoder's repeated
+input once instead of at every step (`repeat_input=True`) and runs one thread per slice
+of the batch; where it cannot be built, TensorFlow's `BlockLSTMV2` runs instead, each
+batch slice as its own op. bench/bench.py measures both against Keras and PyTorch.
 
 What it gives up: a per-step mask. That is exact for seqmask's post-padded batches without
 one: an LSTM is causal, so the outputs at a sequence's real steps (t < L) never depend on
@@ -27,20 +27,28 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from seqmask import native
 from seqmask.devices import cpu_shards
 from seqmask.layers import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FusedLSTM(keras.layers.Layer):
-    """LSTM over a whole (batch, time, features) tensor; returns every step's output."""
+    """LSTM over a whole (batch, time, features) tensor; returns every step's output.
 
-    def __init__(self, units, **kwargs):
+    `repeat_input=True`: the input is [x (batch, features), reference (batch, time, ...)]
+    and x is the input at every one of the reference's steps (the `repeat` decoder).
+    """
+
+    def __init__(self, units, repeat_input=False, **kwargs):
         super().__init__(**kwargs)
         self.units = units
+        self.repeat_input = repeat_input
         self.supports_masking = True  # accepts a mask (and ignores it: see module docstring)
 
     def build(self, input_shape):
+        if self.repeat_input:
+            input_shape = input_shape[0]
         input_dim, u = input_shape[-1], self.units
         self.kernel = self.add_weight(
             shape=(input_dim, 4 * u), initializer="glorot_uniform", name="kernel"
@@ -56,35 +64,71 @@ class FusedLSTM(keras.layers.Layer):
         self.bias = self.add_weight(shape=(4 * u,), initializer=bias_init, name="bias")
 
     def call(self, inputs, mask=None):
-        x = ops.cast(inputs, self.compute_dtype)  # (batch, time, features)
-        w = tf.concat([self.kernel, self.recurrent_kernel], axis=0)  # (features + units, 4 units)
-        b = tf.identity(self.bias)  # a tensor: custom_gradient handles variables separately
-        time_major = tf.transpose(x, [1, 0, 2])  # (time, batch, features)
-        shards = cpu_shards()
-        if shards > 1:
-            # Independent slices of the batch, one op each: TensorFlow's inter-op threads
-            # run them on separate cores, which beats splitting each small matmul
-            # (bench/profile_step.py: 1.5x on 2 cores). Never an empty slice: the gradient
-            # op returns garbage weights' gradients for a batch of 0.
-            batch = tf.shape(x)[0]
-
-            def sharded():
-                parts = tf.split(time_major, _split_sizes(batch, shards), axis=1)
-                return tf.concat([_block_lstm(part, w, b) for part in parts], axis=1)
-
-            h = tf.cond(batch >= shards, sharded, lambda: _block_lstm(time_major, w, b))
+        if self.repeat_input:
+            x, reference = inputs  # (batch, features), (batch, time, ...)
+            x = ops.cast(x, self.compute_dtype)[:, None, :]  # (batch, 1, features)
+            time = tf.shape(reference)[1]
         else:
-            h = _block_lstm(time_major, w, b)  # (time, batch, units)
-        return tf.transpose(h, [1, 0, 2])  # (batch, time, units)
+            x = ops.cast(inputs, self.compute_dtype)  # (batch, time, features)
+            time = tf.shape(x)[1]
+        kernels = native.load()
+        if kernels is not None:
+            return _native_lstm(kernels, x, self.kernel, self.recurrent_kernel, self.bias, time)
+        if self.repeat_input:
+            x = tf.broadcast_to(x, tf.stack([tf.shape(x)[0], time, tf.shape(x)[2]]))
+        return _sharded_block_lstm(x, self.kernel, self.recurrent_kernel, self.bias)
 
     def compute_mask(self, inputs, mask=None):
-        return mask
+        return None if self.repeat_input else mask
 
     def compute_output_shape(self, input_shape):
+        if self.repeat_input:
+            return (*input_shape[1][:2], self.units)
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units}
+        return {**super().get_config(), "units": self.units, "repeat_input": self.repeat_input}
+
+
+def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, time):
+    """seqmask's kernel: x (batch, 1 or time, features) -> h (batch, time, units)."""
+    shards = cpu_shards()
+
+    @tf.custom_gradient
+    def lstm(x, kernel, recurrent_kernel, bias):
+        h, c, gates = kernels.seqmask_lstm(x, kernel, recurrent_kernel, bias, time, shards=shards)
+
+        def grad(dh):
+            return kernels.seqmask_lstm_grad(
+                x, kernel, recurrent_kernel, h, c, gates, dh, shards=shards
+            )  # dx, dkernel, drecurrent_kernel, dbias
+
+        return h, grad
+
+    return lstm(x, tf.identity(kernel), tf.identity(recurrent_kernel), tf.identity(bias))
+
+
+def _sharded_block_lstm(x, kernel, recurrent_kernel, bias):
+    """TensorFlow's BlockLSTMV2: x (batch, time, features) -> h (batch, time, units)."""
+    w = tf.concat([kernel, recurrent_kernel], axis=0)  # (features + units, 4 units)
+    b = tf.identity(bias)  # a tensor: custom_gradient handles variables separately
+    time_major = tf.transpose(x, [1, 0, 2])  # (time, batch, features)
+    shards = cpu_shards()
+    if shards > 1:
+        # Independent slices of the batch, one op each: TensorFlow's inter-op threads
+        # run them on separate cores, which beats splitting each small matmul
+        # (bench/profile_step.py: 1.5x on 2 cores). Never an empty slice: the gradient
+        # op returns garbage weights' gradients for a batch of 0.
+        batch = tf.shape(x)[0]
+
+        def sharded():
+            parts = tf.split(time_major, _split_sizes(batch, shards), axis=1)
+            return tf.concat([_block_lstm(part, w, b) for part in parts], axis=1)
+
+        h = tf.cond(batch >= shards, sharded, lambda: _block_lstm(time_major, w, b))
+    else:
+        h = _block_lstm(time_major, w, b)  # (time, batch, units)
+    return tf.transpose(h, [1, 0, 2])  # (batch, time, units)
 
 
 def _split_sizes(batch, shards):

@@ -20,21 +20,30 @@ from seqmask.layers import ClearPadding, CropByMask, LastStep, LengthMask, Reatt
 LATENT = "latent"
 
 
-def _lstm_stack(x, units, num_layers, prefix, mask, fused):
+def _lstm_stack(x, units, num_layers, prefix, mask, fused, repeat_of=None):
     """num_layers LSTMs. `mask` is given only where the recurrence itself must skip padded
-    steps; elsewhere the fused kernel is exact (see fused_lstm.py) and faster."""
+    steps; elsewhere the fused kernel is exact (see fused_lstm.py) and faster.
+
+    `repeat_of`: x is (batch, features), the input at every step of `repeat_of`
+    (batch, time, ...); the fused kernel then projects it once instead of at every step.
+    """
     for i in range(num_layers):
         name = f"{prefix}_lstm_{i}"
         if fused and mask is None:
-            x = FusedLSTM(units, name=name)(x)
+            if i == 0 and repeat_of is not None:
+                x = FusedLSTM(units, repeat_input=True, name=name)([x, repeat_of])
+            else:
+                x = FusedLSTM(units, name=name)(x)
         else:
+            if i == 0 and repeat_of is not None:
+                x = RepeatToTime(name="repeat")([x, repeat_of])  # (batch, time, latent_dim)
             x = keras.layers.LSTM(units, return_sequences=True, name=name)(x, mask=mask)
     return x  # (batch, time, units)
 
 
-def _decoder_lstms(x, model_cfg, mask=None, fused=False):
+def _decoder_lstms(x, model_cfg, mask=None, fused=False, repeat_of=None):
     units = model_cfg.decoder_units or model_cfg.units
-    return _lstm_stack(x, units, model_cfg.num_layers, "decoder", mask, fused)
+    return _lstm_stack(x, units, model_cfg.num_layers, "decoder", mask, fused, repeat_of)
 
 
 def _repeat(latent, values, step_mask, model_cfg, padding, fused):
@@ -43,8 +52,7 @@ def _repeat(latent, values, step_mask, model_cfg, padding, fused):
     With post padding those come after the real ones, so they cannot change a real step's
     output (an LSTM is causal) and the loss ignores them.
     """
-    x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
-    return _decoder_lstms(x, model_cfg, fused=fused)
+    return _decoder_lstms(latent, model_cfg, fused=fused, repeat_of=values)
 
 
 def _remask(latent, values, step_mask, model_cfg, padding, fused):
@@ -53,12 +61,13 @@ def _remask(latent, values, step_mask, model_cfg, padding, fused):
     `RepeatToTime` (like `RepeatVector`) drops the mask; `ReattachMask` restores it. This
     is the decoder that stays exact with pre padding, where the padded steps come first.
     With post padding they come last, skipping them changes no real step's output, and the
-    fused (mask-free) kernel is used.
+    fused (mask-free) kernel runs it exactly as `repeat`.
     """
+    if fused and padding == "post":
+        return _repeat(latent, values, step_mask, model_cfg, padding, fused)
     x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
     x = ReattachMask(name="remask")([x, step_mask])
-    needs_mask = padding == "pre" or not fused
-    return _decoder_lstms(x, model_cfg, mask=step_mask if needs_mask else None, fused=fused)
+    return _decoder_lstms(x, model_cfg, mask=step_mask, fused=fused)
 
 
 def _crop(latent, values, step_mask, model_cfg, padding, fused):
