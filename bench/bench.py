@@ -278,6 +278,7 @@ def child_seqmask(spec):
         final_loss=float(history[-1]["loss"]),
         padding_fraction=metrics.get("padding_fraction"),
         device=metrics.get("device"),
+        lstm_kernel=metrics.get("lstm_kernel"),
         import_rss_mib=import_rss,
         peak_rss_mib=train_rss,
     )
@@ -622,7 +623,7 @@ def print_report(env, mode, flops, results, report):
     print(f"sgemm peak (numpy float32 {SGEMM_SIZE}^3): {_fmt(peak, '.1f')} GFLOP/s")
     if _ok(results.get("seqmask")):
         s = results["seqmask"]
-        print(f"seqmask: device {s.get('device')}, padding fraction of its batches {_fmt(s.get('padding_fraction'), '.3f')}")
+        print(f"seqmask: device {s.get('device')}, LSTM {s.get('lstm_kernel')}, padding fraction of its batches {_fmt(s.get('padding_fraction'), '.3f')}")
     if _ok(results.get("keras")):
         print(f"naive Keras: jit_compile {results['keras'].get('jit_compile')} (Keras's default choice)")
     for name in ("sgemm", "seqmask", "torch", "keras"):

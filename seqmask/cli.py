@@ -102,7 +102,7 @@ class _PlainReporter:
             epoch, batch = info["resumed_at"]
             self.console.print(f"resuming {info['run_dir']} at epoch {epoch}, batch {batch}")
         self.console.print(
-            f"training on {info['device']}: {info['train_sequences']} sequences "
+            f"training on {info['device']} (LSTM: {info['lstm_kernel']}): {info['train_sequences']} sequences "
             f"({info['validation_sequences']} for validation), {info['num_features']} features, "
             f"{info['parameters']:,} parameters -> {info['run_dir']}",
             highlight=False,

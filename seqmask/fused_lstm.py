@@ -38,12 +38,16 @@ class FusedLSTM(keras.layers.Layer):
 
     `repeat_input=True`: the input is [x (batch, features), reference (batch, time, ...)]
     and x is the input at every one of the reference's steps (the `repeat` decoder).
+    `input_gradient=False`: no gradient flows back to the input (zero is returned for it),
+    which spares seqmask's kernel a matmul per step; only for a layer that reads the
+    model's own input values, which nothing trains.
     """
 
-    def __init__(self, units, repeat_input=False, **kwargs):
+    def __init__(self, units, repeat_input=False, input_gradient=True, **kwargs):
         super().__init__(**kwargs)
         self.units = units
         self.repeat_input = repeat_input
+        self.input_gradient = input_gradient
         self.supports_masking = True  # accepts a mask (and ignores it: see module docstring)
 
     def build(self, input_shape):
@@ -73,7 +77,9 @@ class FusedLSTM(keras.layers.Layer):
             time = tf.shape(x)[1]
         kernels = native.load()
         if kernels is not None:
-            return _native_lstm(kernels, x, self.kernel, self.recurrent_kernel, self.bias, time)
+            return _native_lstm(
+                kernels, x, self.kernel, self.recurrent_kernel, self.bias, time, self.input_gradient
+            )
         if self.repeat_input:
             x = tf.broadcast_to(x, tf.stack([tf.shape(x)[0], time, tf.shape(x)[2]]))
         return _sharded_block_lstm(x, self.kernel, self.recurrent_kernel, self.bias)
@@ -87,10 +93,15 @@ class FusedLSTM(keras.layers.Layer):
         return (*input_shape[:-1], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "repeat_input": self.repeat_input}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "repeat_input": self.repeat_input,
+            "input_gradient": self.input_gradient,
+        }
 
 
-def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, time):
+def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, time, input_gradient=True):
     """seqmask's kernel: x (batch, 1 or time, features) -> h (batch, time, units)."""
     shards = cpu_shards()
 
@@ -100,7 +111,8 @@ def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, time):
 
         def grad(dh):
             return kernels.seqmask_lstm_grad(
-                x, kernel, recurrent_kernel, h, c, gates, dh, shards=shards
+                x, kernel, recurrent_kernel, h, c, gates, dh, shards=shards,
+                input_gradient=input_gradient,
             )  # dx, dkernel, drecurrent_kernel, dbias
 
         return h, grad

@@ -20,12 +20,13 @@ from seqmask.layers import ClearPadding, CropByMask, LastStep, LengthMask, Reatt
 LATENT = "latent"
 
 
-def _lstm_stack(x, units, num_layers, prefix, mask, fused, repeat_of=None):
+def _lstm_stack(x, units, num_layers, prefix, mask, fused, repeat_of=None, input_gradient=True):
     """num_layers LSTMs. `mask` is given only where the recurrence itself must skip padded
     steps; elsewhere the fused kernel is exact (see fused_lstm.py) and faster.
 
     `repeat_of`: x is (batch, features), the input at every step of `repeat_of`
     (batch, time, ...); the fused kernel then projects it once instead of at every step.
+    `input_gradient=False`: x is the model's input values, which need no gradient.
     """
     for i in range(num_layers):
         name = f"{prefix}_lstm_{i}"
@@ -33,7 +34,7 @@ def _lstm_stack(x, units, num_layers, prefix, mask, fused, repeat_of=None):
             if i == 0 and repeat_of is not None:
                 x = FusedLSTM(units, repeat_input=True, name=name)([x, repeat_of])
             else:
-                x = FusedLSTM(units, name=name)(x)
+                x = FusedLSTM(units, input_gradient=input_gradient or i > 0, name=name)(x)
         else:
             if i == 0 and repeat_of is not None:
                 x = RepeatToTime(name="repeat")([x, repeat_of])  # (batch, time, latent_dim)
@@ -105,7 +106,10 @@ def build_autoencoder(model_cfg, num_features, padding="post", fused=False, voca
     x = ClearPadding(name="clear_padding")([x, step_mask])  # (batch, time, features)
     # With post padding the state at t = L - 1 never saw a padded step: no mask needed.
     encoder_mask = step_mask if (padding == "pre" or not fused) else None
-    x = _lstm_stack(x, model_cfg.units, model_cfg.num_layers, "encoder", encoder_mask, fused)
+    x = _lstm_stack(
+        x, model_cfg.units, model_cfg.num_layers, "encoder", encoder_mask, fused,
+        input_gradient=tokens,  # the embedding trains; the values themselves do not
+    )
     last = LastStep(padding, name="last_step")([x, lengths])  # (batch, units)
     latent = keras.layers.Dense(model_cfg.latent_dim, name=LATENT)(last)  # (batch, latent_dim)
 

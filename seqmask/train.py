@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 import seqmask
-from seqmask import runs
+from seqmask import native, runs
 from seqmask.batching import batch_time_len, padded_batch, training_batches
 from seqmask.checkpoints import load_checkpoint, save_checkpoint
 from seqmask.config import config_from_dict, config_to_dict
@@ -116,6 +116,8 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         cfg = config_from_dict(runs.read_yaml(run_dir / runs.CONFIG), source=str(run_dir / runs.CONFIG))
         runs.remove_partial_writes(run_dir)
     device = configure_device(cfg.train.device, cfg.train.cpu_threads)
+    # On CPU: seqmask's compiled LSTM kernel, built here on first use (native.py).
+    lstm_kernel = native.status() if device == "cpu" else "Keras (cuDNN)"
     splits = prepare(cfg)
     train_seqs, val_seqs = splits.train, splits.validation
     num_features = train_seqs.num_features
@@ -169,6 +171,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
             "resumed_at": (state["epoch"], state["batch"]) if from_checkpoint else None,
             "already_finished": state["finished"],
             "device": device,
+            "lstm_kernel": lstm_kernel,
             "train_sequences": len(train_seqs),
             "validation_sequences": len(val_seqs),
             "num_features": num_features,
@@ -254,7 +257,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         save_checkpoint(model, last_path, state)
         reporter.epoch_end(row)
 
-    metrics = _metrics(cfg, state, splits, device, monitor)
+    metrics = _metrics(cfg, state, splits, device, lstm_kernel, monitor)
     runs.write_json(run_dir / runs.METRICS, metrics)
     return metrics
 
@@ -267,7 +270,7 @@ def _padding_fraction(seqs, batch_size, batching, seed, max_len):
     return 1.0 - seqs.num_steps / padded
 
 
-def _metrics(cfg, state, splits, device, monitor):
+def _metrics(cfg, state, splits, device, lstm_kernel, monitor):
     history = state["history"]
     best = next(row for row in history if row["epoch"] == state["best_epoch"])
     final = history[-1]
@@ -298,5 +301,6 @@ def _metrics(cfg, state, splits, device, monitor):
         "train_seconds": seconds,
         "real_steps_per_second": sum(row["real_steps"] for row in history) / max(seconds, 1e-9),
         "device": device,
+        "lstm_kernel": lstm_kernel,
         "versions": {"seqmask": seqmask.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
     }

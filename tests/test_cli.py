@@ -50,8 +50,9 @@ def test_train_writes_a_complete_run_directory(trained):
     assert len(history) == 3
     metrics = json.loads((trained / "metrics.json").read_text())
     for key in ("best_val_loss", "final_loss", "train_sequences", "train_real_steps",
-                "padding_fraction", "versions", "device"):
+                "padding_fraction", "versions", "device", "lstm_kernel"):
         assert key in metrics
+    assert metrics["lstm_kernel"] == "seqmask kernel"  # the compiled CPU kernel, not the fallback
     assert set(metrics["versions"]) == {"seqmask", "tensorflow", "keras"}
     assert not list(trained.rglob(".tmp-*")), "temporary files left behind"
 

@@ -30,15 +30,20 @@ def models():
     return out
 
 
+@pytest.mark.parametrize("kernel", ["seqmask", "BlockLSTM"])
 @pytest.mark.parametrize("shards", [1, 2, 5])
-def test_fused_and_keras_lstm_agree(shards, monkeypatch):
-    """Same weights, same loss and gradients: the fast path (with the batch cut into
-    `shards` parallel slices; 5 slices of a batch of 4 leave some empty) changes speed, not results."""
+def test_fused_and_keras_lstm_agree(shards, kernel, monkeypatch):
+    """Same weights, same loss and gradients: the fast path, with seqmask's kernel or the
+    BlockLSTM fallback, with the batch cut into `shards` parallel slices (5 slices of a
+    batch of 4 leave some empty), changes speed, not results."""
     import keras
 
-    from seqmask import devices
+    from seqmask import devices, native
 
     monkeypatch.setattr(devices, "_cpu_shards", shards)
+    if kernel == "BlockLSTM":
+        monkeypatch.setattr(native, "_module", None)
+        monkeypatch.setattr(native, "_error", "forced by the test")
     seqs = make_sequences([3, 7, 1, 5], seed=2)
     values, lengths = pad(seqs, np.arange(4), 8, "post"), seqs.lengths.astype(np.int32)
     for decoder in ("repeat", "remask", "crop"):

@@ -156,6 +156,7 @@ REGISTER_OP("SeqmaskLstmGrad")
     .Input("gates: float")
     .Input("dh: float")      // (batch, time, units): the loss's gradient w.r.t. h
     .Attr("shards: int = 1")
+    .Attr("input_gradient: bool = true")  // false: dx is left zero (x is the model's input)
     .Output("dx: float")
     .Output("dwx: float")
     .Output("dwh: float")
@@ -244,6 +245,7 @@ class SeqmaskLstmGradOp : public OpKernel {
  public:
   explicit SeqmaskLstmGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("shards", &shards_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("input_gradient", &input_gradient_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -275,10 +277,8 @@ class SeqmaskLstmGradOp : public OpKernel {
     dwx_all.setZero();
     dwh_all.setZero();
     db_all.setZero();
-    if (B == 0 || T == 0) {
-      dx_out->flat<float>().setZero();
-      return;
-    }
+    if (B == 0 || T == 0 || !input_gradient_) dx_out->flat<float>().setZero();
+    if (B == 0 || T == 0) return;
     const float* X = x.flat<float>().data();
     const float* H = h_in.flat<float>().data();
     const float* C = c_in.flat<float>().data();
@@ -296,7 +296,7 @@ class SeqmaskLstmGradOp : public OpKernel {
       const Index n = b1 - b0;
       // Carried back: dh through W_h with the input gradient beside it, [dh_{t-1}, dx_t] =
       // dG_t [W_h; W_x]^T (one matmul, as BlockLSTM), and dc through the forget gate.
-      const bool dx_in_loop = d.x_time == T;
+      const bool dx_in_loop = d.x_time == T && input_gradient_;
       Matrix w_t(W, dx_in_loop ? U + D : U);  // (4 units, units [+ features])
       w_t.leftCols(U) = wh.transpose();
       if (dx_in_loop) w_t.rightCols(D) = wx.transpose();
@@ -349,7 +349,7 @@ class SeqmaskLstmGradOp : public OpKernel {
         // x was the same at every step: its projection's gradient is the sum over steps.
         Matrix dp(n, W);
         for (Index b = 0; b < n; ++b) dp.row(b) = ConstView(dG + (b0 + b) * T * W, T, W, Stride(W)).colwise().sum();
-        View(dX + b0 * D, n, D, Stride(D)).noalias() = dp * wx.transpose();
+        if (input_gradient_) View(dX + b0 * D, n, D, Stride(D)).noalias() = dp * wx.transpose();
         dwx[s].noalias() = ConstView(X + b0 * D, n, D, Stride(D)).transpose() * dp;
         db[s] = dp.colwise().sum();
       }
@@ -363,6 +363,7 @@ class SeqmaskLstmGradOp : public OpKernel {
 
  private:
   int shards_;
+  bool input_gradient_;
 };
 
 }  // namespace
