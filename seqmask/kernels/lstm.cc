@@ -47,6 +47,10 @@ using Stride = Eigen::OuterStride<>;
 // Row-major views; a strided one is one step of a (batch, time, n) tensor: (batch, n).
 using View = Eigen::Map<Matrix, 0, Stride>;
 using ConstView = Eigen::Map<const Matrix, 0, Stride>;
+// (batch, units) steps of a (batch, time, n) tensor, as arrays.
+using GateView = Eigen::Map<Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride>;
+using ConstGateView =
+    Eigen::Map<const Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride>;
 // One row of `units` values, contiguous.
 using Row = Eigen::Map<Eigen::Array<float, 1, Eigen::Dynamic>>;
 using ConstRow = Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>>;
@@ -217,22 +221,22 @@ class SeqmaskLstmOp : public OpKernel {
           View(g, n, W, Stride(T * W)).noalias() +=
               ConstView(H + (b0 * T + t - 1) * U, n, U, Stride(T * U)) * wh;
         }
-        for (Index b = 0; b < n; ++b) {  // one row at a time: contiguous, so vectorized
-          float* gb = g + b * T * W;
-          Row i(gb, U), f(gb + U, U), gg(gb + 2 * U, U), o(gb + 3 * U, U);
-          i = Sigmoid(i);
-          f = Sigmoid(f);
-          gg = gg.tanh();
-          o = Sigmoid(o);
-          const Index at = (b0 + b) * T + t;
-          Row c(C + at * U, U);
-          if (t > 0) {
-            c = i * gg + f * ConstRow(C + (at - 1) * U, U);
-          } else {
-            c = i * gg;
-          }
-          Row(H + at * U, U) = o * c.tanh();
+        // The whole slice's step at once (measured faster here than row by row, and
+        // slower than row by row in the backward pass below).
+        const Stride gs(T * W), ss(T * U);
+        GateView i(g, n, U, gs), f(g + U, n, U, gs), gg(g + 2 * U, n, U, gs), o(g + 3 * U, n, U, gs);
+        i = Sigmoid(i);
+        f = Sigmoid(f);
+        gg = gg.tanh();
+        o = Sigmoid(o);
+        const Index at = b0 * T + t;
+        GateView c(C + at * U, n, U, ss);
+        if (t > 0) {
+          c = i * gg + f * ConstGateView(C + (at - 1) * U, n, U, ss);
+        } else {
+          c = i * gg;
         }
+        GateView(H + at * U, n, U, ss) = o * c.tanh();
       }
     });
   }
