@@ -3,12 +3,16 @@
 // TensorFlow's BlockLSTM ops do the same job; this kernel is faster on seqmask's shapes
 // (bench/bench.py, BENCHMARKS.md) because:
 //   * the input projection X W_x + b is one matmul over every step of a batch slice,
-//     and so are the backward's dX = dG W_x^T, dW_x = X^T dG and dW_h (below); only
-//     h_{t-1} W_h and dG_t W_h^T stay in the time loop;
+//     and so are the backward's dW_x = X^T dG, db and dW_h (below), where BlockLSTMGrad
+//     accumulates dW with a thin matmul at every step; only h_{t-1} W_h and
+//     dG_t [W_h; W_x]^T stay in the time loop;
 //   * a decoder whose input is the same at every step (`repeat`) passes x with one step
 //     and `time`: its projection is done once per sequence instead of at every step;
-//   * the batch is cut into `shards` slices, each run on its own thread from start to end,
-//     so the two small matmuls of each step never wait for one another;
+//   * `input_gradient = false` (the first layer, which reads the model's input values)
+//     leaves dX out of the loop's matmul;
+//   * the batch is cut into `shards` slices, each run from start to end on one of
+//     TensorFlow's inter-op threads, so the small matmuls of a step never wait for one
+//     another;
 //   * it reads and writes (batch, time, features) tensors as they are: no transposes.
 //
 // Per step t (gate order i, f, g, o, as Keras's LSTM), G_t = x_t W_x + b + h_{t-1} W_h:
