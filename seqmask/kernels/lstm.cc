@@ -22,6 +22,7 @@
 //   do = dh_t tanh(c_t) o (1 - o);  dc_t = dc_{t+1} f_{t+1} + dh_t o (1 - tanh(c_t)^2)
 //   di = dc_t g i (1 - i);  dg = dc_t i (1 - g^2);  df = dc_t c_{t-1} f (1 - f)
 // and dW_h = sum_t h_{t-1}^T dG_t.
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
@@ -52,17 +53,67 @@ using Stride = Eigen::OuterStride<>;
 using View = Eigen::Map<Matrix, 0, Stride>;
 using ConstView = Eigen::Map<const Matrix, 0, Stride>;
 // (batch, units) steps of a (batch, time, n) tensor, as arrays.
-using GateView = Eigen::Map<Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride>;
-using ConstGateView =
-    Eigen::Map<const Eigen::Array<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Stride>;
-// One row of `units` values, contiguous.
-using Row = Eigen::Map<Eigen::Array<float, 1, Eigen::Dynamic>>;
-using ConstRow = Eigen::Map<const Eigen::Array<float, 1, Eigen::Dynamic>>;
 
-// sigmoid(x) = (1 + tanh(x / 2)) / 2: Eigen vectorizes tanh.
-template <typename T>
-auto Sigmoid(const T& x) {
-  return 0.5f * (0.5f * x).tanh() + 0.5f;
+// tanh(x) as Eigen (and so TensorFlow's CPU kernels) computes it for float: a 13/6
+// rational approximation on [-7.9053, 7.9053], where it reaches +-1 in float, within a few
+// ulp. Written as plain arithmetic so the compiler vectorizes the loops that call it.
+inline float Tanh(float x) {
+  x = std::min(7.90531110763549805f, std::max(-7.90531110763549805f, x));
+  const float x2 = x * x;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return x * p / q;
+}
+
+// sigmoid(x) = (1 + tanh(x / 2)) / 2
+inline float Sigmoid(float x) { return 0.5f * Tanh(0.5f * x) + 0.5f; }
+
+// One row of a forward step. g: (4 units) pre-activations in, gates i, f, g, o out;
+// writes c_t and h_t (h twice: the slice layout and the (batch, time, units) output).
+// Separate pointers that never overlap (__restrict), so the compiler vectorizes the loop.
+inline void GatesForward(float* __restrict g, const float* __restrict c_prev, float* __restrict c,
+                         float* __restrict h, float* __restrict h_out, const Index units) {
+  for (Index k = 0; k < units; ++k) {
+    const float i = Sigmoid(g[k]), f = Sigmoid(g[units + k]);
+    const float gg = Tanh(g[2 * units + k]), o = Sigmoid(g[3 * units + k]);
+    g[k] = i;
+    g[units + k] = f;
+    g[2 * units + k] = gg;
+    g[3 * units + k] = o;
+    const float c_t = i * gg + f * c_prev[k];
+    c[k] = c_t;
+    const float h_t = o * Tanh(c_t);
+    h[k] = h_t;
+    h_out[k] = h_t;
+  }
+}
+
+// One row of a backward step (the formulas at the top). dh = dh_next + dh_out; dc holds
+// dc_{t+1} f_{t+1} on entry and dc_t f_t on return; dg receives dG_t.
+inline void GatesBackward(const float* __restrict g, const float* __restrict c,
+                          const float* __restrict c_prev, const float* __restrict dh_next,
+                          const float* __restrict dh_out, float* __restrict dc,
+                          float* __restrict dg, const Index units) {
+  for (Index k = 0; k < units; ++k) {
+    const float i = g[k], f = g[units + k], gg = g[2 * units + k], o = g[3 * units + k];
+    const float dh = dh_next[k] + dh_out[k];
+    const float tc = Tanh(c[k]);
+    const float dc_t = dc[k] + dh * o * (1.0f - tc * tc);
+    dg[k] = dc_t * gg * i * (1.0f - i);
+    dg[units + k] = dc_t * c_prev[k] * f * (1.0f - f);
+    dg[2 * units + k] = dc_t * i * (1.0f - gg * gg);
+    dg[3 * units + k] = dh * tc * o * (1.0f - o);
+    dc[k] = dc_t * f;
+  }
 }
 
 // Runs work(shard, begin, end) over `shards` slices of [0, n) and returns when all are
@@ -138,6 +189,7 @@ absl::Status LstmShape(InferenceContext* c) {
   c->set_output(0, state);
   c->set_output(1, state);
   c->set_output(2, c->MakeShape({c->Dim(x, 0), time, c->Dim(wh, 1)}));
+  c->set_output(3, state);
   return absl::OkStatus();
 }
 
@@ -153,15 +205,16 @@ REGISTER_OP("SeqmaskLstm")
     .Output("h: float")      // (batch, time, units)
     .Output("c: float")      // (batch, time, units): kept for the backward pass
     .Output("gates: float")  // (batch, time, 4 units), after the activations: kept too
+    .Output("h_steps: float")  // h again, in the slice layout below: kept for backward
     .SetShapeFn(LstmShape);
 
 REGISTER_OP("SeqmaskLstmGrad")
     .Input("x: float")
     .Input("wx: float")
     .Input("wh: float")
-    .Input("h: float")
     .Input("c: float")
     .Input("gates: float")
+    .Input("h_steps: float")
     .Input("dh: float")      // (batch, time, units): the loss's gradient w.r.t. h
     .Attr("shards: int = 1")
     .Attr("input_gradient: bool = true")  // false: dx is left zero (x is the model's input)
@@ -179,6 +232,13 @@ REGISTER_OP("SeqmaskLstmGrad")
 
 namespace {
 
+// The slice layout of c, gates and h_steps: the batch is cut into slices as ForShards
+// cuts it, and each slice [b0, b1) of n rows is stored time-major from offset b0 * T * k
+// (k values per row): step t of the slice is the contiguous (n, k) block at
+// b0 * T * k + t * n * k. A step's rows then sit together in memory, and the rows of
+// steps 0..T-2 of a slice are one matrix (dW_h below).
+inline Index SliceStep(Index b0, Index n, Index T, Index t, Index k) { return b0 * T * k + t * n * k; }
+
 class SeqmaskLstmOp : public OpKernel {
  public:
   explicit SeqmaskLstmOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -195,52 +255,49 @@ class SeqmaskLstmOp : public OpKernel {
     OP_REQUIRES(ctx, b_in.dims() == 1 && b_in.dim_size(0) == d.width,
                 InvalidArgument("b must be (4 units,)"));
     const Index B = d.batch, T = d.time, D = d.features, U = d.units, W = d.width;
-    Tensor *h_out, *c_out, *g_out;
+    Tensor *h_out, *c_out, *g_out, *hs_out;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, U}), &h_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, U}), &c_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, W}), &g_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, T, U}), &hs_out));
     if (B == 0 || T == 0) return;
     const float* X = x.flat<float>().data();
     float* H = h_out->flat<float>().data();
     float* C = c_out->flat<float>().data();
     float* G = g_out->flat<float>().data();
+    float* HS = hs_out->flat<float>().data();
     const ConstView wx(wx_in.flat<float>().data(), D, W, Stride(W));
     const ConstView wh(wh_in.flat<float>().data(), U, W, Stride(W));
     const auto bias = Eigen::Map<const Eigen::RowVectorXf>(b_in.flat<float>().data(), W);
 
     ForShards(ctx, B, shards_, [&](Index, Index b0, Index b1) {
       const Index n = b1 - b0;
-      // The input projection for every step of the slice at once: G = X W_x + b.
-      View g_all(G + b0 * T * W, n * T, W, Stride(W));  // (n * time, 4 units)
+      float* Gs = G + SliceStep(b0, n, T, 0, W);  // (time, n, 4 units)
+      float* Cs = C + SliceStep(b0, n, T, 0, U);  // (time, n, units)
+      float* Hs = HS + SliceStep(b0, n, T, 0, U);
+      // The input projection of every step at once, G = X W_x + b: one matmul per
+      // sequence (time rows), or once per sequence for an input repeated at every step.
       if (d.x_time == T) {
-        g_all.noalias() = ConstView(X + b0 * T * D, n * T, D, Stride(D)) * wx;
-        g_all.rowwise() += bias;
+        for (Index b = 0; b < n; ++b) {
+          View(Gs + b * W, T, W, Stride(n * W)).noalias() =
+              ConstView(X + (b0 + b) * T * D, T, D, Stride(D)) * wx;
+        }
+        View(Gs, T * n, W, Stride(W)).rowwise() += bias;
       } else {
         const Matrix p = (ConstView(X + b0 * D, n, D, Stride(D)) * wx).rowwise() + bias;  // (n, 4 units)
-        for (Index t = 0; t < T; ++t) View(G + (b0 * T + t) * W, n, W, Stride(T * W)) = p;
+        for (Index t = 0; t < T; ++t) View(Gs + t * n * W, n, W, Stride(W)) = p;
       }
+      const Stride gs(W), ss(U);
+      const std::vector<float> zeros(U, 0.0f);
       for (Index t = 0; t < T; ++t) {
-        float* g = G + (b0 * T + t) * W;  // step t of rows b0.., row stride T * W
-        if (t > 0) {
-          View(g, n, W, Stride(T * W)).noalias() +=
-              ConstView(H + (b0 * T + t - 1) * U, n, U, Stride(T * U)) * wh;
+        float* g = Gs + t * n * W;  // (n, 4 units)
+        if (t > 0) View(g, n, W, gs).noalias() += ConstView(Hs + (t - 1) * n * U, n, U, ss) * wh;
+        // The gates, the cell and the output, one pass per row.
+        for (Index r = 0; r < n; ++r) {
+          const float* c_prev = t > 0 ? Cs + (t - 1) * n * U + r * U : zeros.data();  // c_{-1} = 0
+          GatesForward(g + r * W, c_prev, Cs + (t * n + r) * U, Hs + (t * n + r) * U,
+                       H + ((b0 + r) * T + t) * U, U);
         }
-        // The whole slice's step at once (measured faster here than row by row, and
-        // slower than row by row in the backward pass below).
-        const Stride gs(T * W), ss(T * U);
-        GateView i(g, n, U, gs), f(g + U, n, U, gs), gg(g + 2 * U, n, U, gs), o(g + 3 * U, n, U, gs);
-        i = Sigmoid(i);
-        f = Sigmoid(f);
-        gg = gg.tanh();
-        o = Sigmoid(o);
-        const Index at = b0 * T + t;
-        GateView c(C + at * U, n, U, ss);
-        if (t > 0) {
-          c = i * gg + f * ConstGateView(C + (at - 1) * U, n, U, ss);
-        } else {
-          c = i * gg;
-        }
-        GateView(H + at * U, n, U, ss) = o * c.tanh();
       }
     });
   }
@@ -260,18 +317,18 @@ class SeqmaskLstmGradOp : public OpKernel {
     const Tensor& x = ctx->input(0);
     const Tensor& wx_in = ctx->input(1);
     const Tensor& wh_in = ctx->input(2);
-    const Tensor& h_in = ctx->input(3);
-    const Tensor& c_in = ctx->input(4);
-    const Tensor& g_in = ctx->input(5);
+    const Tensor& c_in = ctx->input(3);
+    const Tensor& g_in = ctx->input(4);
+    const Tensor& hs_in = ctx->input(5);
     const Tensor& dh_in = ctx->input(6);
     Dims d;
-    OP_REQUIRES(ctx, h_in.dims() == 3, InvalidArgument("h must be (batch, time, units)"));
-    OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, h_in.dim_size(1), &d));
+    OP_REQUIRES(ctx, c_in.dims() == 3, InvalidArgument("c must be (batch, time, units)"));
+    OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, c_in.dim_size(1), &d));
     const Index B = d.batch, T = d.time, D = d.features, U = d.units, W = d.width;
     const TensorShape state({B, T, U});
-    OP_REQUIRES(ctx, h_in.shape() == state && c_in.shape() == state && dh_in.shape() == state &&
+    OP_REQUIRES(ctx, hs_in.shape() == state && c_in.shape() == state && dh_in.shape() == state &&
                          g_in.shape() == TensorShape({B, T, W}),
-                InvalidArgument("h, c, gates and dh must match the forward pass"));
+                InvalidArgument("c, gates, h_steps and dh must match the forward pass"));
 
     Tensor *dx_out, *dwx_out, *dwh_out, *db_out, dg_tmp;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx_out));
@@ -288,12 +345,12 @@ class SeqmaskLstmGradOp : public OpKernel {
     if (B == 0 || T == 0 || !input_gradient_) dx_out->flat<float>().setZero();
     if (B == 0 || T == 0) return;
     const float* X = x.flat<float>().data();
-    const float* H = h_in.flat<float>().data();
     const float* C = c_in.flat<float>().data();
     const float* G = g_in.flat<float>().data();
+    const float* HS = hs_in.flat<float>().data();
     const float* dH = dh_in.flat<float>().data();
     float* dX = dx_out->flat<float>().data();
-    float* dG = dg_tmp.flat<float>().data();  // (batch, time, 4 units)
+    float* dG = dg_tmp.flat<float>().data();  // slice layout, as gates
     const ConstView wx(wx_in.flat<float>().data(), D, W, Stride(W));
     const ConstView wh(wh_in.flat<float>().data(), U, W, Stride(W));
 
@@ -302,61 +359,48 @@ class SeqmaskLstmGradOp : public OpKernel {
     std::vector<Eigen::RowVectorXf> db(shards);
     ForShards(ctx, B, shards, [&](Index s, Index b0, Index b1) {
       const Index n = b1 - b0;
+      const float* Gs = G + SliceStep(b0, n, T, 0, W);
+      const float* Cs = C + SliceStep(b0, n, T, 0, U);
+      const float* Hs = HS + SliceStep(b0, n, T, 0, U);
+      float* dGs = dG + SliceStep(b0, n, T, 0, W);
       // Carried back: dh through W_h with the input gradient beside it, [dh_{t-1}, dx_t] =
-      // dG_t [W_h; W_x]^T (one matmul, as BlockLSTM), and dc through the forget gate.
+      // dG_t [W_h; W_x]^T (one matmul), and dc through the forget gate.
       const bool dx_in_loop = d.x_time == T && input_gradient_;
       Matrix w_t(W, dx_in_loop ? U + D : U);  // (4 units, units [+ features])
       w_t.leftCols(U) = wh.transpose();
       if (dx_in_loop) w_t.rightCols(D) = wx.transpose();
       Matrix back = Matrix::Zero(n, w_t.cols());  // (n, units [+ features])
-      Matrix dc = Matrix::Zero(n, U);
+      Matrix dc = Matrix::Zero(n, U);  // dc carried back through the forget gate
+      const std::vector<float> zeros(U, 0.0f);
+      const Stride gs(W), ss(U);
       for (Index t = T - 1; t >= 0; --t) {
-        for (Index b = 0; b < n; ++b) {
-          const Index at = (b0 + b) * T + t;
-          const float* gb = G + at * W;
-          float* dgb = dG + at * W;
-          ConstRow i(gb, U), f(gb + U, U), gg(gb + 2 * U, U), o(gb + 3 * U, U);
-          Row di(dgb, U), df(dgb + U, U), dgg(dgb + 2 * U, U), d_o(dgb + 3 * U, U);
-          Row dcb(dc.data() + b * U, U);
-          const Eigen::Array<float, 1, Eigen::Dynamic> dh = Row(back.data() + b * back.cols(), U) + ConstRow(dH + at * U, U);
-          const Eigen::Array<float, 1, Eigen::Dynamic> tc = ConstRow(C + at * U, U).tanh();
-          d_o = dh * tc * o * (1.0f - o);
-          dcb += dh * o * (1.0f - tc * tc);
-          di = dcb * gg * i * (1.0f - i);
-          dgg = dcb * i * (1.0f - gg * gg);
-          if (t > 0) {
-            df = dcb * ConstRow(C + (at - 1) * U, U) * f * (1.0f - f);
-            dcb *= f;
-          } else {
-            df.setZero();
-          }
+        const float* g = Gs + t * n * W;
+        float* dg = dGs + t * n * W;
+        // The gates' gradients, one pass per row.
+        for (Index r = 0; r < n; ++r) {
+          const float* c_prev = t > 0 ? Cs + ((t - 1) * n + r) * U : zeros.data();  // c_{-1} = 0
+          GatesBackward(g + r * W, Cs + (t * n + r) * U, c_prev, back.data() + r * back.cols(),
+                        dH + ((b0 + r) * T + t) * U, dc.data() + r * U, dg + r * W, U);
         }
-        const ConstView dg_t(dG + (b0 * T + t) * W, n, W, Stride(T * W));  // (n, 4 units)
-        if (dx_in_loop) {
-          back.noalias() = dg_t * w_t;
-          View(dX + (b0 * T + t) * D, n, D, Stride(T * D)) = back.rightCols(D);
-        } else if (t > 0) {
-          back.noalias() = dg_t * w_t;
-        }
+        if (dx_in_loop || t > 0) back.noalias() = ConstView(dg, n, W, gs) * w_t;
+        if (dx_in_loop) View(dX + (b0 * T + t) * D, n, D, Stride(T * D)) = back.rightCols(D);
       }
-      // dW_h = sum over b, t >= 1 of h[b, t-1]^T dG[b, t]. In the slice's (n * time) rows,
-      // pairing row r of H with row r + 1 of dG gives exactly those pairs, plus
-      // h[b, T-1] with dG[b+1, 0] at each sequence boundary, which are taken out again.
-      const Index rows = n * T;
-      dwh[s].noalias() = ConstView(H + b0 * T * U, rows - 1, U, Stride(U)).transpose() *
-                         ConstView(dG + (b0 * T + 1) * W, rows - 1, W, Stride(W));
-      if (n > 1) {
-        dwh[s].noalias() -= ConstView(H + (b0 * T + T - 1) * U, n - 1, U, Stride(T * U)).transpose() *
-                            ConstView(dG + (b0 + 1) * T * W, n - 1, W, Stride(T * W));
-      }
-      const ConstView dg_all(dG + b0 * T * W, rows, W, Stride(W));
+      // dW_h = sum over t >= 1 of h_{t-1}^T dG_t: in the slice layout, the rows of steps
+      // 0..T-2 of h against those of steps 1..T-1 of dG, one matmul.
+      dwh[s].noalias() = ConstView(Hs, (T - 1) * n, U, ss).transpose() *
+                         ConstView(dGs + n * W, (T - 1) * n, W, gs);
+      const ConstView dg_all(dGs, T * n, W, gs);  // (time * n, 4 units)
       if (d.x_time == T) {
-        dwx[s].noalias() = ConstView(X + b0 * T * D, rows, D, Stride(D)).transpose() * dg_all;
+        dwx[s] = Matrix::Zero(D, W);
+        for (Index b = 0; b < n; ++b) {
+          dwx[s].noalias() += ConstView(X + (b0 + b) * T * D, T, D, Stride(D)).transpose() *
+                              ConstView(dGs + b * W, T, W, Stride(n * W));
+        }
         db[s] = dg_all.colwise().sum();
       } else {
         // x was the same at every step: its projection's gradient is the sum over steps.
-        Matrix dp(n, W);
-        for (Index b = 0; b < n; ++b) dp.row(b) = ConstView(dG + (b0 + b) * T * W, T, W, Stride(W)).colwise().sum();
+        Matrix dp = Matrix::Zero(n, W);
+        for (Index t = 0; t < T; ++t) dp += ConstView(dGs + t * n * W, n, W, gs);
         if (input_gradient_) View(dX + b0 * D, n, D, Stride(D)).noalias() = dp * wx.transpose();
         dwx[s].noalias() = ConstView(X + b0 * D, n, D, Stride(D)).transpose() * dp;
         db[s] = dp.colwise().sum();
