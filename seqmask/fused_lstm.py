@@ -107,11 +107,11 @@ def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, time, input_gradien
 
     @tf.custom_gradient
     def lstm(x, kernel, recurrent_kernel, bias):
-        h, c, gates, h_steps = kernels.seqmask_lstm(x, kernel, recurrent_kernel, bias, time, shards=shards)
+        h, c, gates, kept = kernels.seqmask_lstm(x, kernel, recurrent_kernel, bias, time, shards=shards)
 
         def grad(dh):
             return kernels.seqmask_lstm_grad(
-                x, kernel, recurrent_kernel, c, gates, h_steps, dh, shards=shards,
+                x, kernel, recurrent_kernel, c, gates, kept, dh, shards=shards,
                 input_gradient=input_gradient,
             )  # dx, dkernel, drecurrent_kernel, dbias
 

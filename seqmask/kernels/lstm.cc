@@ -2,17 +2,18 @@
 //
 // TensorFlow's BlockLSTM ops do the same job; this kernel is faster on seqmask's shapes
 // (bench/bench.py, BENCHMARKS.md) because:
-//   * the input projection X W_x + b is one matmul over every step of a batch slice,
-//     and so are the backward's dW_x = X^T dG, db and dW_h (below), where BlockLSTMGrad
-//     accumulates dW with a thin matmul at every step; only h_{t-1} W_h and
-//     dG_t [W_h; W_x]^T stay in the time loop;
+//   * the forward keeps the rows [x_t, h_{t-1}] each step's matmul read, so the backward
+//     gets [dW_x; dW_h] = sum_t [x_t, h_{t-1}]^T dG_t as one matmul over every step of
+//     a batch slice (BlockLSTMGrad accumulates dW with a thin matmul at every step);
 //   * a decoder whose input is the same at every step (`repeat`) passes x with one step
-//     and `time`: its projection is done once per sequence instead of at every step;
+//     and `time`: x W_x is computed once per sequence instead of at every step, and the
+//     step's matmul is h_{t-1} W_h alone;
 //   * `input_gradient = false` (the first layer, which reads the model's input values)
-//     leaves dX out of the loop's matmul;
+//     leaves dX out of the backward step's matmul;
+//   * the gate arithmetic of a row is one vectorized loop;
 //   * the batch is cut into `shards` slices, each run from start to end on one of
 //     TensorFlow's inter-op threads, so the small matmuls of a step never wait for one
-//     another;
+//     another; each slice keeps its tensors time-major, so a step's rows are contiguous;
 //   * it reads and writes (batch, time, features) tensors as they are: no transposes.
 //
 // Per step t (gate order i, f, g, o, as Keras's LSTM), G_t = x_t W_x + b + h_{t-1} W_h:
@@ -77,14 +78,18 @@ inline float Tanh(float x) {
 // sigmoid(x) = (1 + tanh(x / 2)) / 2
 inline float Sigmoid(float x) { return 0.5f * Tanh(0.5f * x) + 0.5f; }
 
-// One row of a forward step. g: (4 units) pre-activations in, gates i, f, g, o out;
-// writes c_t and h_t (h twice: the slice layout and the (batch, time, units) output).
+// One row of a forward step. g: (4 units) pre-activations in (bias still to add), gates
+// i, f, g, o out;
+// writes c_t and h_t (h twice: where the next step reads it and the (batch, time, units)
+// output).
 // Separate pointers that never overlap (__restrict), so the compiler vectorizes the loop.
-inline void GatesForward(float* __restrict g, const float* __restrict c_prev, float* __restrict c,
-                         float* __restrict h, float* __restrict h_out, const Index units) {
+inline void GatesForward(float* __restrict g, const float* __restrict bias, const float* __restrict c_prev,
+                         float* __restrict c, float* __restrict h, float* __restrict h_out,
+                         const Index units) {
   for (Index k = 0; k < units; ++k) {
-    const float i = Sigmoid(g[k]), f = Sigmoid(g[units + k]);
-    const float gg = Tanh(g[2 * units + k]), o = Sigmoid(g[3 * units + k]);
+    const float i = Sigmoid(g[k] + bias[k]), f = Sigmoid(g[units + k] + bias[units + k]);
+    const float gg = Tanh(g[2 * units + k] + bias[2 * units + k]);
+    const float o = Sigmoid(g[3 * units + k] + bias[3 * units + k]);
     g[k] = i;
     g[units + k] = f;
     g[2 * units + k] = gg;
@@ -189,7 +194,7 @@ absl::Status LstmShape(InferenceContext* c) {
   c->set_output(0, state);
   c->set_output(1, state);
   c->set_output(2, c->MakeShape({c->Dim(x, 0), time, c->Dim(wh, 1)}));
-  c->set_output(3, state);
+  c->set_output(3, c->MakeShape({c->Dim(x, 0), time, c->UnknownDim()}));
   return absl::OkStatus();
 }
 
@@ -205,7 +210,7 @@ REGISTER_OP("SeqmaskLstm")
     .Output("h: float")      // (batch, time, units)
     .Output("c: float")      // (batch, time, units): kept for the backward pass
     .Output("gates: float")  // (batch, time, 4 units), after the activations: kept too
-    .Output("h_steps: float")  // h again, in the slice layout below: kept for backward
+    .Output("kept: float")   // (batch, time, features + units or units): kept for backward
     .SetShapeFn(LstmShape);
 
 REGISTER_OP("SeqmaskLstmGrad")
@@ -214,7 +219,7 @@ REGISTER_OP("SeqmaskLstmGrad")
     .Input("wh: float")
     .Input("c: float")
     .Input("gates: float")
-    .Input("h_steps: float")
+    .Input("kept: float")
     .Input("dh: float")      // (batch, time, units): the loss's gradient w.r.t. h
     .Attr("shards: int = 1")
     .Attr("input_gradient: bool = true")  // false: dx is left zero (x is the model's input)
@@ -232,11 +237,11 @@ REGISTER_OP("SeqmaskLstmGrad")
 
 namespace {
 
-// The slice layout of c, gates and h_steps: the batch is cut into slices as ForShards
-// cuts it, and each slice [b0, b1) of n rows is stored time-major from offset b0 * T * k
-// (k values per row): step t of the slice is the contiguous (n, k) block at
-// b0 * T * k + t * n * k. A step's rows then sit together in memory, and the rows of
-// steps 0..T-2 of a slice are one matrix (dW_h below).
+// The slice layout of c, gates and kept: the batch is cut into slices as ForShards cuts
+// it, and each slice [b0, b1) of n rows is stored time-major from offset b0 * T * k (k
+// values per row): step t of the slice is the contiguous (n, k) block at
+// b0 * T * k + t * n * k. A step's rows then sit together in memory, and the rows of all
+// steps of a slice are one matrix (the weight gradients below).
 inline Index SliceStep(Index b0, Index n, Index T, Index t, Index k) { return b0 * T * k + t * n * k; }
 
 class SeqmaskLstmOp : public OpKernel {
@@ -259,43 +264,57 @@ class SeqmaskLstmOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, U}), &h_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, U}), &c_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, W}), &g_out));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, T, U}), &hs_out));
+    // Kept for the backward pass: [x_t, h_{t-1}] at every step (the rows the step's matmul
+    // read), or h_t alone where x is one step repeated.
+    const bool stacked = d.x_time == T;
+    const Index K = stacked ? D + U : U;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, T, K}), &hs_out));
     if (B == 0 || T == 0) return;
     const float* X = x.flat<float>().data();
     float* H = h_out->flat<float>().data();
     float* C = c_out->flat<float>().data();
     float* G = g_out->flat<float>().data();
-    float* HS = hs_out->flat<float>().data();
+    float* KEPT = hs_out->flat<float>().data();
     const ConstView wx(wx_in.flat<float>().data(), D, W, Stride(W));
     const ConstView wh(wh_in.flat<float>().data(), U, W, Stride(W));
-    const auto bias = Eigen::Map<const Eigen::RowVectorXf>(b_in.flat<float>().data(), W);
+    const float* bias = b_in.flat<float>().data();
+    Matrix w_xh;  // [W_x; W_h] (features + units, 4 units)
+    if (stacked) {
+      w_xh.resize(D + U, W);
+      w_xh.topRows(D) = wx;
+      w_xh.bottomRows(U) = wh;
+    }
 
     ForShards(ctx, B, shards_, [&](Index, Index b0, Index b1) {
       const Index n = b1 - b0;
       float* Gs = G + SliceStep(b0, n, T, 0, W);  // (time, n, 4 units)
       float* Cs = C + SliceStep(b0, n, T, 0, U);  // (time, n, units)
-      float* Hs = HS + SliceStep(b0, n, T, 0, U);
-      // The input projection of every step at once, G = X W_x + b: one matmul per
-      // sequence (time rows), or once per sequence for an input repeated at every step.
-      if (d.x_time == T) {
-        for (Index b = 0; b < n; ++b) {
-          View(Gs + b * W, T, W, Stride(n * W)).noalias() =
-              ConstView(X + (b0 + b) * T * D, T, D, Stride(D)) * wx;
-        }
-        View(Gs, T * n, W, Stride(W)).rowwise() += bias;
-      } else {
-        const Matrix p = (ConstView(X + b0 * D, n, D, Stride(D)) * wx).rowwise() + bias;  // (n, 4 units)
-        for (Index t = 0; t < T; ++t) View(Gs + t * n * W, n, W, Stride(W)) = p;
-      }
-      const Stride gs(W), ss(U);
+      float* Ks = KEPT + SliceStep(b0, n, T, 0, K);  // (time, n, features + units or units)
+      Matrix p;  // a repeated input's projection, x W_x, done once: (n, 4 units)
+      if (!stacked) p.noalias() = ConstView(X + b0 * D, n, D, Stride(D)) * wx;
       const std::vector<float> zeros(U, 0.0f);
+      std::vector<float> h_last(U);  // the last step's h has no next step to go into
       for (Index t = 0; t < T; ++t) {
-        float* g = Gs + t * n * W;  // (n, 4 units)
-        if (t > 0) View(g, n, W, gs).noalias() += ConstView(Hs + (t - 1) * n * U, n, U, ss) * wh;
+        View g(Gs + t * n * W, n, W, Stride(W));  // (n, 4 units)
+        float* kept = Ks + t * n * K;
+        if (stacked) {
+          // [x_t, h_{t-1}] (n, features + units): h_{t-1} was written there by step t-1.
+          for (Index r = 0; r < n; ++r) {
+            std::copy_n(X + ((b0 + r) * T + t) * D, D, kept + r * K);
+            if (t == 0) std::fill_n(kept + r * K + D, U, 0.0f);
+          }
+          g.noalias() = ConstView(kept, n, K, Stride(K)) * w_xh;
+        } else {
+          g = p;
+          if (t > 0) g.noalias() += ConstView(Ks + (t - 1) * n * U, n, U, Stride(U)) * wh;
+        }
         // The gates, the cell and the output, one pass per row.
         for (Index r = 0; r < n; ++r) {
-          const float* c_prev = t > 0 ? Cs + (t - 1) * n * U + r * U : zeros.data();  // c_{-1} = 0
-          GatesForward(g + r * W, c_prev, Cs + (t * n + r) * U, Hs + (t * n + r) * U,
+          const float* c_prev = t > 0 ? Cs + ((t - 1) * n + r) * U : zeros.data();  // c_{-1} = 0
+          float* h = !stacked ? kept + r * U
+                     : t + 1 < T ? Ks + ((t + 1) * n + r) * K + D  // h_t beside x_{t+1}
+                                 : h_last.data();
+          GatesForward(g.data() + r * W, bias, c_prev, Cs + (t * n + r) * U, h,
                        H + ((b0 + r) * T + t) * U, U);
         }
       }
@@ -319,16 +338,18 @@ class SeqmaskLstmGradOp : public OpKernel {
     const Tensor& wh_in = ctx->input(2);
     const Tensor& c_in = ctx->input(3);
     const Tensor& g_in = ctx->input(4);
-    const Tensor& hs_in = ctx->input(5);
+    const Tensor& kept_in = ctx->input(5);
     const Tensor& dh_in = ctx->input(6);
     Dims d;
     OP_REQUIRES(ctx, c_in.dims() == 3, InvalidArgument("c must be (batch, time, units)"));
     OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, c_in.dim_size(1), &d));
     const Index B = d.batch, T = d.time, D = d.features, U = d.units, W = d.width;
     const TensorShape state({B, T, U});
-    OP_REQUIRES(ctx, hs_in.shape() == state && c_in.shape() == state && dh_in.shape() == state &&
-                         g_in.shape() == TensorShape({B, T, W}),
-                InvalidArgument("c, gates, h_steps and dh must match the forward pass"));
+    const bool stacked = d.x_time == T;  // kept: [x_t, h_{t-1}], else h_t (the forward's)
+    const Index K = stacked ? D + U : U;
+    OP_REQUIRES(ctx, kept_in.shape() == TensorShape({B, T, K}) && c_in.shape() == state &&
+                         dh_in.shape() == state && g_in.shape() == TensorShape({B, T, W}),
+                InvalidArgument("c, gates, kept and dh must match the forward pass"));
 
     Tensor *dx_out, *dwx_out, *dwh_out, *db_out, dg_tmp;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx_out));
@@ -347,7 +368,7 @@ class SeqmaskLstmGradOp : public OpKernel {
     const float* X = x.flat<float>().data();
     const float* C = c_in.flat<float>().data();
     const float* G = g_in.flat<float>().data();
-    const float* HS = hs_in.flat<float>().data();
+    const float* KEPT = kept_in.flat<float>().data();
     const float* dH = dh_in.flat<float>().data();
     float* dX = dx_out->flat<float>().data();
     float* dG = dg_tmp.flat<float>().data();  // slice layout, as gates
@@ -361,7 +382,7 @@ class SeqmaskLstmGradOp : public OpKernel {
       const Index n = b1 - b0;
       const float* Gs = G + SliceStep(b0, n, T, 0, W);
       const float* Cs = C + SliceStep(b0, n, T, 0, U);
-      const float* Hs = HS + SliceStep(b0, n, T, 0, U);
+      const float* Ks = KEPT + SliceStep(b0, n, T, 0, K);
       float* dGs = dG + SliceStep(b0, n, T, 0, W);
       // Carried back: dh through W_h with the input gradient beside it, [dh_{t-1}, dx_t] =
       // dG_t [W_h; W_x]^T (one matmul), and dc through the forget gate.
@@ -385,25 +406,24 @@ class SeqmaskLstmGradOp : public OpKernel {
         if (dx_in_loop || t > 0) back.noalias() = ConstView(dg, n, W, gs) * w_t;
         if (dx_in_loop) View(dX + (b0 * T + t) * D, n, D, Stride(T * D)) = back.rightCols(D);
       }
-      // dW_h = sum over t >= 1 of h_{t-1}^T dG_t: in the slice layout, the rows of steps
-      // 0..T-2 of h against those of steps 1..T-1 of dG, one matmul.
-      dwh[s].noalias() = ConstView(Hs, (T - 1) * n, U, ss).transpose() *
-                         ConstView(dGs + n * W, (T - 1) * n, W, gs);
       const ConstView dg_all(dGs, T * n, W, gs);  // (time * n, 4 units)
-      if (d.x_time == T) {
-        dwx[s] = Matrix::Zero(D, W);
-        for (Index b = 0; b < n; ++b) {
-          dwx[s].noalias() += ConstView(X + (b0 + b) * T * D, T, D, Stride(D)).transpose() *
-                              ConstView(dGs + b * W, T, W, Stride(n * W));
-        }
-        db[s] = dg_all.colwise().sum();
+      db[s] = dg_all.colwise().sum();
+      if (stacked) {
+        // [dW_x; dW_h] = sum_t [x_t, h_{t-1}]^T dG_t: the kept rows of every step against
+        // dG's, one matmul.
+        const Matrix dw = ConstView(Ks, T * n, K, Stride(K)).transpose() * dg_all;  // (features + units, 4 units)
+        dwx[s] = dw.topRows(D);
+        dwh[s] = dw.bottomRows(U);
       } else {
+        // dW_h = sum over t >= 1 of h_{t-1}^T dG_t: the kept h of steps 0..T-2 against
+        // dG of steps 1..T-1, one matmul.
+        dwh[s].noalias() = ConstView(Ks, (T - 1) * n, U, ss).transpose() *
+                           ConstView(dGs + n * W, (T - 1) * n, W, gs);
         // x was the same at every step: its projection's gradient is the sum over steps.
         Matrix dp = Matrix::Zero(n, W);
         for (Index t = 0; t < T; ++t) dp += ConstView(dGs + t * n * W, n, W, gs);
         if (input_gradient_) View(dX + b0 * D, n, D, Stride(D)).noalias() = dp * wx.transpose();
         dwx[s].noalias() = ConstView(X + b0 * D, n, D, Stride(D)).transpose() * dp;
-        db[s] = dp.colwise().sum();
       }
     });
     for (Index s = 0; s < shards; ++s) {
