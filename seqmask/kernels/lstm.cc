@@ -53,11 +53,10 @@ using Stride = Eigen::OuterStride<>;
 // Row-major views; a strided one is one step of a (batch, time, n) tensor: (batch, n).
 using View = Eigen::Map<Matrix, 0, Stride>;
 using ConstView = Eigen::Map<const Matrix, 0, Stride>;
-// (batch, units) steps of a (batch, time, n) tensor, as arrays.
 
-// tanh(x) as Eigen (and so TensorFlow's CPU kernels) computes it for float: a 13/6
-// rational approximation on [-7.9053, 7.9053], where it reaches +-1 in float, within a few
-// ulp. Written as plain arithmetic so the compiler vectorizes the loops that call it.
+// tanh(x) for float as a 13/6 rational approximation on [-7.9053, 7.9053], where tanh
+// reaches +-1 in float (Eigen's former float tanh, still its MSA code path; a few ulp).
+// Written as plain arithmetic so the compiler vectorizes the loops that call it.
 inline float Tanh(float x) {
   x = std::min(7.90531110763549805f, std::max(-7.90531110763549805f, x));
   const float x2 = x * x;
