@@ -108,6 +108,9 @@ class _PlainReporter:
             highlight=False,
         )
 
+    def building_kernel(self):
+        self.console.print("building seqmask's CPU LSTM kernel (once for this TensorFlow and CPU, ~25 s) ...")
+
     def epoch_start(self, epoch, num_batches):
         pass
 

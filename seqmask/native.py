@@ -61,6 +61,13 @@ def _library_path():
     return cache_dir() / f"lstm-{key.hexdigest()[:16]}.so"
 
 
+def needs_build():
+    """True when load() would compile first (no cached build, nothing loaded or disabled)."""
+    if _module is not None or _error is not None or os.environ.get("SEQMASK_NATIVE", "1") == "0":
+        return False
+    return not _library_path().exists()
+
+
 def build():
     """Compiles the kernel unless a matching build is cached; returns the library's path.
 

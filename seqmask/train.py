@@ -34,6 +34,7 @@ class Reporter:
     """Receives progress; the CLI's implementation draws it. Every method is optional."""
 
     def start(self, info): ...
+    def building_kernel(self): ...
     def epoch_start(self, epoch, num_batches): ...
     def batch_end(self, epoch, batch, loss, real_steps_per_s): ...
     def epoch_end(self, row): ...
@@ -117,6 +118,8 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         runs.remove_partial_writes(run_dir)
     device = configure_device(cfg.train.device, cfg.train.cpu_threads)
     # On CPU: seqmask's compiled LSTM kernel, built here on first use (native.py).
+    if device == "cpu" and native.needs_build():
+        reporter.building_kernel()
     lstm_kernel = native.status() if device == "cpu" else "Keras (cuDNN)"
     splits = prepare(cfg)
     train_seqs, val_seqs = splits.train, splits.validation

@@ -168,3 +168,40 @@ def test_op_refuses_mismatched_shapes():
         kernels.seqmask_lstm(x, tf.zeros((5, 8)), tf.zeros((2, 8)), tf.zeros(8), 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="1 step or `time` steps"):
         kernels.seqmask_lstm(x, tf.zeros((4, 8)), tf.zeros((2, 8)), tf.zeros(8), 5)
+
+
+def test_needs_build_is_true_only_before_a_build(monkeypatch, tmp_path):
+    monkeypatch.setattr(native, "_module", None)
+    monkeypatch.setattr(native, "_error", None)
+    monkeypatch.setenv("SEQMASK_CACHE_DIR", str(tmp_path / "cache"))
+    assert native.needs_build()
+    monkeypatch.setenv("SEQMASK_NATIVE", "0")
+    assert not native.needs_build()  # disabled: nothing will be built
+
+
+def test_training_says_when_it_builds_the_kernel_and_which_kernel_runs(monkeypatch, tmp_path):
+    """The first CPU training on a machine compiles the kernel (~25 s): the reporter hears
+    of it before the pause, and the start line names the kernel in use."""
+    import yaml
+
+    from seqmask.config import load_config
+    from seqmask.train import Reporter, train
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 9, 20)
+    np.savez(tmp_path / "d.npz", values=rng.normal(size=(lengths.sum(), 2)).astype(np.float32), lengths=lengths)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(
+        {"data": {"train": "d.npz"}, "model": {"units": 4, "latent_dim": 2},
+         "train": {"epochs": 1, "batch_size": 8, "device": "cpu"}}))
+    heard = []
+
+    class Recorder(Reporter):
+        def building_kernel(self):
+            heard.append("building")
+
+        def start(self, info):
+            heard.append(info["lstm_kernel"])
+
+    monkeypatch.setattr(native, "needs_build", lambda: True)  # as on a machine with no build yet
+    train(load_config(tmp_path / "c.yaml"), tmp_path / "run", reporter=Recorder())
+    assert heard == ["building", "seqmask kernel"]
