@@ -152,9 +152,10 @@ class TrainConfig:
 
     # A ceiling, not a target: early stopping ends most runs long before 200.
     epochs: int = 200
-    # 32: twice the updates per epoch of 64, which on the bundled data reached val_loss
-    # 0.24 instead of 0.30 in the same time; datasets of many thousands of sequences can
-    # afford 64 or more.
+    # 32: twice the updates per epoch of 64. On the bundled data (configs/minimal.yaml, seeds
+    # 0-2) the two tie: best val_loss 0.30 / 0.22 / 0.27 with 32 against 0.28 / 0.22 / 0.25
+    # with 64 (BENCHMARKS.md); 32 suits the small datasets a first run is often on, and
+    # datasets of many thousands of sequences can afford 64 or more.
     batch_size: int = 32
     # A little above Adam's 0.001: with gradient clipping, LSTMs take it and converge sooner.
     learning_rate: float = 0.002
