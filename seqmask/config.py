@@ -161,7 +161,7 @@ class TrainConfig:
     learning_rate: float = 0.002
     # Epochs without validation improvement before stopping. 20 rides out the noisy
     # plateaus LSTMs often have (on the bundled data 15 with a faster schedule stopped at
-    # val_loss 0.36 where 20 went on to 0.23); 0 never stops early.
+    # val_loss 0.36 where 20 went on to 0.24); 0 never stops early.
     patience: int = 20
     # 0.0: any improvement counts, so the default does not depend on the loss scale.
     min_delta: float = 0.0
