@@ -80,6 +80,21 @@ def _make_train_step(model, optimizer, loss_fn):
     return train_step
 
 
+def _lstm_kernel(device, padding, reporter):
+    """Which LSTM the model runs, in words; builds seqmask's CPU kernel first if it will.
+
+    The fused layers (the kernel) are used on CPU with post padding (model.py); pre
+    padding needs Keras's masked LSTM inside the recurrence, and a GPU runs cuDNN's.
+    """
+    if device != "cpu":
+        return "Keras (cuDNN)"
+    if padding != "post":
+        return "Keras (masked, for pre padding)"
+    if native.needs_build():
+        reporter.building_kernel()
+    return native.status()
+
+
 def _prepare_run_dir(run_dir, overwrite):
     run_dir = Path(run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -117,14 +132,11 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         cfg = config_from_dict(runs.read_yaml(run_dir / runs.CONFIG), source=str(run_dir / runs.CONFIG))
         runs.remove_partial_writes(run_dir)
     device = configure_device(cfg.train.device, cfg.train.cpu_threads)
-    # On CPU: seqmask's compiled LSTM kernel, built here on first use (native.py).
-    if device == "cpu" and native.needs_build():
-        reporter.building_kernel()
-    lstm_kernel = native.status() if device == "cpu" else "Keras (cuDNN)"
+    padding = cfg.data.padding
+    lstm_kernel = _lstm_kernel(device, padding, reporter)
     splits = prepare(cfg)
     train_seqs, val_seqs = splits.train, splits.validation
     num_features = train_seqs.num_features
-    padding = cfg.data.padding
     vocab_size = len(splits.transform) if cfg.input.kind == "tokens" else None
 
     # A run killed before its first checkpoint resumes from scratch, with its saved config.

@@ -25,6 +25,13 @@ def _forced_fallback(monkeypatch, why="forced by the test"):
     monkeypatch.setattr(native, "_error", why)
 
 
+def _unloaded(monkeypatch, **env):
+    """native as in a fresh process (nothing loaded or tried yet), with `env` set."""
+    _forced_fallback(monkeypatch, None)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
 def _outputs_and_grads(layer, inputs, upstream):
     """h and the gradients of sum(h * upstream) w.r.t. the inputs and the weights."""
     with tf.GradientTape() as tape:
@@ -129,28 +136,20 @@ def test_fallback_gives_the_same_results(monkeypatch):
 
 
 def test_no_compiler_means_fallback_with_the_reason(monkeypatch, tmp_path):
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_error", None)
-    monkeypatch.setenv("SEQMASK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("CXX", "no-such-compiler")
+    _unloaded(monkeypatch, SEQMASK_CACHE_DIR=str(tmp_path / "cache"), CXX="no-such-compiler")
     assert native.load() is None
     assert native.status() == "BlockLSTM (no C++ compiler (no-such-compiler) to build it)"
 
 
 def test_failed_compile_means_fallback_with_the_reason(monkeypatch, tmp_path):
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_error", None)
-    monkeypatch.setenv("SEQMASK_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("CXX", "false")  # exits 1 without a word
+    _unloaded(monkeypatch, SEQMASK_CACHE_DIR=str(tmp_path / "cache"), CXX="false")  # exits 1 without a word
     assert native.load() is None
     assert native.status() == "BlockLSTM (false failed: (no output))"
     assert not list((tmp_path / "cache").glob("*.so"))  # no half-built library left
 
 
 def test_disabled_by_environment(monkeypatch):
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_error", None)
-    monkeypatch.setenv("SEQMASK_NATIVE", "0")
+    _unloaded(monkeypatch, SEQMASK_NATIVE="0")
     assert native.load() is None
     assert native.status() == "BlockLSTM (SEQMASK_NATIVE=0)"
 
@@ -171,17 +170,15 @@ def test_op_refuses_mismatched_shapes():
 
 
 def test_needs_build_is_true_only_before_a_build(monkeypatch, tmp_path):
-    monkeypatch.setattr(native, "_module", None)
-    monkeypatch.setattr(native, "_error", None)
-    monkeypatch.setenv("SEQMASK_CACHE_DIR", str(tmp_path / "cache"))
+    _unloaded(monkeypatch, SEQMASK_CACHE_DIR=str(tmp_path / "cache"))
     assert native.needs_build()
     monkeypatch.setenv("SEQMASK_NATIVE", "0")
     assert not native.needs_build()  # disabled: nothing will be built
 
 
-def test_training_says_when_it_builds_the_kernel_and_which_kernel_runs(monkeypatch, tmp_path):
-    """The first CPU training on a machine compiles the kernel (~25 s): the reporter hears
-    of it before the pause, and the start line names the kernel in use."""
+def _kernel_messages(monkeypatch, tmp_path, data=None, model=None):
+    """Trains one tiny epoch on CPU as if no kernel were built yet; returns what the
+    reporter heard: 'building' (if announced), then the start line's kernel."""
     import yaml
 
     from seqmask.config import load_config
@@ -191,7 +188,7 @@ def test_training_says_when_it_builds_the_kernel_and_which_kernel_runs(monkeypat
     lengths = rng.integers(1, 9, 20)
     np.savez(tmp_path / "d.npz", values=rng.normal(size=(lengths.sum(), 2)).astype(np.float32), lengths=lengths)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(
-        {"data": {"train": "d.npz"}, "model": {"units": 4, "latent_dim": 2},
+        {"data": {"train": "d.npz", **(data or {})}, "model": {"units": 4, "latent_dim": 2, **(model or {})},
          "train": {"epochs": 1, "batch_size": 8, "device": "cpu"}}))
     heard = []
 
@@ -204,4 +201,17 @@ def test_training_says_when_it_builds_the_kernel_and_which_kernel_runs(monkeypat
 
     monkeypatch.setattr(native, "needs_build", lambda: True)  # as on a machine with no build yet
     train(load_config(tmp_path / "c.yaml"), tmp_path / "run", reporter=Recorder())
-    assert heard == ["building", "seqmask kernel"]
+    return heard
+
+
+def test_training_says_when_it_builds_the_kernel_and_which_kernel_runs(monkeypatch, tmp_path):
+    """The first CPU training on a machine compiles the kernel (~25 s): the reporter hears
+    of it before the pause, and the start line names the kernel in use."""
+    assert _kernel_messages(monkeypatch, tmp_path) == ["building", "seqmask kernel"]
+
+
+def test_pre_padding_neither_builds_nor_claims_the_kernel(monkeypatch, tmp_path):
+    """With pre padding every LSTM is Keras's masked one: no build, and the start line
+    says so instead of naming a kernel that does not run."""
+    heard = _kernel_messages(monkeypatch, tmp_path, data={"padding": "pre"}, model={"decoder": "remask"})
+    assert heard == ["Keras (masked, for pre padding)"]
