@@ -61,9 +61,13 @@ def _library_path():
     return cache_dir() / f"lstm-{key.hexdigest()[:16]}.so"
 
 
+def _disabled():
+    return os.environ.get("SEQMASK_NATIVE", "1") == "0"
+
+
 def needs_build():
     """True when load() would compile first (no cached build, nothing loaded or disabled)."""
-    if _module is not None or _error is not None or os.environ.get("SEQMASK_NATIVE", "1") == "0":
+    if _module is not None or _error is not None or _disabled():
         return False
     return not _library_path().exists()
 
@@ -97,8 +101,8 @@ def build():
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-    except OSError as e:
-        raise RuntimeError(f"cannot write {path.parent}: {e.strerror or e}") from None
+    except OSError as e:  # the cache directory, or running the compiler
+        raise RuntimeError(f"cannot build in {path.parent}: {e.strerror or e}") from None
     return path
 
 
@@ -107,7 +111,7 @@ def load():
     global _module, _error
     if _module is not None or _error is not None:
         return _module
-    if os.environ.get("SEQMASK_NATIVE", "1") == "0":
+    if _disabled():
         _error = "SEQMASK_NATIVE=0"
         return None
     try:
