@@ -2,10 +2,11 @@
 
 Times, on one fixed batch (64 sequences x --time steps, default 64; 12 features, LSTM 64,
 latent 32, decoder repeat, fused CPU kernel, one thread per op as seqmask trains):
-  1. each LSTM layer alone, in the form the model uses it (the encoder without an input
-     gradient, the decoder on its repeated latent input), forward and forward + backward;
-  2. the other pieces alone, forward + backward: the last-step gather, the output Dense,
-     the masked loss;
+  1. each LSTM layer alone, in the form the model uses it (both given the lengths; the
+     encoder returning the last real step and without an input gradient, the decoder on
+     its repeated latent input), forward and forward + backward;
+  2. the other pieces alone: the output Dense and the masked loss, forward + backward;
+     padding the batch in numpy (done before every step);
   3. the whole model forward;
   4. forward + loss + backward (gradients only);
   5. the full training step (+ gradient clipping and the Adam update), and the same step
@@ -28,9 +29,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from seqmask.batching import padded_batch  # noqa: E402
+from seqmask.data import Sequences  # noqa: E402
 from seqmask.devices import configure_device  # noqa: E402
 from seqmask.fused_lstm import FusedLSTM  # noqa: E402
-from seqmask.layers import LastStep  # noqa: E402
 from seqmask.losses import loss_terms  # noqa: E402
 from seqmask.model import build_autoencoder  # noqa: E402
 from seqmask.scoring import make_loss_fn  # noqa: E402
@@ -41,13 +43,13 @@ BATCH, FEATURES, UNITS, LATENT = 64, 12, 64, 32
 
 def best_ms(fn, *args, repeats=30):
     for _ in range(3):
-        tf.nest.map_structure(lambda t: t.numpy(), fn(*args))
+        tf.nest.map_structure(np.asarray, fn(*args))
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        tf.nest.map_structure(lambda t: t.numpy(), fn(*args))
+        tf.nest.map_structure(np.asarray, fn(*args))
         times.append(time.perf_counter() - start)
-    return 1e3 * float(np.median(times))
+    return 1e3 * float(np.median(times))  # np.asarray: a tensor is copied out, as training does
 
 
 def main():
@@ -71,16 +73,17 @@ def main():
     rows = []
 
     reference = tf.zeros((BATCH, time_len, 1))  # the repeated decoder input's time length
+    encoder = FusedLSTM(UNITS, input_gradient=False, use_lengths=True, return_sequences=False)
     layers = (
-        ("encoder LSTM (12 -> 64)", FusedLSTM(UNITS, input_gradient=False), (BATCH, time_len, FEATURES)),
-        ("decoder LSTM (32 -> 64)", FusedLSTM(UNITS, repeat_input=True), (BATCH, LATENT)),
+        ("encoder LSTM (12 -> 64)", encoder, (BATCH, time_len, FEATURES)),
+        ("decoder LSTM (32 -> 64)", FusedLSTM(UNITS, repeat_input=True, use_lengths=True), (BATCH, LATENT)),
     )
     for name, layer, shape in layers:
         inp = tf.constant(rng.normal(size=shape).astype(np.float32))
         inputs = (inp, reference) if layer.repeat_input else (inp,)
 
         def call(v, r=None, layer=layer):
-            return layer([v, r]) if layer.repeat_input else layer(v)
+            return layer([v, r, lengths]) if layer.repeat_input else layer([v, lengths])
 
         @tf.function
         def fwd(*a, call=call):
@@ -97,15 +100,8 @@ def main():
         rows.append((f"{name}: forward + backward", best_ms(fwd_bwd, *inputs)))
 
     h = tf.constant(rng.normal(size=(BATCH, time_len, UNITS)).astype(np.float32))
-    last_step, dense = LastStep("post"), keras.layers.Dense(FEATURES)
+    dense = keras.layers.Dense(FEATURES)
     dense.build((None, None, UNITS))
-
-    @tf.function
-    def last_step_fb(h, n):
-        with tf.GradientTape() as tape:
-            tape.watch(h)
-            out = tf.reduce_sum(last_step([h, n]) ** 2)
-        return tape.gradient(out, h)
 
     @tf.function
     def dense_fb(h):
@@ -122,9 +118,13 @@ def main():
             loss = tf.reduce_sum(s) / tf.reduce_sum(c)
         return tape.gradient(loss, p)
 
-    rows.append(("last-step gather: forward + backward", best_ms(last_step_fb, h, lengths)))
     rows.append(("output Dense (64 -> 12): forward + backward", best_ms(dense_fb, h)))
     rows.append(("masked loss: forward + backward", best_ms(loss_fb, x, lengths, x)))
+    seqs = Sequences(
+        np.concatenate([x.numpy()[i, :n] for i, n in enumerate(lengths.numpy())]), lengths.numpy(),
+        np.arange(BATCH).astype(str),
+    )
+    rows.append(("padding the batch (numpy)", best_ms(lambda: padded_batch(seqs, np.arange(BATCH), "bucket", time_len, "post"))))
 
     model_cfg = SimpleNamespace(units=UNITS, num_layers=1, latent_dim=LATENT, decoder="repeat", decoder_units=None)
     cfg = SimpleNamespace(train=SimpleNamespace(loss="per_step", error="mse", target="reconstruct"),

@@ -378,14 +378,13 @@ def pad(
             f"sequence {str(seqs.ids[idx[j]])!r} has {int(lengths[j])} steps, more than time_len {time_len}"
         )
     out = np.full((idx.size, time_len, seqs.num_features), pad_value, dtype=dtype)
-    total = int(lengths.sum())
-    if total == 0:
-        return out
-    batch_row = np.repeat(np.arange(idx.size, dtype=np.int64), lengths)
-    within = np.arange(total, dtype=np.int64) - np.repeat(_exclusive_cumsum(lengths)[:-1], lengths)
-    src = np.repeat(seqs.offsets[idx], lengths) + within
-    t = within if padding == "post" else within + np.repeat(time_len - lengths, lengths)
-    out[batch_row, t] = seqs.values[src]
+    # One slice copy per sequence: for training-sized batches this is several times
+    # faster than one fancy-indexed copy of every step (bench/profile_step.py times it),
+    # and it runs before every training step.
+    values, starts = seqs.values, seqs.offsets[idx].tolist()
+    for row, (start, length) in enumerate(zip(starts, lengths.tolist())):
+        first = 0 if padding == "post" else time_len - length
+        out[row, first : first + length] = values[start : start + length]
     return out
 
 

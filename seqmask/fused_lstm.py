@@ -7,11 +7,14 @@ input once instead of at every step (`repeat_input=True`) and runs one thread pe
 of the batch; where it cannot be built, TensorFlow's `BlockLSTMV2` runs instead, each
 batch slice as its own op. bench/bench.py measures both against Keras and PyTorch.
 
-What it gives up: a per-step mask. That is exact for seqmask's post-padded batches without
-one: an LSTM is causal, so the outputs at a sequence's real steps (t < L) never depend on
-the padded steps after them; the encoder takes its state at t = L - 1 and the loss ignores
-t >= L. The model builder uses this layer only where that argument holds (post padding)
-and `keras.layers.LSTM`, which honours masks, elsewhere.
+Instead of a per-step mask it takes each sequence's length (`use_lengths=True`), which is
+exact for seqmask's post-padded batches: an LSTM is causal, so the outputs at a
+sequence's real steps (t < L) never depend on the padded steps after them. The kernel
+runs only the real steps (output zero after them, where the loss looks at nothing), and
+for the encoder returns each sequence's output at t = L - 1 directly
+(`return_sequences=False`). The model builder uses this layer only where that argument
+holds (post padding) and `keras.layers.LSTM`, which honours masks, elsewhere. Without
+lengths (models saved before they were passed) every step runs.
 
 The math, per step t (gate order i, f, c, o: BlockLSTMV2's, and Keras's):
 
@@ -36,24 +39,40 @@ from seqmask.layers import PACKAGE
 class FusedLSTM(keras.layers.Layer):
     """LSTM over a whole (batch, time, features) tensor; returns every step's output.
 
-    `repeat_input=True`: the input is [x (batch, features), reference (batch, time, ...)]
-    and x is the input at every one of the reference's steps (the `repeat` decoder).
+    Inputs: x, then `reference` if `repeat_input`, then `lengths` if `use_lengths`.
+    `repeat_input=True`: x is (batch, features), the input at every one of the steps of
+    `reference` (batch, time, ...) (the `repeat` decoder).
+    `use_lengths=True`: `lengths` (batch,) int32; each sequence runs its real steps
+    t < L only (post padding) and outputs zero after them. `return_sequences=False` (needs
+    lengths) returns each sequence's output at t = L - 1 alone: (batch, units).
     `input_gradient=False`: no gradient flows back to the input (zero is returned for it),
     which spares seqmask's kernel a matmul per step; only for a layer that reads the
     model's own input values, which nothing trains.
     """
 
-    def __init__(self, units, repeat_input=False, input_gradient=True, **kwargs):
+    def __init__(self, units, repeat_input=False, input_gradient=True, use_lengths=False,
+                 return_sequences=True, **kwargs):
         super().__init__(**kwargs)
+        if not return_sequences and not use_lengths:
+            raise ValueError("return_sequences=False needs use_lengths=True: the last real step is found from the lengths")
         self.units = units
         self.repeat_input = repeat_input
         self.input_gradient = input_gradient
+        self.use_lengths = use_lengths
+        self.return_sequences = return_sequences
         self.supports_masking = True  # accepts a mask (and ignores it: see module docstring)
 
+    def _unpack(self, inputs):
+        """(x, reference or None, lengths or None) from the layer's inputs."""
+        if not (self.repeat_input or self.use_lengths):
+            return inputs, None, None
+        inputs = list(inputs)
+        reference = inputs[1] if self.repeat_input else None
+        lengths = inputs[-1] if self.use_lengths else None
+        return inputs[0], reference, lengths
+
     def build(self, input_shape):
-        if self.repeat_input:
-            input_shape = input_shape[0]
-        input_dim, u = input_shape[-1], self.units
+        input_dim, u = self._unpack(input_shape)[0][-1], self.units
         self.kernel = self.add_weight(
             shape=(input_dim, 4 * u), initializer="glorot_uniform", name="kernel"
         )
@@ -68,29 +87,45 @@ class FusedLSTM(keras.layers.Layer):
         self.bias = self.add_weight(shape=(4 * u,), initializer=bias_init, name="bias")
 
     def call(self, inputs, mask=None):
+        x, reference, lengths = self._unpack(inputs)
         if self.repeat_input:
-            x, reference = inputs  # (batch, features), (batch, time, ...)
             x = ops.cast(x, self.compute_dtype)[:, None, :]  # (batch, 1, features)
             time = tf.shape(reference)[1]
         else:
-            x = ops.cast(inputs, self.compute_dtype)  # (batch, time, features)
+            x = ops.cast(x, self.compute_dtype)  # (batch, time, features)
             time = tf.shape(x)[1]
+        if lengths is None:
+            lengths = tf.fill(tf.shape(x)[:1], time)  # every step is real
+        lengths = tf.cast(lengths, tf.int32)  # (batch,)
         kernels = native.load()
         if kernels is not None:
             return _native_lstm(
-                kernels, x, self.kernel, self.recurrent_kernel, self.bias, time, self.input_gradient
+                kernels, x, self.kernel, self.recurrent_kernel, self.bias, lengths, time,
+                self.input_gradient, last_only=not self.return_sequences,
             )
         if self.repeat_input:
             x = tf.broadcast_to(x, tf.stack([tf.shape(x)[0], time, tf.shape(x)[2]]))
-        return _sharded_block_lstm(x, self.kernel, self.recurrent_kernel, self.bias)
+        h = _sharded_block_lstm(x, self.kernel, self.recurrent_kernel, self.bias)  # (batch, time, units)
+        if not self.use_lengths:
+            return h
+        if not self.return_sequences:  # the output at t = L - 1; zero for L = 0, as the kernel
+            last = tf.gather(h, tf.maximum(lengths - 1, 0), axis=1, batch_dims=1)  # (batch, units)
+            return last * tf.cast(lengths > 0, h.dtype)[:, None]
+        # Zero after each sequence's end, as the kernel (which does not compute those steps).
+        return h * tf.cast(tf.sequence_mask(lengths, time), h.dtype)[:, :, None]
 
     def compute_mask(self, inputs, mask=None):
-        return None if self.repeat_input else mask
+        if self.repeat_input or not self.return_sequences:
+            return None
+        return mask[0] if isinstance(mask, (list, tuple)) else mask
 
     def compute_output_shape(self, input_shape):
+        x_shape, reference_shape, _ = self._unpack(input_shape)
+        if not self.return_sequences:
+            return (x_shape[0], self.units)
         if self.repeat_input:
-            return (*input_shape[1][:2], self.units)
-        return (*input_shape[:-1], self.units)
+            return (*reference_shape[:2], self.units)
+        return (*x_shape[:-1], self.units)
 
     def get_config(self):
         return {
@@ -98,21 +133,26 @@ class FusedLSTM(keras.layers.Layer):
             "units": self.units,
             "repeat_input": self.repeat_input,
             "input_gradient": self.input_gradient,
+            "use_lengths": self.use_lengths,
+            "return_sequences": self.return_sequences,
         }
 
 
-def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, time, input_gradient=True):
-    """seqmask's kernel: x (batch, 1 or time, features) -> h (batch, time, units)."""
+def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, lengths, time, input_gradient=True, last_only=False):
+    """seqmask's kernel: x (batch, 1 or time, features) -> h (batch, time, units), or
+    (batch, units) with `last_only`."""
     shards = cpu_shards()
 
     @tf.custom_gradient
     def lstm(x, kernel, recurrent_kernel, bias):
-        h, c, gates, kept = kernels.seqmask_lstm(x, kernel, recurrent_kernel, bias, time, shards=shards)
+        h, c, gates, kept = kernels.seqmask_lstm(
+            x, kernel, recurrent_kernel, bias, lengths, time, shards=shards, last_only=last_only
+        )
 
         def grad(dh):
             return kernels.seqmask_lstm_grad(
-                x, kernel, recurrent_kernel, c, gates, kept, dh, shards=shards,
-                input_gradient=input_gradient,
+                x, kernel, recurrent_kernel, lengths, c, gates, kept, dh, shards=shards,
+                last_only=last_only, input_gradient=input_gradient,
             )  # dx, dkernel, drecurrent_kernel, dbias
 
         return h, grad

@@ -20,10 +20,14 @@ from seqmask.layers import ClearPadding, CropByMask, LastStep, LengthMask, Reatt
 LATENT = "latent"
 
 
-def _lstm_stack(x, units, num_layers, prefix, mask, fused, repeat_of=None, input_gradient=True):
+def _lstm_stack(x, units, num_layers, prefix, mask, fused, lengths=None, repeat_of=None,
+                input_gradient=True, last_only=False):
     """num_layers LSTMs. `mask` is given only where the recurrence itself must skip padded
     steps; elsewhere the fused kernel is exact (see fused_lstm.py) and faster.
 
+    `lengths` (fused, post padding): the fused layers run each sequence's real steps only,
+    output zero after them, and with `last_only` the last layer returns each sequence's
+    output at its last real step (batch, units) instead of every step's.
     `repeat_of`: x is (batch, features), the input at every step of `repeat_of`
     (batch, time, ...); the fused kernel then projects it once instead of at every step.
     `input_gradient=False`: x is the model's input values, which need no gradient.
@@ -31,49 +35,57 @@ def _lstm_stack(x, units, num_layers, prefix, mask, fused, repeat_of=None, input
     for i in range(num_layers):
         name = f"{prefix}_lstm_{i}"
         if fused and mask is None:
-            if i == 0 and repeat_of is not None:
-                x = FusedLSTM(units, repeat_input=True, name=name)([x, repeat_of])
-            else:
-                x = FusedLSTM(units, input_gradient=input_gradient or i > 0, name=name)(x)
+            repeat = i == 0 and repeat_of is not None
+            inputs = [x, repeat_of] if repeat else [x]
+            if lengths is not None:
+                inputs.append(lengths)
+            x = FusedLSTM(
+                units, repeat_input=repeat, input_gradient=input_gradient or i > 0,
+                use_lengths=lengths is not None,
+                return_sequences=not (last_only and i == num_layers - 1), name=name,
+            )(inputs if len(inputs) > 1 else x)
         else:
             if i == 0 and repeat_of is not None:
                 x = RepeatToTime(name="repeat")([x, repeat_of])  # (batch, time, latent_dim)
             x = keras.layers.LSTM(units, return_sequences=True, name=name)(x, mask=mask)
-    return x  # (batch, time, units)
+    return x  # (batch, time, units); last_only: (batch, units)
 
 
-def _decoder_lstms(x, model_cfg, mask=None, fused=False, repeat_of=None):
+def _decoder_lstms(x, model_cfg, mask=None, fused=False, repeat_of=None, lengths=None):
     units = model_cfg.decoder_units or model_cfg.units
-    return _lstm_stack(x, units, model_cfg.num_layers, "decoder", mask, fused, repeat_of)
+    return _lstm_stack(x, units, model_cfg.num_layers, "decoder", mask, fused, lengths, repeat_of)
 
 
-def _repeat(latent, values, step_mask, model_cfg, padding, fused):
-    """The latent vector at every step; the decoder also runs over padded steps.
+def _repeat(latent, values, lengths, step_mask, model_cfg, padding, fused):
+    """The latent vector at every step.
 
-    With post padding those come after the real ones, so they cannot change a real step's
-    output (an LSTM is causal) and the loss ignores them.
+    With post padding the padded steps come after the real ones, so they cannot change a
+    real step's output (an LSTM is causal) and the loss ignores them: Keras's LSTM runs
+    them anyway, the fused kernel skips them. With pre padding they come first and the
+    decoder runs through them (`remask` is the decoder that skips them).
     """
-    return _decoder_lstms(latent, model_cfg, fused=fused, repeat_of=values)
+    lengths = lengths if padding == "post" else None
+    return _decoder_lstms(latent, model_cfg, fused=fused, repeat_of=values, lengths=lengths)
 
 
-def _remask(latent, values, step_mask, model_cfg, padding, fused):
+def _remask(latent, values, lengths, step_mask, model_cfg, padding, fused):
     """As repeat, with the input mask put back, so the decoder skips padded steps.
 
     `RepeatToTime` (like `RepeatVector`) drops the mask; `ReattachMask` restores it. This
     is the decoder that stays exact with pre padding, where the padded steps come first.
     With post padding they come last, skipping them changes no real step's output, and the
-    fused (mask-free) kernel runs it exactly as `repeat`.
+    fused kernel runs it as `repeat` (which skips them there too).
     """
     if fused and padding == "post":
-        return _repeat(latent, values, step_mask, model_cfg, padding, fused)
+        return _repeat(latent, values, lengths, step_mask, model_cfg, padding, fused)
     x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
     x = ReattachMask(name="remask")([x, step_mask])
     return _decoder_lstms(x, model_cfg, mask=step_mask, fused=fused)
 
 
-def _crop(latent, values, step_mask, model_cfg, padding, fused):
+def _crop(latent, values, lengths, step_mask, model_cfg, padding, fused):
     """As repeat; the caller multiplies the output by the mask (zero output and gradient)."""
-    return _repeat(latent, values, step_mask, model_cfg, padding, fused)
+    return _repeat(latent, values, lengths, step_mask, model_cfg, padding, fused)
 
 
 DECODERS = {"repeat": _repeat, "remask": _remask, "crop": _crop}
@@ -104,16 +116,19 @@ def build_autoencoder(model_cfg, num_features, padding="post", fused=False, voca
         x = keras.layers.Reshape((-1,), name="token_ids")(x)  # (batch, time)
         x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(x)  # (batch, time, embedding_dim)
     x = ClearPadding(name="clear_padding")([x, step_mask])  # (batch, time, features)
-    # With post padding the state at t = L - 1 never saw a padded step: no mask needed.
-    encoder_mask = step_mask if (padding == "pre" or not fused) else None
-    x = _lstm_stack(
-        x, model_cfg.units, model_cfg.num_layers, "encoder", encoder_mask, fused,
-        input_gradient=tokens,  # the embedding trains; the values themselves do not
-    )
-    last = LastStep(padding, name="last_step")([x, lengths])  # (batch, units)
+    if fused and padding == "post":
+        # The state at t = L - 1 never saw a padded step: no mask needed, and the kernel
+        # returns it directly.
+        last = _lstm_stack(
+            x, model_cfg.units, model_cfg.num_layers, "encoder", None, True, lengths,
+            input_gradient=tokens, last_only=True,  # the embedding trains; the values do not
+        )  # (batch, units)
+    else:
+        x = _lstm_stack(x, model_cfg.units, model_cfg.num_layers, "encoder", step_mask, False)
+        last = LastStep(padding, name="last_step")([x, lengths])  # (batch, units)
     latent = keras.layers.Dense(model_cfg.latent_dim, name=LATENT)(last)  # (batch, latent_dim)
 
-    decoded = DECODERS[model_cfg.decoder](latent, values, step_mask, model_cfg, padding, fused)
+    decoded = DECODERS[model_cfg.decoder](latent, values, lengths, step_mask, model_cfg, padding, fused)
     # Dense on the 3-D tensor is the per-step map; unlike TimeDistributed it works with an
     # unknown time length inside a compiled graph and keeps the mask.
     output_size = vocab_size if tokens else num_features

@@ -75,7 +75,7 @@ def _make_train_step(model, optimizer, loss_fn):
             loss = total / tf.maximum(count, 1.0)
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return total, count, tf.reduce_sum(hits)
+        return tf.stack([total, count, tf.reduce_sum(hits)])  # one tensor: one copy out per step
 
     return train_step
 
@@ -205,7 +205,7 @@ def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_
         while state["batch"] < len(batches):
             k = state["batch"]
             values, lengths = padded_batch(train_seqs, batches[k], cfg.train.batching, max_len, padding)
-            total, count, hits = (float(t) for t in train_step(values, lengths))
+            total, count, hits = train_step(values, lengths).numpy().tolist()
             if not math.isfinite(total):
                 raise Diverged(
                     f"the training loss became {total} at epoch {epoch}, batch {k + 1}; "

@@ -32,61 +32,88 @@ def _unloaded(monkeypatch, **env):
         monkeypatch.setenv(name, value)
 
 
-def _outputs_and_grads(layer, inputs, upstream):
+def _outputs_and_grads(layer, inputs, upstream, lengths=None):
     """h and the gradients of sum(h * upstream) w.r.t. the inputs and the weights."""
     with tf.GradientTape() as tape:
         tape.watch(inputs)
-        h = layer(inputs)
+        h = layer(inputs if lengths is None else [inputs, lengths])
         loss = tf.reduce_sum(h * upstream)
     grads = tape.gradient(loss, [inputs, *layer.trainable_variables])
     return h.numpy(), [np.zeros(inputs.shape, np.float32) if g is None else g.numpy() for g in grads]
 
 
-@settings(max_examples=25, deadline=None)
+def _reference(units, features, rng):
+    """A Keras LSTM with weights away from their init (every gate matters), and them."""
+    reference = keras.layers.LSTM(units, return_sequences=True)
+    reference.build((None, None, features))
+    weights = [w * 1.5 for w in reference.get_weights()]
+    weights[2] = rng.normal(size=weights[2].shape).astype(np.float32)
+    reference.set_weights(weights)
+    return reference, weights
+
+
+def _select(h, lengths, output):
+    """What a FusedLSTM with `output` returns, from Keras's full h (batch, time, units):
+    all of it, zero after each length, or the step at L - 1 (zero for L = 0)."""
+    if output == "all":
+        return h
+    time = tf.shape(h)[1]
+    if output == "sequences":
+        return h * tf.cast(tf.sequence_mask(lengths, time), h.dtype)[:, :, None]
+    last = tf.gather(h, tf.maximum(lengths - 1, 0), axis=1, batch_dims=1)
+    return last * tf.cast(lengths > 0, h.dtype)[:, None]
+
+
+@settings(max_examples=40, deadline=None)
 @given(
     batch=st.integers(1, 6), time=st.integers(1, 9), features=st.integers(1, 5),
-    units=st.integers(1, 9), shards=st.integers(1, 4), repeat=st.booleans(), seed=st.integers(0, 99),
+    units=st.integers(1, 9), shards=st.integers(1, 4), repeat=st.booleans(),
+    output=st.sampled_from(["all", "sequences", "last"]), data=st.data(), seed=st.integers(0, 99),
 )
-def test_kernel_matches_keras_lstm(batch, time, features, units, shards, repeat, seed):
+def test_kernel_matches_keras_lstm(batch, time, features, units, shards, repeat, output, data, seed):
     """Outputs and every gradient equal Keras's LSTM with the same weights, for any batch
-    size against the number of slices (batch < shards included), length 1, and the
-    repeated-input form the `repeat` decoder uses."""
+    size against the number of slices (batch < shards included), length 1, the
+    repeated-input form the `repeat` decoder uses, and the three outputs: every step
+    (no lengths), every real step with zero after it, each sequence's last real step.
+    The lengths are any in [0, time], in any order: the kernel sorts them per slice."""
     rng = np.random.default_rng(seed)
+    lengths = tf.constant(data.draw(st.lists(st.integers(0, time), min_size=batch, max_size=batch)), tf.int32)
     step = rng.normal(size=(batch, features)).astype(np.float32)
     x = np.repeat(step[:, None], time, axis=1) if repeat else rng.normal(size=(batch, time, features))
     x = tf.constant(x.astype(np.float32))  # (batch, time, features)
-    upstream = tf.constant(rng.normal(size=(batch, time, units)).astype(np.float32))
-    reference = keras.layers.LSTM(units, return_sequences=True)
-    reference.build((None, None, features))
-    weights = [w * 1.5 for w in reference.get_weights()]  # bias away from its init: all gates matter
-    weights[2] = rng.normal(size=weights[2].shape).astype(np.float32)
-    reference.set_weights(weights)
-    h_ref, grads_ref = _outputs_and_grads(reference, x, upstream)
+    shape = (batch, units) if output == "last" else (batch, time, units)
+    upstream = tf.constant(rng.normal(size=shape).astype(np.float32))
+    reference, weights = _reference(units, features, rng)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(_select(reference(x), lengths, output) * upstream)
+    h_ref = _select(reference(x), lengths, output).numpy()
+    grads_ref = [g.numpy() for g in tape.gradient(loss, [x, *reference.trainable_variables])]
 
     old = devices._cpu_shards
     devices._cpu_shards = shards
     try:
-        layer = FusedLSTM(units, repeat_input=repeat)
-        layer.build([(None, features), (None, None, 1)] if repeat else (None, None, features))
+        use_lengths = output != "all"
+        layer = FusedLSTM(units, repeat_input=repeat, use_lengths=use_lengths, return_sequences=output != "last")
+        inputs = [tf.constant(step), tf.zeros((batch, time, 1))] if repeat else [x]
+        if use_lengths:
+            inputs.append(lengths)
+        inputs = inputs if len(inputs) > 1 else inputs[0]
+        layer(inputs)  # builds
         layer.set_weights(weights)
-        if repeat:
-            inputs = tf.constant(step)
-            reference_steps = tf.zeros((batch, time, 1))
-            with tf.GradientTape() as tape:
-                tape.watch(inputs)
-                h = layer([inputs, reference_steps])
-                loss = tf.reduce_sum(h * upstream)
-            d_step, *d_weights = tape.gradient(loss, [inputs, *layer.trainable_variables])
-            # The repeated input's gradient is the per-step one summed over steps.
-            np.testing.assert_allclose(d_step, grads_ref[0].sum(axis=1), rtol=1e-4, atol=1e-5)
-            grads = [g.numpy() for g in d_weights]
-            grads_ref = grads_ref[1:]
-        else:
-            h, grads = _outputs_and_grads(layer, x, upstream)
+        watched = inputs[0] if isinstance(inputs, list) else inputs
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            h = layer(inputs)
+            loss = tf.reduce_sum(h * upstream)
+        d_input, *grads = [g.numpy() for g in tape.gradient(loss, [watched, *layer.trainable_variables])]
     finally:
         devices._cpu_shards = old
+    # The repeated input's gradient is the per-step one summed over steps.
+    d_ref = grads_ref[0].sum(axis=1) if repeat else grads_ref[0]
     np.testing.assert_allclose(h, h_ref, rtol=1e-5, atol=1e-6)
-    for got, want in zip(grads, grads_ref):
+    np.testing.assert_allclose(d_input, d_ref, rtol=1e-4, atol=1e-5)
+    for got, want in zip(grads, grads_ref[1:]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -107,29 +134,41 @@ def test_input_gradient_false_leaves_weights_gradients_unchanged():
 
 def test_kernel_is_deterministic(monkeypatch):
     """Bit-identical gradients from call to call (exact resume depends on it), with the
-    batch split over threads."""
+    batch split over threads and sorted by length (ties included)."""
     monkeypatch.setattr(devices, "_cpu_shards", 2)
     rng = np.random.default_rng(1)
     x = tf.constant(rng.normal(size=(33, 20, 3)).astype(np.float32))
+    lengths = tf.constant(rng.integers(1, 21, 33).astype(np.int32))
     upstream = tf.constant(rng.normal(size=(33, 20, 8)).astype(np.float32))
-    layer = FusedLSTM(8)
-    layer.build((None, None, 3))
-    first, second = (_outputs_and_grads(layer, x, upstream) for _ in range(2))
+    layer = FusedLSTM(8, use_lengths=True)
+    layer.build([(None, None, 3), (None,)])
+    first, second = (_outputs_and_grads(layer, x, upstream, lengths) for _ in range(2))
     np.testing.assert_array_equal(first[0], second[0])
     for a, b in zip(first[1], second[1]):
         np.testing.assert_array_equal(a, b)
 
 
-def test_fallback_gives_the_same_results(monkeypatch):
+@pytest.mark.parametrize("output", ["all", "sequences", "last"])
+def test_fallback_gives_the_same_results(output, monkeypatch):
+    """BlockLSTM, where the kernel cannot run, returns the same: zero after each length,
+    or the last real step."""
     rng = np.random.default_rng(2)
     x = tf.constant(rng.normal(size=(4, 6, 3)).astype(np.float32))
-    upstream = tf.constant(rng.normal(size=(4, 6, 5)).astype(np.float32))
-    layer = FusedLSTM(5)
-    layer.build((None, None, 3))
-    h_kernel, g_kernel = _outputs_and_grads(layer, x, upstream)
-    _forced_fallback(monkeypatch)
-    assert native.status() == "BlockLSTM (forced by the test)"
-    h_block, g_block = _outputs_and_grads(layer, x, upstream)
+    lengths = tf.constant([6, 2, 0, 5])
+    upstream = tf.constant(rng.normal(size=(4, 5) if output == "last" else (4, 6, 5)).astype(np.float32))
+    layer = FusedLSTM(5, use_lengths=output != "all", return_sequences=output != "last")
+    layer.build([(None, None, 3), (None,)] if output != "all" else (None, None, 3))
+    results = []
+    for forced in (False, True):
+        if forced:
+            _forced_fallback(monkeypatch)
+            assert native.status() == "BlockLSTM (forced by the test)"
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            h = layer([x, lengths] if output != "all" else x)
+            loss = tf.reduce_sum(h * upstream)
+        results.append((h.numpy(), [g.numpy() for g in tape.gradient(loss, [x, *layer.trainable_variables])]))
+    (h_kernel, g_kernel), (h_block, g_block) = results
     np.testing.assert_allclose(h_block, h_kernel, rtol=1e-5, atol=1e-6)
     for a, b in zip(g_block, g_kernel):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
@@ -162,11 +201,13 @@ def test_a_cached_build_is_reused():
 
 def test_op_refuses_mismatched_shapes():
     kernels = native.load()
-    x = tf.zeros((2, 3, 4))
+    x, lengths = tf.zeros((2, 3, 4)), tf.constant([3, 1])
     with pytest.raises(tf.errors.InvalidArgumentError, match="wx must be"):
-        kernels.seqmask_lstm(x, tf.zeros((5, 8)), tf.zeros((2, 8)), tf.zeros(8), 3)
+        kernels.seqmask_lstm(x, tf.zeros((5, 8)), tf.zeros((2, 8)), tf.zeros(8), lengths, 3)
     with pytest.raises(tf.errors.InvalidArgumentError, match="1 step or `time` steps"):
-        kernels.seqmask_lstm(x, tf.zeros((4, 8)), tf.zeros((2, 8)), tf.zeros(8), 5)
+        kernels.seqmask_lstm(x, tf.zeros((4, 8)), tf.zeros((2, 8)), tf.zeros(8), lengths, 5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="lengths must be"):
+        kernels.seqmask_lstm(x, tf.zeros((4, 8)), tf.zeros((2, 8)), tf.zeros(8), tf.constant([3]), 3)
 
 
 def test_needs_build_is_true_only_before_a_build(monkeypatch, tmp_path):

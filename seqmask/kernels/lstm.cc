@@ -11,6 +11,9 @@
 //   * `input_gradient = false` (the first layer, which reads the model's input values)
 //     leaves dX out of the backward step's matmul;
 //   * the gate arithmetic of a row is one vectorized loop;
+//   * each row runs its real steps only (t < its length; post padding), and the
+//     encoder's last layer returns the output at t = L - 1 alone (`last_only`), so no
+//     (batch, time, units) output is written, gathered from and back-propagated through;
 //   * the batch is cut into `shards` slices, each run from start to end on one of
 //     TensorFlow's inter-op threads, so the small matmuls of a step never wait for one
 //     another; each slice keeps its tensors time-major, so a step's rows are contiguous;
@@ -19,6 +22,7 @@
 // Per step t (gate order i, f, g, o, as Keras's LSTM), G_t = x_t W_x + b + h_{t-1} W_h:
 //   i, f, o = sigmoid(G_t[i, f, o]);  g = tanh(G_t[g])
 //   c_t = i * g + f * c_{t-1};  h_t = o * tanh(c_t);  h_{-1} = c_{-1} = 0
+// for t < L (the row's length); h_t = 0 for t >= L.
 // Backward, from t = T - 1 down, with dh_t = dH_t + dG_{t+1} W_h^T and dc carried back:
 //   do = dh_t tanh(c_t) o (1 - o);  dc_t = dc_{t+1} f_{t+1} + dh_t o (1 - tanh(c_t)^2)
 //   di = dc_t g i (1 - i);  dg = dc_t i (1 - g^2);  df = dc_t c_{t-1} f (1 - f)
@@ -78,13 +82,10 @@ inline float Tanh(float x) {
 inline float Sigmoid(float x) { return 0.5f * Tanh(0.5f * x) + 0.5f; }
 
 // One row of a forward step. g: (4 units) pre-activations in (bias still to add), gates
-// i, f, g, o out;
-// writes c_t and h_t (h twice: where the next step reads it and the (batch, time, units)
-// output).
-// Separate pointers that never overlap (__restrict), so the compiler vectorizes the loop.
+// i, f, g, o out; writes c_t and h_t. Separate pointers that never overlap (__restrict),
+// so the compiler vectorizes the loop.
 inline void GatesForward(float* __restrict g, const float* __restrict bias, const float* __restrict c_prev,
-                         float* __restrict c, float* __restrict h, float* __restrict h_out,
-                         const Index units) {
+                         float* __restrict c, float* __restrict h, const Index units) {
   for (Index k = 0; k < units; ++k) {
     const float i = Sigmoid(g[k] + bias[k]), f = Sigmoid(g[units + k] + bias[units + k]);
     const float gg = Tanh(g[2 * units + k] + bias[2 * units + k]);
@@ -95,9 +96,7 @@ inline void GatesForward(float* __restrict g, const float* __restrict bias, cons
     g[3 * units + k] = o;
     const float c_t = i * gg + f * c_prev[k];
     c[k] = c_t;
-    const float h_t = o * Tanh(c_t);
-    h[k] = h_t;
-    h_out[k] = h_t;
+    h[k] = o * Tanh(c_t);
   }
 }
 
@@ -120,13 +119,12 @@ inline void GatesBackward(const float* __restrict g, const float* __restrict c,
   }
 }
 
-// Runs work(shard, begin, end) over `shards` slices of [0, n) and returns when all are
-// done. Slices other than the first are offered to TensorFlow's inter-op threads (those
-// otherwise spin idle beside this op); the calling thread runs the first and then any
-// slice no other thread has taken, so it never waits on a thread that is busy elsewhere.
+// Runs work(s) for s in [0, shards) and returns when all are done. Slices other than the
+// first are offered to TensorFlow's inter-op threads (those otherwise spin idle beside
+// this op); the calling thread runs slice 0 and then any slice no other thread has taken,
+// so it never waits on a thread that is busy elsewhere.
 template <typename F>
-void ForShards(OpKernelContext* ctx, Index n, Index shards, const F& work) {
-  shards = std::max<Index>(1, std::min(shards, n));
+void ForShards(OpKernelContext* ctx, Index shards, const F& work) {
   struct Shared {
     std::atomic<Index> next{1};
     Index running = 0;  // slices taken by other threads and not finished, under `mu`
@@ -136,13 +134,13 @@ void ForShards(OpKernelContext* ctx, Index n, Index shards, const F& work) {
   auto shared = std::make_shared<Shared>();
   // A helper counts itself as running before it claims a slice, so the caller, which
   // waits for running == 0 after the last slice is claimed, never returns under it.
-  auto help = [shared, n, shards, &work] {
+  auto help = [shared, shards, &work] {
     {
       std::lock_guard<std::mutex> lock(shared->mu);
       ++shared->running;
     }
     const Index s = shared->next.fetch_add(1);
-    if (s < shards) work(s, n * s / shards, n * (s + 1) / shards);
+    if (s < shards) work(s);
     std::lock_guard<std::mutex> lock(shared->mu);
     if (--shared->running == 0) shared->finished.notify_all();
   };
@@ -152,9 +150,9 @@ void ForShards(OpKernelContext* ctx, Index n, Index shards, const F& work) {
     // left and touches nothing but `shared`.
     (*runner)(help);
   }
-  work(0, 0, n / shards);
+  work(0);
   for (Index s = shared->next.fetch_add(1); s < shards; s = shared->next.fetch_add(1)) {
-    work(s, n * s / shards, n * (s + 1) / shards);  // not taken by any other thread yet
+    work(s);  // not taken by any other thread yet
   }
   std::unique_lock<std::mutex> lock(shared->mu);
   shared->finished.wait(lock, [&] { return shared->running == 0; });
@@ -164,7 +162,8 @@ struct Dims {
   Index batch, time, x_time, features, units, width;  // width = 4 units
 };
 
-absl::Status CheckInputs(const Tensor& x, const Tensor& wx, const Tensor& wh, int64_t time, Dims* d) {
+absl::Status CheckInputs(const Tensor& x, const Tensor& wx, const Tensor& wh, const Tensor& lengths,
+                         int64_t time, Dims* d) {
   if (x.dims() != 3 || wx.dims() != 2 || wh.dims() != 2) {
     return InvalidArgument("x must be (batch, time, features), wx and wh matrices");
   }
@@ -180,17 +179,67 @@ absl::Status CheckInputs(const Tensor& x, const Tensor& wx, const Tensor& wh, in
   if (time < 0 || (d->x_time != 1 && d->x_time != time)) {
     return InvalidArgument("x must have 1 step or `time` steps");
   }
+  if (lengths.shape() != TensorShape({d->batch})) return InvalidArgument("lengths must be (batch,)");
   return absl::OkStatus();
 }
+
+// Which rows run where. A row runs its real steps t < L only (its length, clipped to
+// [0, time]): with post padding the steps after them cannot change its outputs at real
+// steps (an LSTM is causal), so they are skipped, not computed and thrown away.
+//
+// The rows are sorted by length, longest first, and dealt round-robin to the slices (so
+// the slices get equal work); slot j of a slice holds row `row[start[s] + j]`. The rows
+// still running at step t are then a prefix of the slice's slots, `active` of them, and
+// each step's block of c, gates and kept holds just those rows, one step after another:
+// step t of slice s is the (active[t], k) block at row `offset[t]` (k values per row).
+// All real steps of a slice are then one contiguous matrix (the weight gradients below).
+struct Plan {
+  Index shards;
+  std::vector<Index> row, length, start, base;  // base[s]: the slice's first stored row
+
+  Plan(const int32_t* lengths, Index batch, Index time, Index max_shards)
+      : shards(std::max<Index>(1, std::min(max_shards, batch))), row(batch), length(batch),
+        start(shards + 1, 0), base(shards + 1, 0) {
+    std::vector<Index> order(batch);
+    for (Index b = 0; b < batch; ++b) order[b] = b;
+    auto clipped = [&](Index b) { return std::min<Index>(time, std::max<int32_t>(0, lengths[b])); };
+    std::stable_sort(order.begin(), order.end(), [&](Index a, Index b) { return clipped(a) > clipped(b); });
+    for (Index s = 0; s < shards; ++s) start[s + 1] = start[s] + (batch - s + shards - 1) / shards;
+    for (Index s = 0; s < shards; ++s) {
+      for (Index j = 0; start[s] + j < start[s + 1]; ++j) {
+        const Index r = order[s + j * shards];
+        row[start[s] + j] = r;
+        length[start[s] + j] = clipped(r);
+      }
+      base[s + 1] = base[s];
+      for (Index j = start[s]; j < start[s + 1]; ++j) base[s + 1] += length[j];
+    }
+  }
+
+  // Of slice s: active[t], the rows running at step t, and offset[t], the first stored
+  // row of step t (offset[time] = the end of the slice's rows).
+  void Steps(Index s, Index time, std::vector<Index>* active, std::vector<Index>* offset) const {
+    active->assign(time, 0);
+    offset->assign(time + 1, base[s]);
+    Index a = start[s + 1] - start[s];
+    for (Index t = 0; t < time; ++t) {
+      while (a > 0 && length[start[s] + a - 1] <= t) --a;
+      (*active)[t] = a;
+      (*offset)[t + 1] = (*offset)[t] + a;
+    }
+  }
+};
 
 absl::Status LstmShape(InferenceContext* c) {
   ShapeHandle x, wh;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &x));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 2, &wh));
   DimensionHandle time;
-  TF_RETURN_IF_ERROR(c->MakeDimForScalarInput(4, &time));
+  TF_RETURN_IF_ERROR(c->MakeDimForScalarInput(5, &time));
+  bool last_only;
+  TF_RETURN_IF_ERROR(c->GetAttr("last_only", &last_only));
   ShapeHandle state = c->MakeShape({c->Dim(x, 0), time, c->Dim(wh, 0)});
-  c->set_output(0, state);
+  c->set_output(0, last_only ? c->MakeShape({c->Dim(x, 0), c->Dim(wh, 0)}) : state);
   c->set_output(1, state);
   c->set_output(2, c->MakeShape({c->Dim(x, 0), time, c->Dim(wh, 1)}));
   c->set_output(3, c->MakeShape({c->Dim(x, 0), time, c->UnknownDim()}));
@@ -200,27 +249,31 @@ absl::Status LstmShape(InferenceContext* c) {
 }  // namespace
 
 REGISTER_OP("SeqmaskLstm")
-    .Input("x: float")       // (batch, time or 1, features); 1: the same input at every step
-    .Input("wx: float")      // (features, 4 units)
-    .Input("wh: float")      // (units, 4 units)
-    .Input("b: float")       // (4 units,)
-    .Input("time: int32")    // scalar: steps to run
+    .Input("x: float")        // (batch, time or 1, features); 1: the same input at every step
+    .Input("wx: float")       // (features, 4 units)
+    .Input("wh: float")       // (units, 4 units)
+    .Input("b: float")        // (4 units,)
+    .Input("lengths: int32")  // (batch,): each row runs steps t < length only
+    .Input("time: int32")     // scalar: steps to run
     .Attr("shards: int = 1")
-    .Output("h: float")      // (batch, time, units)
-    .Output("c: float")      // (batch, time, units): kept for the backward pass
-    .Output("gates: float")  // (batch, time, 4 units), after the activations: kept too
-    .Output("kept: float")   // (batch, time, features + units or units): kept for backward
+    .Attr("last_only: bool = false")  // h is each row's output at its last real step only
+    .Output("h: float")       // (batch, time, units), zero at t >= length; last_only: (batch, units)
+    .Output("c: float")       // (batch, time, units): kept for the backward pass (plan layout)
+    .Output("gates: float")   // (batch, time, 4 units), after the activations: kept too
+    .Output("kept: float")    // (batch, time, features + units or units): kept too
     .SetShapeFn(LstmShape);
 
 REGISTER_OP("SeqmaskLstmGrad")
     .Input("x: float")
     .Input("wx: float")
     .Input("wh: float")
+    .Input("lengths: int32")
     .Input("c: float")
     .Input("gates: float")
     .Input("kept: float")
-    .Input("dh: float")      // (batch, time, units): the loss's gradient w.r.t. h
+    .Input("dh: float")       // the loss's gradient w.r.t. h, shaped as h
     .Attr("shards: int = 1")
+    .Attr("last_only: bool = false")
     .Attr("input_gradient: bool = true")  // false: dx is left zero (x is the model's input)
     .Output("dx: float")
     .Output("dwx: float")
@@ -236,17 +289,11 @@ REGISTER_OP("SeqmaskLstmGrad")
 
 namespace {
 
-// The slice layout of c, gates and kept: the batch is cut into slices as ForShards cuts
-// it, and each slice [b0, b1) of n rows is stored time-major from offset b0 * T * k (k
-// values per row): step t of the slice is the contiguous (n, k) block at
-// b0 * T * k + t * n * k. A step's rows then sit together in memory, and the rows of all
-// steps of a slice are one matrix (the weight gradients below).
-inline Index SliceStep(Index b0, Index n, Index T, Index t, Index k) { return b0 * T * k + t * n * k; }
-
 class SeqmaskLstmOp : public OpKernel {
  public:
   explicit SeqmaskLstmOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("shards", &shards_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("last_only", &last_only_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -254,26 +301,31 @@ class SeqmaskLstmOp : public OpKernel {
     const Tensor& wx_in = ctx->input(1);
     const Tensor& wh_in = ctx->input(2);
     const Tensor& b_in = ctx->input(3);
+    const Tensor& lengths = ctx->input(4);
     Dims d;
-    OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, ctx->input(4).scalar<int32_t>()(), &d));
+    OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, lengths, ctx->input(5).scalar<int32_t>()(), &d));
     OP_REQUIRES(ctx, b_in.dims() == 1 && b_in.dim_size(0) == d.width,
                 InvalidArgument("b must be (4 units,)"));
     const Index B = d.batch, T = d.time, D = d.features, U = d.units, W = d.width;
-    Tensor *h_out, *c_out, *g_out, *hs_out;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({B, T, U}), &h_out));
+    // Kept for the backward pass, per real step: the rows [x_t, h_{t-1}] the step's
+    // matmul read, or h_{t-1} alone where x is one step repeated (its projection is
+    // computed once, before the loop).
+    const bool stacked = d.x_time == T;
+    const Index Dk = stacked ? D : 0, K = Dk + U;
+    Tensor *h_out, *c_out, *g_out, *kept_out;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, last_only_ ? TensorShape({B, U}) : TensorShape({B, T, U}), &h_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({B, T, U}), &c_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({B, T, W}), &g_out));
-    // Kept for the backward pass: [x_t, h_{t-1}] at every step (the rows the step's matmul
-    // read), or h_t alone where x is one step repeated.
-    const bool stacked = d.x_time == T;
-    const Index K = stacked ? D + U : U;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, T, K}), &hs_out));
-    if (B == 0 || T == 0) return;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B, T, K}), &kept_out));
+    if (B == 0 || T == 0) {
+      h_out->flat<float>().setZero();
+      return;
+    }
     const float* X = x.flat<float>().data();
     float* H = h_out->flat<float>().data();
     float* C = c_out->flat<float>().data();
     float* G = g_out->flat<float>().data();
-    float* KEPT = hs_out->flat<float>().data();
+    float* KEPT = kept_out->flat<float>().data();
     const ConstView wx(wx_in.flat<float>().data(), D, W, Stride(W));
     const ConstView wh(wh_in.flat<float>().data(), U, W, Stride(W));
     const float* bias = b_in.flat<float>().data();
@@ -283,38 +335,54 @@ class SeqmaskLstmOp : public OpKernel {
       w_xh.topRows(D) = wx;
       w_xh.bottomRows(U) = wh;
     }
+    const Plan plan(lengths.flat<int32_t>().data(), B, T, shards_);
 
-    ForShards(ctx, B, shards_, [&](Index, Index b0, Index b1) {
-      const Index n = b1 - b0;
-      float* Gs = G + SliceStep(b0, n, T, 0, W);  // (time, n, 4 units)
-      float* Cs = C + SliceStep(b0, n, T, 0, U);  // (time, n, units)
-      float* Ks = KEPT + SliceStep(b0, n, T, 0, K);  // (time, n, features + units or units)
+    ForShards(ctx, plan.shards, [&](Index s) {
+      const Index n = plan.start[s + 1] - plan.start[s];
+      const Index* rows = plan.row.data() + plan.start[s];
+      const Index* length = plan.length.data() + plan.start[s];
+      std::vector<Index> active, offset;
+      plan.Steps(s, T, &active, &offset);
       Matrix p;  // a repeated input's projection, x W_x, done once: (n, 4 units)
-      if (!stacked) p.noalias() = ConstView(X + b0 * D, n, D, Stride(D)) * wx;
+      if (!stacked) {
+        Matrix xs(n, D);
+        for (Index r = 0; r < n; ++r) std::copy_n(X + rows[r] * D, D, xs.data() + r * D);
+        p.noalias() = xs * wx;
+      }
       const std::vector<float> zeros(U, 0.0f);
-      std::vector<float> h_last(U);  // the last step's h has no next step to go into
-      for (Index t = 0; t < T; ++t) {
-        View g(Gs + t * n * W, n, W, Stride(W));  // (n, 4 units)
-        float* kept = Ks + t * n * K;
-        if (stacked) {
-          // [x_t, h_{t-1}] (n, features + units): h_{t-1} was written there by step t-1.
-          for (Index r = 0; r < n; ++r) {
-            std::copy_n(X + ((b0 + r) * T + t) * D, D, kept + r * K);
-            if (t == 0) std::fill_n(kept + r * K + D, U, 0.0f);
-          }
-          g.noalias() = ConstView(kept, n, K, Stride(K)) * w_xh;
-        } else {
-          g = p;
-          if (t > 0) g.noalias() += ConstView(Ks + (t - 1) * n * U, n, U, Stride(U)) * wh;
+      std::vector<float> h_spare(U);  // h_t of a row with no step t + 1 to carry it into
+      for (Index r = 0; r < n; ++r) {  // padded steps, and a row of length 0, output zero
+        if (!last_only_) {
+          std::fill(H + (rows[r] * T + length[r]) * U, H + (rows[r] + 1) * T * U, 0.0f);
+        } else if (length[r] == 0) {
+          std::fill_n(H + rows[r] * U, U, 0.0f);
         }
-        // The gates, the cell and the output, one pass per row.
-        for (Index r = 0; r < n; ++r) {
-          const float* c_prev = t > 0 ? Cs + ((t - 1) * n + r) * U : zeros.data();  // c_{-1} = 0
-          float* h = !stacked ? kept + r * U
-                     : t + 1 < T ? Ks + ((t + 1) * n + r) * K + D  // h_t beside x_{t+1}
-                                 : h_last.data();
-          GatesForward(g.data() + r * W, bias, c_prev, Cs + (t * n + r) * U, h,
-                       H + ((b0 + r) * T + t) * U, U);
+      }
+      for (Index t = 0; t < T && active[t] > 0; ++t) {
+        const Index a = active[t];
+        View g(G + offset[t] * W, a, W, Stride(W));  // (active, 4 units)
+        float* kept = KEPT + offset[t] * K;  // (active, K): [x_t, h_{t-1}] or h_{t-1}
+        if (t == 0) {
+          for (Index r = 0; r < a; ++r) std::fill_n(kept + r * K + Dk, U, 0.0f);  // h_{-1} = 0
+        }
+        if (stacked) {
+          for (Index r = 0; r < a; ++r) std::copy_n(X + (rows[r] * T + t) * D, D, kept + r * K);
+          g.noalias() = ConstView(kept, a, K, Stride(K)) * w_xh;
+        } else {
+          g = p.topRows(a);
+          if (t > 0) g.noalias() += ConstView(kept, a, U, Stride(U)) * wh;
+        }
+        // The gates, the cell and the output, one pass per row; h_t goes beside x_{t+1}
+        // where the next step reads it, and to the output.
+        for (Index r = 0; r < a; ++r) {
+          const float* c_prev = t > 0 ? C + (offset[t - 1] + r) * U : zeros.data();  // c_{-1} = 0
+          float* h = t + 1 < T && r < active[t + 1] ? KEPT + (offset[t + 1] + r) * K + Dk : h_spare.data();
+          GatesForward(g.data() + r * W, bias, c_prev, C + (offset[t] + r) * U, h, U);
+          if (!last_only_) {
+            std::copy_n(h, U, H + (rows[r] * T + t) * U);
+          } else if (t == length[r] - 1) {
+            std::copy_n(h, U, H + rows[r] * U);
+          }
         }
       }
     });
@@ -322,12 +390,14 @@ class SeqmaskLstmOp : public OpKernel {
 
  private:
   int shards_;
+  bool last_only_;
 };
 
 class SeqmaskLstmGradOp : public OpKernel {
  public:
   explicit SeqmaskLstmGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("shards", &shards_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("last_only", &last_only_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("input_gradient", &input_gradient_));
   }
 
@@ -335,19 +405,21 @@ class SeqmaskLstmGradOp : public OpKernel {
     const Tensor& x = ctx->input(0);
     const Tensor& wx_in = ctx->input(1);
     const Tensor& wh_in = ctx->input(2);
-    const Tensor& c_in = ctx->input(3);
-    const Tensor& g_in = ctx->input(4);
-    const Tensor& kept_in = ctx->input(5);
-    const Tensor& dh_in = ctx->input(6);
+    const Tensor& lengths = ctx->input(3);
+    const Tensor& c_in = ctx->input(4);
+    const Tensor& g_in = ctx->input(5);
+    const Tensor& kept_in = ctx->input(6);
+    const Tensor& dh_in = ctx->input(7);
     Dims d;
     OP_REQUIRES(ctx, c_in.dims() == 3, InvalidArgument("c must be (batch, time, units)"));
-    OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, c_in.dim_size(1), &d));
+    OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, lengths, c_in.dim_size(1), &d));
     const Index B = d.batch, T = d.time, D = d.features, U = d.units, W = d.width;
     const TensorShape state({B, T, U});
-    const bool stacked = d.x_time == T;  // kept: [x_t, h_{t-1}], else h_t (the forward's)
-    const Index K = stacked ? D + U : U;
+    const bool stacked = d.x_time == T;
+    const Index Dk = stacked ? D : 0, K = Dk + U;
     OP_REQUIRES(ctx, kept_in.shape() == TensorShape({B, T, K}) && c_in.shape() == state &&
-                         dh_in.shape() == state && g_in.shape() == TensorShape({B, T, W}),
+                         dh_in.shape() == (last_only_ ? TensorShape({B, U}) : state) &&
+                         g_in.shape() == TensorShape({B, T, W}),
                 InvalidArgument("c, gates, kept and dh must match the forward pass"));
 
     Tensor *dx_out, *dwx_out, *dwh_out, *db_out, dg_tmp;
@@ -362,7 +434,7 @@ class SeqmaskLstmGradOp : public OpKernel {
     dwx_all.setZero();
     dwh_all.setZero();
     db_all.setZero();
-    if (B == 0 || T == 0 || !input_gradient_) dx_out->flat<float>().setZero();
+    dx_out->flat<float>().setZero();  // padded steps, and everything without input_gradient
     if (B == 0 || T == 0) return;
     const float* X = x.flat<float>().data();
     const float* C = c_in.flat<float>().data();
@@ -370,62 +442,75 @@ class SeqmaskLstmGradOp : public OpKernel {
     const float* KEPT = kept_in.flat<float>().data();
     const float* dH = dh_in.flat<float>().data();
     float* dX = dx_out->flat<float>().data();
-    float* dG = dg_tmp.flat<float>().data();  // slice layout, as gates
+    float* dG = dg_tmp.flat<float>().data();  // plan layout, as gates
     const ConstView wx(wx_in.flat<float>().data(), D, W, Stride(W));
     const ConstView wh(wh_in.flat<float>().data(), U, W, Stride(W));
+    const Plan plan(lengths.flat<int32_t>().data(), B, T, shards_);
 
-    const Index shards = std::max<Index>(1, std::min<Index>(shards_, B));
-    std::vector<Matrix> dwx(shards), dwh(shards);
-    std::vector<Eigen::RowVectorXf> db(shards);
-    ForShards(ctx, B, shards, [&](Index s, Index b0, Index b1) {
-      const Index n = b1 - b0;
-      const float* Gs = G + SliceStep(b0, n, T, 0, W);
-      const float* Cs = C + SliceStep(b0, n, T, 0, U);
-      const float* Ks = KEPT + SliceStep(b0, n, T, 0, K);
-      float* dGs = dG + SliceStep(b0, n, T, 0, W);
+    std::vector<Matrix> dwx(plan.shards), dwh(plan.shards);
+    std::vector<Eigen::RowVectorXf> db(plan.shards);
+    ForShards(ctx, plan.shards, [&](Index s) {
+      const Index n = plan.start[s + 1] - plan.start[s];
+      const Index* rows = plan.row.data() + plan.start[s];
+      const Index* length = plan.length.data() + plan.start[s];
+      std::vector<Index> active, offset;
+      plan.Steps(s, T, &active, &offset);
       // Carried back: dh through W_h with the input gradient beside it, [dh_{t-1}, dx_t] =
-      // dG_t [W_h; W_x]^T (one matmul), and dc through the forget gate.
-      const bool dx_in_loop = d.x_time == T && input_gradient_;
+      // dG_t [W_h; W_x]^T (one matmul), and dc through the forget gate. A row's first
+      // step back (its last real step) finds both still zero: nothing comes after it.
+      const bool dx_in_loop = stacked && input_gradient_;
       Matrix w_t(W, dx_in_loop ? U + D : U);  // (4 units, units [+ features])
       w_t.leftCols(U) = wh.transpose();
       if (dx_in_loop) w_t.rightCols(D) = wx.transpose();
       Matrix back = Matrix::Zero(n, w_t.cols());  // (n, units [+ features])
-      Matrix dc = Matrix::Zero(n, U);  // dc carried back through the forget gate
+      Matrix dc = Matrix::Zero(n, U);
       const std::vector<float> zeros(U, 0.0f);
-      const Stride gs(W), ss(U);
       for (Index t = T - 1; t >= 0; --t) {
-        const float* g = Gs + t * n * W;
-        float* dg = dGs + t * n * W;
+        const Index a = active[t];
+        if (a == 0) continue;
+        const float* g = G + offset[t] * W;
+        float* dg = dG + offset[t] * W;
         // The gates' gradients, one pass per row.
-        for (Index r = 0; r < n; ++r) {
-          const float* c_prev = t > 0 ? Cs + ((t - 1) * n + r) * U : zeros.data();  // c_{-1} = 0
-          GatesBackward(g + r * W, Cs + (t * n + r) * U, c_prev, back.data() + r * back.cols(),
-                        dH + ((b0 + r) * T + t) * U, dc.data() + r * U, dg + r * W, U);
+        for (Index r = 0; r < a; ++r) {
+          const float* c_prev = t > 0 ? C + (offset[t - 1] + r) * U : zeros.data();  // c_{-1} = 0
+          const float* dh_out = !last_only_ ? dH + (rows[r] * T + t) * U
+                                : t == length[r] - 1 ? dH + rows[r] * U
+                                                     : zeros.data();
+          GatesBackward(g + r * W, C + (offset[t] + r) * U, c_prev, back.data() + r * back.cols(),
+                        dh_out, dc.data() + r * U, dg + r * W, U);
         }
-        if (dx_in_loop || t > 0) back.noalias() = ConstView(dg, n, W, gs) * w_t;
-        if (dx_in_loop) View(dX + (b0 * T + t) * D, n, D, Stride(T * D)) = back.rightCols(D);
+        if (dx_in_loop || t > 0) back.topRows(a).noalias() = ConstView(dg, a, W, Stride(W)) * w_t;
+        if (dx_in_loop) {
+          for (Index r = 0; r < a; ++r) std::copy_n(back.data() + r * back.cols() + U, D, dX + (rows[r] * T + t) * D);
+        }
       }
-      const ConstView dg_all(dGs, T * n, W, gs);  // (time * n, 4 units)
+      // Every real step of the slice at once: (rows, 4 units) and (rows, K).
+      const Index total = offset[T] - offset[0];
+      const ConstView dg_all(dG + offset[0] * W, total, W, Stride(W));
+      const ConstView kept_all(KEPT + offset[0] * K, total, K, Stride(K));
       db[s] = dg_all.colwise().sum();
+      // [dW_x; dW_h] = sum_t [x_t, h_{t-1}]^T dG_t (or dW_h alone): one matmul.
+      Matrix dw = Matrix::Zero(K, W);
+      if (total > 0) dw.noalias() = kept_all.transpose() * dg_all;  // (K, 4 units)
+      dwh[s] = dw.bottomRows(U);
       if (stacked) {
-        // [dW_x; dW_h] = sum_t [x_t, h_{t-1}]^T dG_t: the kept rows of every step against
-        // dG's, one matmul.
-        const Matrix dw = ConstView(Ks, T * n, K, Stride(K)).transpose() * dg_all;  // (features + units, 4 units)
         dwx[s] = dw.topRows(D);
-        dwh[s] = dw.bottomRows(U);
       } else {
-        // dW_h = sum over t >= 1 of h_{t-1}^T dG_t: the kept h of steps 0..T-2 against
-        // dG of steps 1..T-1, one matmul.
-        dwh[s].noalias() = ConstView(Ks, (T - 1) * n, U, ss).transpose() *
-                           ConstView(dGs + n * W, (T - 1) * n, W, gs);
         // x was the same at every step: its projection's gradient is the sum over steps.
         Matrix dp = Matrix::Zero(n, W);
-        for (Index t = 0; t < T; ++t) dp += ConstView(dGs + t * n * W, n, W, gs);
-        if (input_gradient_) View(dX + b0 * D, n, D, Stride(D)).noalias() = dp * wx.transpose();
-        dwx[s].noalias() = ConstView(X + b0 * D, n, D, Stride(D)).transpose() * dp;
+        for (Index t = 0; t < T && active[t] > 0; ++t) {
+          dp.topRows(active[t]) += ConstView(dG + offset[t] * W, active[t], W, Stride(W));
+        }
+        Matrix xs(n, D);
+        for (Index r = 0; r < n; ++r) std::copy_n(X + rows[r] * D, D, xs.data() + r * D);
+        dwx[s].noalias() = xs.transpose() * dp;
+        if (input_gradient_) {
+          const Matrix dxs = dp * wx.transpose();  // (n, features)
+          for (Index r = 0; r < n; ++r) std::copy_n(dxs.data() + r * D, D, dX + rows[r] * D);
+        }
       }
     });
-    for (Index s = 0; s < shards; ++s) {
+    for (Index s = 0; s < plan.shards; ++s) {
       dwx_all += dwx[s];
       dwh_all += dwh[s];
       db_all += db[s];
@@ -434,7 +519,7 @@ class SeqmaskLstmGradOp : public OpKernel {
 
  private:
   int shards_;
-  bool input_gradient_;
+  bool last_only_, input_gradient_;
 };
 
 }  // namespace
