@@ -215,3 +215,27 @@ def test_encode_is_the_same_whatever_the_batch(trained):
     _, alone, _ = encode(run, data, batch_size=1)  # every sequence alone, no padding at all
     _, crowd, _ = encode(run, data, batch_size=97)  # with neighbours, padded to each batch's longest
     np.testing.assert_allclose(crowd, alone, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_run_saved_before_the_kernel_took_lengths_still_evaluates_and_encodes(tmp_path):
+    """tests/fixtures/run_before_lengths was trained (2 layers, CPU) by seqmask 8137a06,
+    whose fused LSTMs took no lengths and whose encoder ended in a LastStep gather. It
+    loads, and gives the loss it recorded and the latent vectors it exported."""
+    run_dir = tmp_path / "old"
+    shutil.copytree(ROOT / "tests/fixtures/run_before_lengths", run_dir)
+    (run_dir / "config.yaml").write_text(
+        (run_dir / "config.yaml").read_text().replace("../../../data", str(ROOT / "data"))
+    )
+    result = invoke("evaluate", run_dir)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((run_dir / "metrics.json").read_text())["best_val_loss"]
+    assert f"{recorded:.6f}" in result.output
+    out = tmp_path / "latent.csv"
+    result = invoke("encode", run_dir, "--data", ROOT / "data/trajectories.npz", "--output", out)
+    assert result.exit_code == 0, result.output
+    want = (ROOT / "tests/fixtures/run_before_lengths/latent_head.csv").read_text().splitlines()
+    got = out.read_text().splitlines()[: len(want)]
+    assert got[0] == want[0]
+    for g, w in zip(got[1:], want[1:]):
+        np.testing.assert_allclose(np.array(g.split(",")[1:], float), np.array(w.split(",")[1:], float), rtol=1e-5, atol=1e-6)
