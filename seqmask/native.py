@@ -8,7 +8,7 @@ that `pip` itself needs for packages that compile (`$CXX`, else `g++`), into
 
 Where it cannot be built or loaded (no compiler, a read-only home, an unusual platform),
 or with `SEQMASK_NATIVE=0`, seqmask falls back to TensorFlow's own fused LSTM op
-(`BlockLSTMV2`): the same results, about 1.6x slower (bench/profile_step.py). `status()` says which is in use.
+(`BlockLSTMV2`): the same results, about 1.9x slower (BENCHMARKS.md). `status()` says which is in use.
 """
 
 import fcntl
