@@ -37,7 +37,8 @@ from seqmask.layers import PACKAGE
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class FusedLSTM(keras.layers.Layer):
-    """LSTM over a whole (batch, time, features) tensor; returns every step's output.
+    """LSTM over a whole (batch, time, features) tensor; returns every step's output, or
+    with `return_sequences=False` each sequence's output at its last real step.
 
     Inputs: x, then `reference` if `repeat_input`, then `lengths` if `use_lengths`.
     `repeat_input=True`: x is (batch, features), the input at every one of the steps of
