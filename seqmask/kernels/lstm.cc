@@ -216,17 +216,32 @@ struct Plan {
     }
   }
 
-  // Of slice s: active[t], the rows running at step t, and offset[t], the first stored
-  // row of step t (offset[time] = the end of the slice's rows).
-  void Steps(Index s, Index time, std::vector<Index>* active, std::vector<Index>* offset) const {
-    active->assign(time, 0);
-    offset->assign(time + 1, base[s]);
-    Index a = start[s + 1] - start[s];
-    for (Index t = 0; t < time; ++t) {
-      while (a > 0 && length[start[s] + a - 1] <= t) --a;
-      (*active)[t] = a;
-      (*offset)[t + 1] = (*offset)[t] + a;
+  // One slice, as its work sees it: n rows, slot j being batch row rows[j] of length
+  // length[j]; active[t], the rows running at step t, and offset[t], the first stored row
+  // of step t (offset[time] = the end of the slice's rows).
+  struct Slice {
+    Index n;
+    const Index *rows, *length;
+    std::vector<Index> active, offset;
+
+    // The slice's rows of a (batch, k) matrix, in slot order: (n, k).
+    Matrix Gather(const float* m, Index k) const {
+      Matrix out(n, k);
+      for (Index r = 0; r < n; ++r) std::copy_n(m + rows[r] * k, k, out.data() + r * k);
+      return out;
     }
+  };
+
+  Slice Of(Index s, Index time) const {
+    Slice slice{start[s + 1] - start[s], row.data() + start[s], length.data() + start[s],
+                std::vector<Index>(time, 0), std::vector<Index>(time + 1, base[s])};
+    Index a = slice.n;
+    for (Index t = 0; t < time; ++t) {
+      while (a > 0 && slice.length[a - 1] <= t) --a;
+      slice.active[t] = a;
+      slice.offset[t + 1] = slice.offset[t] + a;
+    }
+    return slice;
   }
 };
 
@@ -338,17 +353,11 @@ class SeqmaskLstmOp : public OpKernel {
     const Plan plan(lengths.flat<int32_t>().data(), B, T, shards_);
 
     ForShards(ctx, plan.shards, [&](Index s) {
-      const Index n = plan.start[s + 1] - plan.start[s];
-      const Index* rows = plan.row.data() + plan.start[s];
-      const Index* length = plan.length.data() + plan.start[s];
-      std::vector<Index> active, offset;
-      plan.Steps(s, T, &active, &offset);
+      const Plan::Slice slice = plan.Of(s, T);
+      const Index n = slice.n, *rows = slice.rows, *length = slice.length;
+      const std::vector<Index>&active = slice.active, &offset = slice.offset;
       Matrix p;  // a repeated input's projection, x W_x, done once: (n, 4 units)
-      if (!stacked) {
-        Matrix xs(n, D);
-        for (Index r = 0; r < n; ++r) std::copy_n(X + rows[r] * D, D, xs.data() + r * D);
-        p.noalias() = xs * wx;
-      }
+      if (!stacked) p.noalias() = slice.Gather(X, D) * wx;
       const std::vector<float> zeros(U, 0.0f);
       std::vector<float> h_spare(U);  // h_t of a row with no step t + 1 to carry it into
       for (Index r = 0; r < n; ++r) {  // padded steps, and a row of length 0, output zero
@@ -450,11 +459,9 @@ class SeqmaskLstmGradOp : public OpKernel {
     std::vector<Matrix> dwx(plan.shards), dwh(plan.shards);
     std::vector<Eigen::RowVectorXf> db(plan.shards);
     ForShards(ctx, plan.shards, [&](Index s) {
-      const Index n = plan.start[s + 1] - plan.start[s];
-      const Index* rows = plan.row.data() + plan.start[s];
-      const Index* length = plan.length.data() + plan.start[s];
-      std::vector<Index> active, offset;
-      plan.Steps(s, T, &active, &offset);
+      const Plan::Slice slice = plan.Of(s, T);
+      const Index n = slice.n, *rows = slice.rows, *length = slice.length;
+      const std::vector<Index>&active = slice.active, &offset = slice.offset;
       // Carried back: dh through W_h with the input gradient beside it, [dh_{t-1}, dx_t] =
       // dG_t [W_h; W_x]^T (one matmul), and dc through the forget gate. A row's first
       // step back (its last real step) finds both still zero: nothing comes after it.
@@ -501,9 +508,7 @@ class SeqmaskLstmGradOp : public OpKernel {
         for (Index t = 0; t < T && active[t] > 0; ++t) {
           dp.topRows(active[t]) += ConstView(dG + offset[t] * W, active[t], W, Stride(W));
         }
-        Matrix xs(n, D);
-        for (Index r = 0; r < n; ++r) std::copy_n(X + rows[r] * D, D, xs.data() + r * D);
-        dwx[s].noalias() = xs.transpose() * dp;
+        dwx[s].noalias() = slice.Gather(X, D).transpose() * dp;
         if (input_gradient_) {
           const Matrix dxs = dp * wx.transpose();  // (n, features)
           for (Index r = 0; r < n; ++r) std::copy_n(dxs.data() + r * D, D, dX + rows[r] * D);
