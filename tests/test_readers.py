@@ -268,8 +268,8 @@ def test_npz_offsets_errors(tmp_path, arrays, expected):
 
 def test_npz_rejects_csv_options(tmp_path):
     p = save_npz(tmp_path / "x.npz", values=np.zeros((1, 1)), lengths=[1])
-    assert "CSV files only" in error(p, step_column="step")
-    assert "CSV files only" in error(p, feature_columns=["x"])
+    assert "apply only to tables of one row per step" in error(p, step_column="step")
+    assert "apply only to tables of one row per step" in error(p, feature_columns=["x"])
 
 
 # -- CSV happy paths -----------------------------------------------------------

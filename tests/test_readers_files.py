@@ -198,7 +198,7 @@ def test_npy_object_array_and_feature_mismatch(tmp_path):
 
 def test_npy_rejects_column_options(tmp_path):
     write(tmp_path / "d" / "a.npy", npy_bytes([1.0]))
-    assert "apply to CSV files only" in error(tmp_path / "d", step_column="t")
+    assert "apply only to tables of one row per step" in error(tmp_path / "d", step_column="t")
 
 
 # -- fuzzing -----------------------------------------------------------------------------------

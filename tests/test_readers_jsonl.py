@@ -154,8 +154,8 @@ def test_non_utf8_line(tmp_path):
 
 def test_rejects_column_options(tmp_path):
     p = write(tmp_path / "x.jsonl", R)
-    assert "apply to CSV" in error(p, step_column="t")
-    assert "apply to CSV" in error(p, feature_columns=["x"])
+    assert "apply only to tables of one row per step" in error(p, step_column="t")
+    assert "apply only to tables of one row per step" in error(p, feature_columns=["x"])
 
 
 # -- fuzzing -------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def test_a_non_list_values_column_is_a_feature(tmp_path):
         # one row per sequence
         ({"values": [[1.0]]}, {}, ": no id column 'id' (columns: 'values'); a file with one row per sequence"),
         ({"id": ["a"], "values": [[1.0]], "tokens": [["x"]]}, {}, ": has both a 'values' and a 'tokens' list column"),
-        ({"id": ["a"], "values": [[1.0]]}, {"feature_columns": ["values"]}, ": step_column and feature_columns apply to long-format"),
+        ({"id": ["a"], "values": [[1.0]]}, {"feature_columns": ["values"]}, ": step_column and feature_columns apply only to tables of one row per step"),
         ({"id": ["a", "a"], "values": [[1.0], [2.0]]}, {}, ": id 'a' appears more than once in column 'id' (row 1 and row 2)"),
         ({"id": ["a", "b"], "values": [[1.0], None]}, {}, ", row 2: sequence 'b' has a null 'values'"),
         ({"id": ["a", "b"], "values": [[1.0], []]}, {}, ", row 2: sequence 'b' is empty"),

@@ -53,7 +53,7 @@ def test_errors(tmp_path, content, expected):
 
 def test_rejects_column_options(tmp_path):
     p = write(tmp_path / "x.txt", "a b\n")
-    assert "apply to CSV" in error(p, feature_columns=["x"])
+    assert "apply only to tables of one row per step" in error(p, feature_columns=["x"])
 
 
 _TOKEN = st.text(min_size=1, max_size=6).filter(lambda t: not any(c.isspace() or c == "\x00" for c in t))

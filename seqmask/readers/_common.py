@@ -82,11 +82,12 @@ def gunzip_if_gzip(raw: bytes, shown: str) -> bytes:
 
 
 def reject_column_options(opts: Options, shown: str, what: str) -> None:
-    """``step_column``/``feature_columns`` only mean something for long-format tables."""
+    """``step_column``/``feature_columns`` name columns of a table with one row per step;
+    every other layout says so here, with ``what`` telling what it holds instead."""
     if opts.step_column is not None or opts.feature_columns is not None:
         raise DataError(
-            f"{shown}: step_column and feature_columns apply to CSV and long-format Parquet "
-            f"files only; {what}"
+            f"{shown}: step_column and feature_columns apply only to tables of one row per step "
+            f"(formats csv, csv_dir and long-format parquet); {what}"
         )
 
 

@@ -26,6 +26,7 @@ from seqmask.readers._common import (
     float32_values,
     read_nonempty,
     reason,
+    reject_column_options,
 )
 
 # File-name suffix (lower case) -> format.
@@ -143,11 +144,7 @@ def read_csv_dir(p: Path, shown: str, opts: Options) -> Sequences:
 
 
 def read_npy_dir(p: Path, shown: str, opts: Options) -> Sequences:
-    if opts.step_column is not None or opts.feature_columns is not None:
-        raise DataError(
-            f"{shown}: step_column and feature_columns apply to CSV files only; "
-            "a .npy file holds one [steps, features] array"
-        )
+    reject_column_options(opts, shown, "a .npy file holds one [steps, features] array")
     files = _files_of(p, shown, "npy_dir")
     parts: list[np.ndarray] = []
     for f in files:  # a loop per sequence

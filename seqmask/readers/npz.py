@@ -17,16 +17,13 @@ from seqmask.readers._common import (
     float32_values,
     read_nonempty,
     reason,
+    reject_column_options,
     show,
 )
 
 
 def read_npz(p: Path, shown: str, opts: Options) -> Sequences:
-    if opts.step_column is not None or opts.feature_columns is not None:
-        raise DataError(
-            f"{shown}: step_column and feature_columns apply to CSV files only; "
-            "an .npz file has 'values', 'lengths' (or 'offsets') and 'ids' arrays"
-        )
+    reject_column_options(opts, shown, "an .npz file has 'values', 'lengths' (or 'offsets') and 'ids' arrays")
     raw = read_nonempty(p, shown)
     if raw.startswith(b"\x93NUMPY"):
         raise DataError(

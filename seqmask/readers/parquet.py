@@ -30,6 +30,7 @@ from seqmask.readers._common import (
     numeric_columns,
     read_nonempty,
     reason,
+    reject_column_options,
     show,
 )
 
@@ -84,11 +85,7 @@ def read_parquet(p: Path, shown: str, opts: Options) -> Sequences:
         )
     if list_keys:
         key = list_keys[0]
-        if opts.step_column is not None or opts.feature_columns is not None:
-            raise DataError(
-                f"{shown}: step_column and feature_columns apply to long-format files; this one "
-                f"has one row per sequence (list column {key!r})"
-            )
+        reject_column_options(opts, shown, f"this one has one row per sequence (list column {key!r})")
         if opts.id_key not in names:
             raise DataError(
                 f"{shown}: no id column {opts.id_key!r} (columns: {cols(names)}); a file with one "
