@@ -15,47 +15,49 @@ at epoch e, batch k gets exactly the batches it would have got.
 
 import numpy as np
 
-from seqmask.data import pad
+from seqmask.config import Batching, Padding, check_choice
+from seqmask.data import Sequences, pad
 
-BATCHINGS = ("bucket", "pad_to_max")
 
-
-def epoch_rng(seed, epoch):
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The random generator of one epoch; independent of every other epoch's."""
     return np.random.default_rng([seed, epoch])
 
 
-def training_batches(lengths, batch_size, batching, seed, epoch):
+def training_batches(
+    lengths: np.ndarray, batch_size: int, batching: Batching, seed: int, epoch: int
+) -> list[np.ndarray]:
     """One epoch's batches: a list of index arrays covering every sequence once."""
+    check_choice("batching", batching, Batching)
     rng = epoch_rng(seed, epoch)
     n = len(lengths)
+    order = rng.permutation(n)
     if batching == "bucket":
-        # Random tie-break among equal lengths, so equal-length sequences meet new
-        # neighbours every epoch, then a stable sort by length.
-        order = rng.permutation(n)
+        # Random tie-break among equal lengths (the permutation above), so equal-length
+        # sequences meet new neighbours every epoch, then a stable sort by length.
         order = order[np.argsort(lengths[order], kind="stable")]
-    elif batching == "pad_to_max":
-        order = rng.permutation(n)
-    else:
-        raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
     batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def inference_batches(lengths, batch_size):
+def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Deterministic batches for evaluate / encode: by length, no shuffling."""
     order = np.argsort(lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def batch_time_len(lengths, batching, max_len):
+def batch_time_len(lengths: np.ndarray, batching: Batching, max_len: int | None) -> int:
     """The time length a batch is padded to."""
     if batching == "pad_to_max":
+        if max_len is None:
+            raise ValueError("pad_to_max batching needs max_len, the length every batch is padded to")
         return int(max_len)
     return int(np.max(lengths))
 
 
-def padded_batch(seqs, indices, batching, max_len, padding):
+def padded_batch(
+    seqs: Sequences, indices: np.ndarray, batching: Batching, max_len: int | None, padding: Padding
+) -> tuple[np.ndarray, np.ndarray]:
     """(values (batch, time, features) float32, lengths (batch,) int32) for `indices`."""
     lengths = seqs.lengths[indices]
     time_len = batch_time_len(lengths, batching, max_len)

@@ -19,11 +19,14 @@ expected. Whatever YAML comes in, the result is a :class:`Config` or a
 only: nothing in a config is ever executed.
 
 How it is organised: each section is an explicit frozen dataclass holding the
-defaults, and a small spec table beside it gives each key's kind, range or
-choices. One generic parser walks the tables, so adding a key takes one
-dataclass field plus one table row. Type conversions are few and deliberate:
-an int is accepted for a float key, and so is a string that parses as a float,
-because YAML 1.1 reads ``1e-3`` as the *string* "1e-3".
+defaults, and a small spec table beside it gives each key's kind and range. A key
+with a fixed set of values is typed with one of the ``Literal`` aliases below, the
+one place its choices are written: the parser takes them from the field's type,
+and the modules that take the same value as an argument check it with
+:func:`check_choice`. One generic parser walks the tables, so adding a key takes
+one dataclass field plus, unless it is a choice, one table row. Type conversions
+are few and deliberate: an int is accepted for a float key, and so is a string
+that parses as a float, because YAML 1.1 reads ``1e-3`` as the *string* "1e-3".
 
 This module must import in milliseconds: never import TensorFlow or Keras here.
 """
@@ -34,25 +37,75 @@ import difflib
 import math
 import os
 import reprlib
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
 from seqmask.errors import ConfigError
 
 __all__ = [
+    "Batching",
     "Config",
     "DataConfig",
+    "DataFormat",
+    "Decoder",
+    "Device",
     "InputConfig",
+    "InputKind",
+    "Loss",
     "ModelConfig",
+    "Normalize",
+    "Padding",
+    "StepError",
+    "Target",
     "TrainConfig",
+    "Truncating",
     "apply_overrides",
+    "check_choice",
+    "choices_of",
     "config_from_dict",
     "config_to_dict",
     "load_config",
 ]
+
+
+# --------------------------------------------------------------------------- choices
+
+# Each key with a fixed set of values, declared once. The parser reads a field's choices
+# from its type; other modules import the alias to type and check the same argument.
+DataFormat = Literal["auto", "npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"]
+Padding = Literal["post", "pre"]
+Truncating = Literal["post", "pre", "none"]
+Normalize = Literal["standard", "none"]
+InputKind = Literal["values", "tokens"]
+Decoder = Literal["repeat", "remask", "crop"]
+Loss = Literal["per_step", "last_step"]
+StepError = Literal["mse", "mae"]
+Target = Literal["reconstruct", "next_step"]
+Device = Literal["auto", "cpu", "gpu"]
+Batching = Literal["bucket", "pad_to_max"]
+
+_T = TypeVar("_T")
+
+
+def choices_of(literal: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` alias, in the order it lists them: ``choices_of(Padding)``."""
+    return get_args(literal)
+
+
+def check_choice(name: str, value: _T, literal: Any) -> _T:
+    """Returns `value` if it is one of the values of `literal`, else raises ``ValueError``.
+
+    For arguments that code passes (a bad one is a programming error); a user's config
+    values are checked when it is read, with a ``ConfigError`` naming the key path.
+    """
+    allowed = choices_of(literal)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
 
 
 # --------------------------------------------------------------------------- dataclasses
@@ -73,9 +126,7 @@ class DataConfig:
     # .parquet, .txt = tokens_text), or for a directory or a glob pattern
     # ("recordings/*.csv") from the extensions of the files in it (csv_dir, npy_dir:
     # one file per sequence), so most configs never set it.
-    format: Literal[
-        "auto", "npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"
-    ] = "auto"
+    format: DataFormat = "auto"
     # Long-format CSV/Parquet: "id" is the usual name of the sequence-id column.
     id_column: str = "id"
     # None: rows keep their file order inside a sequence, as most exports are written.
@@ -95,14 +146,14 @@ class DataConfig:
     max_len: int | None = None
     # "post" keeps the real steps first, which the cuDNN kernel and the repeat and
     # crop decoders need.
-    padding: Literal["post", "pre"] = "post"
+    padding: Padding = "post"
     # "post" keeps a sequence's beginning. "none" makes a sequence longer than
     # max_len a data error instead of cutting it silently.
-    truncating: Literal["post", "pre", "none"] = "post"
+    truncating: Truncating = "post"
     # "standard" (zero mean, unit variance per feature over the real steps) keeps
     # the LSTM gates out of saturation whatever the units of the raw data. Token
     # input (input.kind: tokens) is never normalized, whatever this says.
-    normalize: Literal["standard", "none"] = "standard"
+    normalize: Normalize = "standard"
 
 
 @dataclass(frozen=True)
@@ -113,7 +164,7 @@ class InputConfig:
     # trajectories). "tokens": each step is one token (a word, or an integer id kept
     # as text) that a vocabulary maps to an id and the model embeds; data.normalize
     # is then simply not applied, as there is nothing to standardize.
-    kind: Literal["values", "tokens"] = "values"
+    kind: InputKind = "values"
     # Tokens only. 1: every token seen in the training split gets an id. Raise it to
     # send rare tokens (typos, one-off names) to <unk> instead.
     min_count: int = 1
@@ -141,7 +192,7 @@ class ModelConfig:
     latent_dim: int = 32
     # "repeat" (the latent vector fed to the decoder at every step) is the classic,
     # simplest LSTM autoencoder decoder.
-    decoder: Literal["repeat", "remask", "crop"] = "repeat"
+    decoder: Decoder = "repeat"
     # None: the decoder is as wide as the encoder, the usual symmetric autoencoder.
     decoder_units: int | None = None
 
@@ -178,19 +229,19 @@ class TrainConfig:
     # A fixed seed: two runs of one config give the same model unless asked otherwise.
     seed: int = 0
     # "per_step" scores every real (unpadded) step: the exact masked loss.
-    loss: Literal["per_step", "last_step"] = "per_step"
+    loss: Loss = "per_step"
     # "mse" is the standard reconstruction error on standardized features.
-    error: Literal["mse", "mae"] = "mse"
+    error: StepError = "mse"
     # "reconstruct" is the autoencoder's job. "next_step" predicts each step's successor.
-    target: Literal["reconstruct", "next_step"] = "reconstruct"
+    target: Target = "reconstruct"
     # "auto" uses a GPU when TensorFlow sees one, and the CPU otherwise.
-    device: Literal["auto", "cpu", "gpu"] = "auto"
+    device: Device = "auto"
     # CPU cores to train on. None: all of them. Each TensorFlow op runs on one thread (the
     # LSTM matmuls are too small to split well) and the batch is cut into this many slices
     # run in parallel; see seqmask/devices.py and BENCHMARKS.md.
     cpu_threads: int | None = None
     # "bucket" batches sequences of similar length, so little compute goes to padding.
-    batching: Literal["bucket", "pad_to_max"] = "bucket"
+    batching: Batching = "bucket"
     # None: one checkpoint per epoch, often enough unless epochs are very long.
     checkpoint_every_steps: int | None = None
 
@@ -243,15 +294,12 @@ class _Spec:
     nullable: bool = False
 
 
-def _choice(*choices: str) -> _Spec:
-    return _Spec("choice", choices=choices)
-
-
+# The keys that are not choices. A choice key has no row: `_section_spec` makes its spec
+# from the field's Literal type, so its values are written only there.
 _DATA_SPEC: dict[str, _Spec] = {
     "train": _Spec("path"),
     "validation": _Spec("path", nullable=True),
     "validation_split": _Spec("float", _Range(0, 1, hi_open=True)),
-    "format": _choice("auto", "npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"),
     "id_column": _Spec("str"),
     "step_column": _Spec("str", nullable=True),
     "feature_columns": _Spec("columns", nullable=True),
@@ -259,13 +307,9 @@ _DATA_SPEC: dict[str, _Spec] = {
     "values_key": _Spec("str"),
     "tokens_key": _Spec("str"),
     "max_len": _Spec("int", _Range(1), nullable=True),
-    "padding": _choice("post", "pre"),
-    "truncating": _choice("post", "pre", "none"),
-    "normalize": _choice("standard", "none"),
 }
 
 _INPUT_SPEC: dict[str, _Spec] = {
-    "kind": _choice("values", "tokens"),
     "min_count": _Spec("int", _Range(1)),
     "max_size": _Spec("int", _Range(3), nullable=True),
     "vocabulary": _Spec("path", nullable=True),
@@ -276,7 +320,6 @@ _MODEL_SPEC: dict[str, _Spec] = {
     "units": _Spec("int", _Range(1)),
     "num_layers": _Spec("int", _Range(1, 8)),
     "latent_dim": _Spec("int", _Range(1)),
-    "decoder": _choice("repeat", "remask", "crop"),
     "decoder_units": _Spec("int", _Range(1), nullable=True),
 }
 
@@ -292,21 +335,32 @@ _TRAIN_SPEC: dict[str, _Spec] = {
     "clip_norm": _Spec("float", _Range(0, lo_open=True), nullable=True),
     # NumPy's legacy seeding, used under Keras' set_random_seed, takes 0 .. 2**32 - 1.
     "seed": _Spec("int", _Range(0, 2**32 - 1)),
-    "loss": _choice("per_step", "last_step"),
-    "error": _choice("mse", "mae"),
-    "target": _choice("reconstruct", "next_step"),
-    "device": _choice("auto", "cpu", "gpu"),
     "cpu_threads": _Spec("int", _Range(1), nullable=True),
-    "batching": _choice("bucket", "pad_to_max"),
     "checkpoint_every_steps": _Spec("int", _Range(1), nullable=True),
 }
 
+
+
+def _section_spec(cls: type, rows: dict[str, _Spec]) -> dict[str, _Spec]:
+    """Every key of `cls` in field order: its row in `rows`, or for a Literal field a
+    choice spec holding the Literal's values. A field with both, or neither, is a bug."""
+    hints = get_type_hints(cls)
+    table = {}
+    for f in fields(cls):
+        hint = hints[f.name]
+        literal = choices_of(hint) if get_origin(hint) is Literal else ()
+        if bool(literal) == (f.name in rows):
+            raise TypeError(f"{cls.__name__}.{f.name} needs a spec row or a Literal type, not both")
+        table[f.name] = _Spec("choice", choices=literal) if literal else rows[f.name]
+    return table
+
+
 # Section name -> (its dataclass, its spec table). The order is the order of Config.
 _SECTIONS: dict[str, tuple[type, dict[str, _Spec]]] = {
-    "data": (DataConfig, _DATA_SPEC),
-    "input": (InputConfig, _INPUT_SPEC),
-    "model": (ModelConfig, _MODEL_SPEC),
-    "train": (TrainConfig, _TRAIN_SPEC),
+    "data": (DataConfig, _section_spec(DataConfig, _DATA_SPEC)),
+    "input": (InputConfig, _section_spec(InputConfig, _INPUT_SPEC)),
+    "model": (ModelConfig, _section_spec(ModelConfig, _MODEL_SPEC)),
+    "train": (TrainConfig, _section_spec(TrainConfig, _TRAIN_SPEC)),
 }
 
 _SECTION_NAMES = ", ".join(repr(s) for s in list(_SECTIONS)[:-1]) + f" and {list(_SECTIONS)[-1]!r}"

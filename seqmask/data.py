@@ -4,8 +4,8 @@ A dataset is a :class:`Sequences`: every sequence's steps concatenated into one
 ``(total_steps, num_features)`` float32 array, plus each sequence's length and id.
 
 There is no padding in it; padding exists only in the batches that :func:`pad`
-builds, and :func:`length_mask` is the numpy reference of which batch positions
-are real steps.
+builds, and :func:`length_mask_np` is the numpy reference of which batch positions
+are real steps (``seqmask.layers.length_mask_ops`` is its twin in keras.ops).
 
 Token data has two forms. As read from a file, ``values`` is a 1-D numpy unicode
 array of shape ``(total_steps,)``, one token per step (:attr:`Sequences.is_tokens`).
@@ -22,17 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Literal, Sequence as _PySequence
+from typing import Any
+from typing import Sequence as _PySequence
 
 import numpy as np
 
+from seqmask.config import Padding, Truncating, check_choice
 from seqmask.errors import DataError
-
-Padding = Literal["post", "pre"]
-Truncating = Literal["post", "pre", "none"]
-
-_PADDINGS = ("post", "pre")
-_TRUNCATINGS = ("post", "pre", "none")
 
 
 def _exclusive_cumsum(lengths: np.ndarray) -> np.ndarray:
@@ -52,11 +48,6 @@ def _gather_index(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     # For each output row: its sequence's source start, minus that sequence's output start.
     shift = np.repeat(np.asarray(starts, dtype=np.int64) - out_offsets, counts)
     return np.arange(total, dtype=np.int64) + shift
-
-
-def _check_padding(padding: str) -> None:
-    if padding not in _PADDINGS:
-        raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -217,8 +208,7 @@ def truncate(seqs: Sequences, max_len: int | None, truncating: Truncating) -> Se
     ``"none"`` raises :class:`DataError` naming the first sequence that is too long.
     ``max_len=None`` returns ``seqs`` unchanged.
     """
-    if truncating not in _TRUNCATINGS:
-        raise ValueError(f"truncating must be one of {_TRUNCATINGS}, got {truncating!r}")
+    check_choice("truncating", truncating, Truncating)
     if max_len is None:
         return seqs
     max_len = int(max_len)
@@ -355,7 +345,7 @@ def pad(
     time axis; every other position holds ``pad_value``. Every chosen sequence must
     fit (``length <= time_len``), else ``ValueError``: truncate first.
     """
-    _check_padding(padding)
+    check_choice("padding", padding, Padding)
     if seqs.is_tokens:
         raise ValueError("cannot pad tokens: encode them to ids with a Vocabulary first")
     dtype = seqs.values.dtype
@@ -388,9 +378,12 @@ def pad(
     return out
 
 
-def length_mask(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
-    """``(n, time_len)`` bool: True at the real steps of a :func:`pad`-ded batch."""
-    _check_padding(padding)
+def length_mask_np(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
+    """``(n, time_len)`` bool: True at the real steps of a :func:`pad`-ded batch.
+
+    The numpy form; ``seqmask.layers.length_mask_ops`` computes the same in keras.ops.
+    """
+    check_choice("padding", padding, Padding)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     t = np.arange(int(time_len), dtype=np.int64)[None, :]
     if padding == "post":
@@ -398,9 +391,12 @@ def length_mask(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndar
     return t >= (int(time_len) - lengths)[:, None]
 
 
-def last_step_index(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
-    """``(n,)`` int64: the time index of each sequence's last real step in a padded batch."""
-    _check_padding(padding)
+def last_step_index_np(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
+    """``(n,)`` int64: the time index of each sequence's last real step in a padded batch.
+
+    The numpy form; ``seqmask.layers.last_step_index_ops`` computes the same in keras.ops.
+    """
+    check_choice("padding", padding, Padding)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
     if padding == "post":
         return lengths - 1

@@ -12,21 +12,25 @@ Every layer uses `keras.ops` only, implements `get_config`, and is registered, s
 model loads with `safe_mode=True`.
 """
 
+from typing import Any
+
 import keras
 from keras import ops
 
+from seqmask.config import Padding, check_choice
+
 PACKAGE = "seqmask"
-PADDING_SIDES = ("post", "pre")
+
+# A backend tensor, or a numpy array where keras.ops takes one; Keras has no type for both.
+Tensor = Any
 
 
-def _check_padding(padding):
-    if padding not in PADDING_SIDES:
-        raise ValueError(f"padding must be one of {PADDING_SIDES}, got {padding!r}")
-    return padding
+def length_mask_ops(lengths: Tensor, time_len: Any, padding: Padding) -> Tensor:
+    """`True` at real steps, in keras.ops (`seqmask.data.length_mask_np` is the numpy twin).
 
-
-def length_mask(lengths, time_len, padding):
-    """`True` at real steps. lengths: (batch,) int -> (batch, time) bool."""
+    lengths: (batch,) int -> (batch, time) bool. `time_len` may be a symbolic size.
+    """
+    check_choice("padding", padding, Padding)
     steps = ops.arange(time_len, dtype="int32")[None, :]  # (1, time)
     lengths = ops.cast(lengths, "int32")[:, None]  # (batch, 1)
     if padding == "post":
@@ -34,12 +38,14 @@ def length_mask(lengths, time_len, padding):
     return steps >= time_len - lengths  # real steps: t >= T - L
 
 
-def last_step_index(lengths, time_len, padding):
-    """Index of each sequence's last real step. (batch,) int -> (batch,) int32.
+def last_step_index_ops(lengths: Tensor, time_len: Any, padding: Padding) -> Tensor:
+    """Index of each sequence's last real step, in keras.ops (`seqmask.data.last_step_index_np`
+    is the numpy twin). (batch,) int -> (batch,) int32.
 
     Found from the lengths alone, so a length-1 sequence gives 0 (post) and a last step
     whose features are all zero is still found.
     """
+    check_choice("padding", padding, Padding)
     lengths = ops.cast(lengths, "int32")
     if padding == "post":
         return lengths - 1
@@ -52,11 +58,11 @@ class LengthMask(keras.layers.Layer):
 
     def __init__(self, padding="post", **kwargs):
         super().__init__(**kwargs)
-        self.padding = _check_padding(padding)
+        self.padding = check_choice("padding", padding, Padding)
 
     def call(self, inputs):
         values, lengths = inputs  # (batch, time, features), (batch,)
-        return length_mask(lengths, ops.shape(values)[1], self.padding)  # (batch, time)
+        return length_mask_ops(lengths, ops.shape(values)[1], self.padding)  # (batch, time)
 
     def compute_output_shape(self, input_shape):
         values_shape, _ = input_shape
@@ -100,12 +106,12 @@ class LastStep(keras.layers.Layer):
 
     def __init__(self, padding="post", **kwargs):
         super().__init__(**kwargs)
-        self.padding = _check_padding(padding)
+        self.padding = check_choice("padding", padding, Padding)
 
     def call(self, inputs):
         sequence, lengths = inputs  # (batch, time, units), (batch,)
         batch, time, units = ops.shape(sequence)[0], ops.shape(sequence)[1], ops.shape(sequence)[2]
-        index = last_step_index(lengths, time, self.padding)  # (batch,)
+        index = last_step_index_ops(lengths, time, self.padding)  # (batch,)
         # Row b * time + index[b] of the (batch * time, units) view: one gather, whose
         # gradient is a cheap scatter (take_along_axis took about twice the time, forward +
         # backward, on the bench's shapes: BENCHMARKS.md).

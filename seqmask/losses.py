@@ -20,16 +20,20 @@ a step has a target only if it and the step after it are both real: the last rea
 none, and a length-1 sequence has none at all.
 """
 
+from typing import Literal
+
 from keras import ops
 
-from seqmask.layers import length_mask
+from seqmask.config import Loss, Padding, StepError, Target, check_choice
+from seqmask.layers import Tensor, length_mask_ops
 
-LOSSES = ("per_step", "last_step")
-ERRORS = ("mse", "mae", "cross_entropy")
-TARGETS = ("reconstruct", "next_step")
+# The errors loss_terms scores: the config's `train.error` choices for numeric values, plus
+# cross_entropy, which token input (input.kind: tokens) always uses: it is the error of the
+# input kind, not a config choice (scoring.py picks it).
+ScoredError = Literal[StepError, "cross_entropy"]
 
 
-def token_errors(labels, logits, has_target):
+def token_errors(labels: Tensor, logits: Tensor, has_target: Tensor) -> tuple[Tensor, Tensor]:
     """labels (batch, time, 1) int, logits (batch, time, vocab) -> cross-entropy and hits,
     each (batch, time), 0 where there is no target."""
     labels = ops.cast(labels[:, :, 0], "int32")  # (batch, time); padded steps hold id 0
@@ -38,59 +42,66 @@ def token_errors(labels, logits, has_target):
     return ops.where(has_target, ce, 0.0), ops.where(has_target, hits, 0.0)
 
 
-def step_errors(y_true, y_pred, error, has_target):
+def step_errors(y_true: Tensor, y_pred: Tensor, error: StepError, has_target: Tensor) -> Tensor:
     """(batch, time, features) x2 -> (batch, time): the error of each scored step, else 0.
 
     The difference is zeroed *before* the error, not after: a padded label may hold any
     value (inf included), and inf * 0 or a where() over an inf branch gives NaN gradients.
     """
+    check_choice("error", error, StepError)
     diff = ops.where(has_target[:, :, None], y_pred - y_true, 0.0)  # (batch, time, features)
     if error == "mse":
         return ops.mean(ops.square(diff), axis=-1)
-    if error == "mae":
-        return ops.mean(ops.abs(diff), axis=-1)
-    raise ValueError(f"error must be one of {ERRORS}, got {error!r}")
+    return ops.mean(ops.abs(diff), axis=-1)  # mae
 
 
-def targets_and_mask(values, lengths, target, padding):
+def targets_and_mask(values: Tensor, lengths: Tensor, target: Target, padding: Padding) -> tuple[Tensor, Tensor]:
     """What each step is scored against, and which steps have a target.
 
     values: (batch, time, features), lengths: (batch,) -> labels (batch, time, features),
     has_target (batch, time) bool.
     """
+    check_choice("target", target, Target)
     time_len = ops.shape(values)[1]
-    real = length_mask(lengths, time_len, padding)  # (batch, time)
+    real = length_mask_ops(lengths, time_len, padding)  # (batch, time)
     if target == "reconstruct":
         return values, real
-    if target == "next_step":
-        # labels[t] = values[t + 1]; the appended zero step is never scored, because
-        # has_target[t] needs step t + 1 to be real too.
-        labels = ops.concatenate([values[:, 1:], ops.zeros_like(values[:, :1])], axis=1)
-        next_real = ops.concatenate([real[:, 1:], ops.zeros_like(real[:, :1])], axis=1)
-        return labels, ops.logical_and(real, next_real)
-    raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    # next_step: labels[t] = values[t + 1]; the appended zero step is never scored, because
+    # has_target[t] needs step t + 1 to be real too.
+    labels = ops.concatenate([values[:, 1:], ops.zeros_like(values[:, :1])], axis=1)  # (batch, time, features)
+    next_real = ops.concatenate([real[:, 1:], ops.zeros_like(real[:, :1])], axis=1)  # (batch, time)
+    return labels, ops.logical_and(real, next_real)
 
 
-def step_weights(has_target, loss):
+def step_weights(has_target: Tensor, loss: Loss) -> Tensor:
     """(batch, time) bool -> (batch, time) float32 weights w of the module docstring."""
-    w = ops.cast(has_target, "float32")
+    check_choice("loss", loss, Loss)
+    w = ops.cast(has_target, "float32")  # (batch, time)
     if loss == "per_step":
         return w
-    if loss == "last_step":
-        # The last scored step is the largest t with has_target; a sequence with no target
-        # at all (next_step on a length-1 sequence) gets no weight.
-        time_len = ops.shape(w)[1]
-        steps = ops.arange(time_len, dtype="int32")[None, :]  # (1, time)
-        last = ops.max(ops.where(has_target, steps, -1), axis=1, keepdims=True)  # (batch, 1)
-        return ops.cast(ops.equal(steps, last), "float32") * w
-    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    # last_step: the last scored step is the largest t with has_target; a sequence with no
+    # target at all (next_step on a length-1 sequence) gets no weight.
+    time_len = ops.shape(w)[1]
+    steps = ops.arange(time_len, dtype="int32")[None, :]  # (1, time)
+    last = ops.max(ops.where(has_target, steps, -1), axis=1, keepdims=True)  # (batch, 1)
+    return ops.cast(ops.equal(steps, last), "float32") * w  # (batch, time)
 
 
-def loss_terms(values, lengths, y_pred, *, loss, error, target, padding):
+def loss_terms(
+    values: Tensor,
+    lengths: Tensor,
+    y_pred: Tensor,
+    *,
+    loss: Loss,
+    error: ScoredError,
+    target: Target,
+    padding: Padding,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Per-sequence (Σ w·e, Σ w, Σ w·hit), each (batch,): add these up, then divide once.
 
     hit (tokens only, else 0) is 1 where the most likely token is the target token.
     """
+    check_choice("error", error, ScoredError)
     labels, has_target = targets_and_mask(values, lengths, target, padding)
     w = step_weights(has_target, loss)  # (batch, time)
     y_pred = ops.cast(y_pred, "float32")

@@ -20,8 +20,11 @@ from seqmask.config import (
     DataConfig,
     InputConfig,
     ModelConfig,
+    Padding,
     TrainConfig,
     apply_overrides,
+    check_choice,
+    choices_of,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -131,9 +134,36 @@ def test_spec_tables_match_dataclasses():
         assert [f.name for f in dataclasses.fields(cls)] == list(spec), name
         hints = typing.get_type_hints(cls)
         for key, field_spec in spec.items():
-            if field_spec.kind == "choice":
-                assert typing.get_args(hints[key]) == field_spec.choices, key
+            # A choice key is exactly a Literal field, and its choices are the Literal's values.
+            is_literal = typing.get_origin(hints[key]) is typing.Literal
+            assert (field_spec.kind == "choice") == is_literal, key
+            assert field_spec.choices == (typing.get_args(hints[key]) if is_literal else ()), key
     assert [f.name for f in dataclasses.fields(Config)] == list(config_module._SECTIONS)
+
+
+def test_a_field_needs_exactly_one_of_spec_row_and_literal_type():
+    @dataclasses.dataclass(frozen=True)
+    class Both:
+        side: config_module.Padding = "post"
+
+    @dataclasses.dataclass(frozen=True)
+    class Neither:
+        count: int = 1
+
+    with pytest.raises(TypeError, match="Both.side needs a spec row or a Literal type, not both"):
+        config_module._section_spec(Both, {"side": config_module._Spec("str")})
+    with pytest.raises(TypeError, match="Neither.count"):
+        config_module._section_spec(Neither, {})
+    assert config_module._section_spec(Both, {})["side"].choices == ("post", "pre")
+
+
+def test_check_choice():
+    assert choices_of(Padding) == ("post", "pre")
+    assert check_choice("padding", "pre", Padding) == "pre"
+    with pytest.raises(ValueError, match=r"^padding must be one of \('post', 'pre'\), got 'middle'$"):
+        check_choice("padding", "middle", Padding)
+    with pytest.raises(ValueError, match=r"^batching must be one of \('bucket', 'pad_to_max'\), got None$"):
+        check_choice("batching", None, config_module.Batching)
 
 
 def test_defaults_pass_their_own_checks():

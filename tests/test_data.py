@@ -1,4 +1,4 @@
-"""seqmask.data: Sequences, truncate, split, Normalizer, pad, length_mask, last_step_index."""
+"""seqmask.data: Sequences, truncate, split, Normalizer, pad, length_mask_np, last_step_index_np."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from seqmask.data import (
     Normalizer,
     Sequences,
-    last_step_index,
-    length_mask,
+    last_step_index_np,
+    length_mask_np,
     pad,
     split,
     truncate,
@@ -222,7 +222,7 @@ def test_normalizer_identity_and_roundtrip(three):
         norm.apply(make([[[1.0]]]))  # wrong feature count
 
 
-# -- pad / length_mask / last_step_index -----------------------------------------
+# -- pad / length_mask_np / last_step_index_np -----------------------------------------
 
 
 def test_pad_post(three):
@@ -310,18 +310,18 @@ def test_other_numeric_dtypes_still_become_float32():
 
 def test_length_mask_and_last_step(three):
     lengths = three.lengths  # 3, 1, 2
-    assert length_mask(lengths, 4, "post").tolist() == [
+    assert length_mask_np(lengths, 4, "post").tolist() == [
         [True, True, True, False],
         [True, False, False, False],
         [True, True, False, False],
     ]
-    assert length_mask(lengths, 4, "pre").tolist() == [
+    assert length_mask_np(lengths, 4, "pre").tolist() == [
         [False, True, True, True],
         [False, False, False, True],
         [False, False, True, True],
     ]
-    assert last_step_index(lengths, 4, "post").tolist() == [2, 0, 1]
-    assert last_step_index(lengths, 4, "pre").tolist() == [3, 3, 3]
+    assert last_step_index_np(lengths, 4, "post").tolist() == [2, 0, 1]
+    assert last_step_index_np(lengths, 4, "pre").tolist() == [3, 3, 3]
 
 
 def test_last_step_of_zero_and_length_one_sequences(three):
@@ -329,10 +329,10 @@ def test_last_step_of_zero_and_length_one_sequences(three):
     # from padding by value, so the last real step must come from the lengths.
     for padding in ("post", "pre"):
         batch = pad(three, [0, 1, 2], 5, padding)
-        last = last_step_index(three.lengths, 5, padding)
+        last = last_step_index_np(three.lengths, 5, padding)
         got = batch[np.arange(3), last]
         assert got.tolist() == [[3, 30], [0, 0], [0, 0]]
-        mask = length_mask(three.lengths, 5, padding)
+        mask = length_mask_np(three.lengths, 5, padding)
         assert mask.sum(axis=1).tolist() == [3, 1, 2]
         assert mask[np.arange(3), last].all()
 
@@ -373,7 +373,7 @@ def test_pad_then_unpad_recovers_sequences(case):
     batch = pad(seqs, indices, time_len, padding, pad_value)
     assert batch.shape == (len(indices), time_len, seqs.num_features)
     assert batch.dtype == seqs.values.dtype  # float32, or int32 for token ids
-    mask = length_mask(lengths, time_len, padding)
+    mask = length_mask_np(lengths, time_len, padding)
     assert mask.shape == (len(indices), time_len)
     assert mask.sum(axis=1).tolist() == lengths.tolist()
     for row, i in enumerate(indices):
@@ -381,7 +381,7 @@ def test_pad_then_unpad_recovers_sequences(case):
         assert np.array_equal(batch[row][mask[row]], seqs.sequence(i))
         # every other position is pad_value
         assert np.all(batch[row][~mask[row]] == batch.dtype.type(pad_value))
-        last = last_step_index(lengths, time_len, padding)[row]
+        last = last_step_index_np(lengths, time_len, padding)[row]
         assert mask[row, last]
         assert np.array_equal(batch[row, last], seqs.sequence(i)[-1])
     # the mask is contiguous and on the right side

@@ -1,17 +1,18 @@
 """Loss parity: seqmask's masked loss equals a plain numpy computation over real steps."""
 
 import itertools
+import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from conftest import make_sequences, tiny_model_cfg
 
 from seqmask.batching import inference_batches, padded_batch
-from seqmask.data import length_mask
-from seqmask.losses import loss_terms, step_weights
+from seqmask.data import length_mask_np
+from seqmask.losses import loss_terms, step_errors, step_weights
 from seqmask.model import build_autoencoder
 from seqmask.scoring import make_eval_step, make_loss_fn, score
-from types import SimpleNamespace
 
 
 def numpy_loss_terms(values, lengths, preds, loss, error, target, padding):
@@ -19,7 +20,7 @@ def numpy_loss_terms(values, lengths, preds, loss, error, target, padding):
     sums, counts = [], []
     time_len = values.shape[1]
     for b, length in enumerate(lengths):
-        real = length_mask(np.array([length]), time_len, padding)[0]
+        real = length_mask_np(np.array([length]), time_len, padding)[0]
         x, y = values[b][real].astype(np.float64), preds[b][real].astype(np.float64)  # (length, features)
         if target == "next_step":
             x, y = x[1:], y[:-1]  # ŷ[t] is scored against x[t + 1]
@@ -67,7 +68,7 @@ def test_parity_one_batch_and_epoch(models, decoder, loss, error, target, paddin
 
     # One batch, padded with garbage beyond the real steps.
     values, lens = padded_batch(seqs, np.arange(len(seqs)), "pad_to_max", 11, padding)
-    values[~length_mask(lens, 11, padding)] = 7.5
+    values[~length_mask_np(lens, 11, padding)] = 7.5
     preds = np.asarray(model([values, lens]))
     s, c, _ = loss_fn(values, lens, preds)
     ref_s, ref_c = numpy_loss_terms(values, lens, preds, loss, error, target, padding)
@@ -90,7 +91,7 @@ def test_parity_one_batch_and_epoch(models, decoder, loss, error, target, paddin
 
 def test_last_step_weights_hand_checked():
     # post padding, time 4: lengths 1, 3, 4 -> the last real steps are t = 0, 2, 3.
-    has_target = length_mask(np.array([1, 3, 4]), 4, "post")
+    has_target = length_mask_np(np.array([1, 3, 4]), 4, "post")
     w = np.asarray(step_weights(has_target, "last_step"))
     np.testing.assert_array_equal(w, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
 
@@ -141,7 +142,7 @@ def test_token_cross_entropy_parity(loss, target, padding):
     rng = np.random.default_rng(0)
     lengths = np.array([1, 5, 3, 6])
     time_len, vocab = 7, 9
-    real = length_mask(lengths, time_len, padding)
+    real = length_mask_np(lengths, time_len, padding)
     ids = np.where(real, rng.integers(1, vocab, (4, time_len)), 0).astype(np.int32)[:, :, None]
     logits = rng.normal(size=(4, time_len, vocab)).astype(np.float32)
     s, c, h = (np.asarray(t) for t in loss_terms(ids, lengths, logits, loss=loss, error="cross_entropy",
@@ -158,3 +159,26 @@ def test_token_cross_entropy_parity(loss, target, padding):
         np.testing.assert_allclose(s[b], ce.sum(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(c[b], len(ce))
         np.testing.assert_allclose(h[b], hit.sum())
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("loss", "loss must be one of ('per_step', 'last_step'), got 'x'"),
+        ("error", "error must be one of ('mse', 'mae', 'cross_entropy'), got 'x'"),
+        ("target", "target must be one of ('reconstruct', 'next_step'), got 'x'"),
+        ("padding", "padding must be one of ('post', 'pre'), got 'x'"),
+    ],
+)
+def test_a_bad_choice_is_a_value_error_naming_the_choices(key, expected):
+    values = np.zeros((1, 2, 1), np.float32)
+    choices = {"loss": "per_step", "error": "mse", "target": "reconstruct", "padding": "post", key: "x"}
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        loss_terms(values, np.array([2]), values, **choices)
+
+
+def test_step_errors_take_the_config_errors_only():
+    # cross_entropy is the token error: loss_terms scores it with token_errors instead.
+    values, has_target = np.zeros((1, 2, 1), np.float32), np.ones((1, 2), bool)
+    with pytest.raises(ValueError, match=re.escape("error must be one of ('mse', 'mae'), got 'cross_entropy'")):
+        step_errors(values, values, "cross_entropy", has_target)

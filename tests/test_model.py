@@ -7,7 +7,8 @@ from conftest import make_sequences, tiny_model_cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqmask.data import length_mask, pad
+from seqmask.data import last_step_index_np, length_mask_np, pad
+from seqmask.layers import last_step_index_ops, length_mask_ops
 from seqmask.losses import loss_terms
 from seqmask.model import build_autoencoder, encoder_from
 
@@ -60,6 +61,18 @@ def test_fused_and_keras_lstm_agree(shards, kernel, monkeypatch):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(encoder_from(fast)([values, lengths]),
                                    encoder_from(slow)([values, lengths]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("padding", ["post", "pre"])
+def test_ops_forms_match_their_numpy_twins(padding):
+    lengths = np.array([1, 5, 3, 6, 6], np.int32)
+    for time_len in (6, 9):
+        np.testing.assert_array_equal(
+            np.asarray(length_mask_ops(lengths, time_len, padding)), length_mask_np(lengths, time_len, padding)
+        )
+        np.testing.assert_array_equal(
+            np.asarray(last_step_index_ops(lengths, time_len, padding)), last_step_index_np(lengths, time_len, padding)
+        )
 
 
 def _loss_grads_latent(model, encoder, values, lengths, padding):
@@ -134,7 +147,7 @@ def test_crop_gives_zero_output_and_zero_gradient_at_padded_steps():
     model = build_autoencoder(tiny_model_cfg("crop"), 2)
     values = np.random.default_rng(0).normal(size=(3, 6, 2)).astype(np.float32)
     lengths = np.array([2, 6, 4], np.int32)
-    real = length_mask(lengths, 6, "post")
+    real = length_mask_np(lengths, 6, "post")
     weight = tf.constant(np.random.default_rng(1).normal(size=(3, 6, 2)).astype(np.float32))
 
     def grads(only_real):
@@ -192,9 +205,9 @@ def test_token_model_ignores_padding(lengths, extra, decoder):
     rng = np.random.default_rng(len(lengths))
     lengths = np.array(lengths, np.int32)
     longest = int(lengths.max())
-    base = np.where(length_mask(lengths, longest, "post"), rng.integers(1, 7, (len(lengths), longest)), 0)
+    base = np.where(length_mask_np(lengths, longest, "post"), rng.integers(1, 7, (len(lengths), longest)), 0)
     garbage = rng.integers(0, 7, (len(lengths), longest + extra))  # any ids in the padding
-    longer = np.where(length_mask(lengths, longest + extra, "post"), np.pad(base, ((0, 0), (0, extra))), garbage)
+    longer = np.where(length_mask_np(lengths, longest + extra, "post"), np.pad(base, ((0, 0), (0, extra))), garbage)
     out = []
     for ids in (base, longer):
         ids = ids.astype(np.int32)[:, :, None]  # (batch, time, 1)
