@@ -1,16 +1,18 @@
-"""What every reader shares: options, file access, message helpers, and the
-grouping of long-format rows (CSV, Parquet) into sequences."""
+"""What every reader shares: its options, file access, the pieces of a message, and
+the checks on text (ids, tokens).
+
+The checks on numpy arrays are in :mod:`._arrays`; the rules of long-format tables
+(CSV, Parquet) are in :mod:`._long`.
+"""
 
 from __future__ import annotations
 
 import gzip
 import re
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
-
-import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
@@ -30,7 +32,17 @@ class Options:
 
 Reader = Callable[[Path, str, Options], Sequences]
 
-F32_MAX = float(np.finfo(np.float32).max)
+
+def reject_column_options(opts: Options, shown: str, what: str) -> None:
+    """``step_column``/``feature_columns`` name columns of a table with one row per step;
+    every other layout says so here, with ``what`` telling what it holds instead."""
+    if opts.step_column is not None or opts.feature_columns is not None:
+        raise DataError(
+            f"{shown}: step_column and feature_columns apply only to tables of one row per step "
+            f"(formats csv, csv_dir and long-format parquet); {what}"
+        )
+
+
 GZIP_MAGIC = b"\x1f\x8b"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -39,6 +51,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def check_exists(p: Path, shown: str) -> None:
+    """``DataError`` unless ``p`` exists and can be looked at."""
     try:
         p.stat()
     except FileNotFoundError:
@@ -50,6 +63,7 @@ def check_exists(p: Path, shown: str) -> None:
 
 
 def read_bytes(p: Path, shown: str) -> bytes:
+    """The whole file; its failures as ``DataError``."""
     try:
         with open(p, "rb") as f:
             return f.read()
@@ -81,16 +95,6 @@ def gunzip_if_gzip(raw: bytes, shown: str) -> bytes:
         raise DataError(f"{shown}: not a valid gzip file ({reason(e)})") from None
 
 
-def reject_column_options(opts: Options, shown: str, what: str) -> None:
-    """``step_column``/``feature_columns`` name columns of a table with one row per step;
-    every other layout says so here, with ``what`` telling what it holds instead."""
-    if opts.step_column is not None or opts.feature_columns is not None:
-        raise DataError(
-            f"{shown}: step_column and feature_columns apply only to tables of one row per step "
-            f"(formats csv, csv_dir and long-format parquet); {what}"
-        )
-
-
 # -- messages ------------------------------------------------------------------------
 
 
@@ -102,148 +106,17 @@ def show(text: str, limit: int = 40) -> str:
 
 
 def cols(names: Iterable[str]) -> str:
+    """Column or array names for a message: ``'a', 'b'``."""
     return ", ".join(repr(n) for n in names)
 
 
 def reason(e: BaseException) -> str:
+    """An exception for a message, on one line: its type and the first line of its text."""
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
-def float32_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``values`` as float32, and a bool mask of the cells that are not finite there
-    (NaN/Inf, or finite but beyond float32's range)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        values32 = values.astype(np.float32)
-    return values32, ~np.isfinite(values32)
-
-
-def bad_value_text(original: float) -> str:
-    """Why a non-finite float32 cell is bad, from its original value."""
-    if np.isfinite(original):
-        return f"value {float(original)!r} is too large for float32"
-    return "is NaN/Inf"
-
-
-def check_unique_ids(ids: np.ndarray, shown: str, where: Callable[[int], str], what: str) -> None:
-    """``DataError`` for the first id (by its second appearance) that appears twice.
-
-    ``where(i)`` places entry ``i`` ("line 4", "row 3", "index 2"); ``what`` says
-    where the ids live ("in array 'ids'").
-    """
-    if ids.size < 2:
-        return
-    order = np.argsort(ids, kind="stable")
-    s = ids[order]
-    dup = s[1:] == s[:-1]
-    if dup.any():
-        first = order[:-1][dup]
-        second = order[1:][dup]
-        j = int(np.argmin(second))
-        raise DataError(
-            f"{shown}: id {show(str(ids[second[j]]))} appears more than once {what} "
-            f"({where(int(first[j]))} and {where(int(second[j]))})"
-        )
-
-
-# -- long format: rows -> sequences ---------------------------------------------------
-
-
-def long_columns(
-    names: list[str], opts: Options, shown: str, *, where: str, id_hint: str | None
-) -> tuple[str, str | None, list[str]]:
-    """``(id column, step column, feature columns)`` of a long table whose columns are
-    ``names``: the features are ``feature_columns``, or every column but the id and
-    step columns.
-
-    ``where`` places the columns in the messages (``" in the header"`` or ``""``);
-    ``id_hint`` ends the message for a missing id column, and None makes the id
-    column optional (one file per sequence: a column of that name is only skipped).
-    """
-    id_col, step_col = opts.id_column, opts.step_column
-    if id_hint is not None and id_col not in names:
-        raise DataError(f"{shown}: no id column {id_col!r}{where} (columns: {cols(names)}); {id_hint}")
-    if step_col is not None:
-        if step_col == id_col:
-            raise DataError(f"{shown}: step_column and id_column are both {id_col!r}")
-        if step_col not in names:
-            raise DataError(f"{shown}: no step column {step_col!r}{where} (columns: {cols(names)})")
-    reserved = {id_col} | ({step_col} if step_col is not None else set())
-    if opts.feature_columns is None:
-        features = [c for c in names if c not in reserved]
-    else:
-        features = list(opts.feature_columns)
-        for c in features:
-            if c not in names:
-                raise DataError(f"{shown}: feature column {c!r} not found (available: {cols(names)})")
-            if c in reserved:
-                raise DataError(f"{shown}: column {c!r} cannot be both a feature and the id/step column")
-        dup = [c for k, c in enumerate(features) if c in features[:k]]
-        if dup:
-            raise DataError(f"{shown}: feature column {dup[0]!r} is listed twice")
-    if not features:
-        raise DataError(f"{shown}: no feature columns (columns: {cols(names)})")
-    return id_col, step_col, features
-
-
-def numeric_columns(
-    numeric: Callable[..., np.ndarray], n: int, step_col: str | None, features: list[str]
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """The ``(n, features)`` float32 matrix and the float64 steps (or None) of a long
-    table, one column at a time: ``numeric(name, float32=...)`` reads a column (and
-    notes its problems; the caller reports the first)."""
-    steps = numeric(step_col, float32=False) if step_col is not None else None
-    x = np.empty((n, len(features)), dtype=np.float32)
-    for j, name in enumerate(features):
-        x[:, j] = numeric(name, float32=True)
-    return x, steps
-
-
-def group_rows(
-    x: np.ndarray,
-    id_array,
-    steps: np.ndarray | None,
-    shown: str,
-    id_name: str,
-    where: Callable[[int], str],
-    step_text: Callable[[int], str],
-) -> Sequences:
-    """Rows of a long table -> :class:`Sequences`, vectorized.
-
-    ``x`` is ``(rows, features)`` float32, ``id_array`` a pyarrow string array of the
-    rows' ids (no nulls), ``steps`` float64 step indices or None (file order).
-    Sequences come in order of each id's first row; a sequence's rows keep file
-    order, or are sorted by step (stably) when there is a step column. ``where(row)``
-    and ``step_text(row)`` describe a row for messages.
-    """
-    encoded = id_array.dictionary_encode()
-    codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    uniq_obj = encoded.dictionary.to_numpy(zero_copy_only=False)
-    for k, s in enumerate(uniq_obj):  # a loop per sequence
-        if "\x00" in s:
-            raise DataError(
-                f"{shown}, {where(int(np.argmax(codes == k)))}: column {id_name!r} contains a NUL character"
-            )
-    ids = np.asarray(uniq_obj, dtype=str) if len(uniq_obj) else np.zeros(0, dtype="<U1")
-
-    perm: np.ndarray | None
-    if steps is None:
-        perm = None if bool(np.all(codes[1:] >= codes[:-1])) else np.argsort(codes, kind="stable")
-    else:
-        perm = np.lexsort((steps, codes))  # stable: equal keys keep file order
-        sc, ss = codes[perm], steps[perm]
-        dup = (sc[1:] == sc[:-1]) & (ss[1:] == ss[:-1])
-        if dup.any():
-            earlier, later = perm[:-1][dup], perm[1:][dup]
-            j = int(np.argmin(later))
-            a, b = int(earlier[j]), int(later[j])
-            raise DataError(
-                f"{shown}, {where(b)}: step {step_text(b)} of sequence "
-                f"{show(str(ids[codes[b]]))} appears twice (also on {where(a)})"
-            )
-    lengths = np.bincount(codes, minlength=len(ids)).astype(np.int64)
-    values = x if perm is None else x[perm]
-    return Sequences(values, lengths, ids, shown)
+# -- text ------------------------------------------------------------------------------
 
 
 def check_tokens(tokens: list[str], where: Callable[[int], str]) -> None:

@@ -23,17 +23,9 @@ import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._common import (
-    F32_MAX,
-    Options,
-    group_rows,
-    gunzip_if_gzip,
-    long_columns,
-    numeric_columns,
-    read_bytes,
-    reason,
-    show,
-)
+from seqmask.readers._arrays import F32_MAX
+from seqmask.readers._common import Options, gunzip_if_gzip, read_bytes, reason, show
+from seqmask.readers._long import group_rows, long_columns, numeric_columns
 
 # What pyarrow's float parser accepts (checked against pyarrow 15+): optional
 # blanks, sign, decimal or exponent notation, inf/infinity/nan(any case), nan(...).

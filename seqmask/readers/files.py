@@ -19,15 +19,8 @@ import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._common import (
-    Options,
-    bad_value_text,
-    check_unique_ids,
-    float32_values,
-    read_nonempty,
-    reason,
-    reject_column_options,
-)
+from seqmask.readers._arrays import check_unique_ids, checked_float32, load_array, numeric_steps
+from seqmask.readers._common import Options, read_nonempty, reject_column_options
 
 # File-name suffix (lower case) -> format.
 _SUFFIXES: tuple[tuple[str, str], ...] = ((".csv.gz", "csv_dir"), (".csv", "csv_dir"), (".npy", "npy_dir"))
@@ -156,37 +149,16 @@ def read_npy_dir(p: Path, shown: str, opts: Options) -> Sequences:
 
 
 def _read_npy(f: Path, shown: str) -> np.ndarray:
+    """One sequence: a ``(steps, features)`` float32 array from a .npy file."""
     raw = read_nonempty(f, shown)
     if not raw.startswith(b"\x93NUMPY"):
         raise DataError(f"{shown}: not a .npy file (expected an array saved by numpy.save)")
-    try:
-        values = np.load(io.BytesIO(raw), allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "object" in str(e).lower():
-            raise DataError(
-                f"{shown}: holds Python objects (it would need pickle to load); save a numeric array"
-            ) from None
-        raise DataError(f"{shown}: not a valid .npy file ({reason(e)})") from None
-    except Exception as e:  # noqa: BLE001 - corrupt files fail in many ways
-        raise DataError(f"{shown}: not a valid .npy file ({reason(e)})") from None
+    values = load_array(
+        lambda: np.load(io.BytesIO(raw), allow_pickle=False),
+        f"{shown}: holds Python objects (it would need pickle to load); save a numeric array",
+        f"{shown}: not a valid .npy file",
+    )
     if not isinstance(values, np.ndarray):
         raise DataError(f"{shown}: not a .npy array")
-    if values.dtype.kind not in "fiu":
-        raise DataError(f"{shown}: must hold numbers (float or int), got dtype {values.dtype}")
-    if values.ndim == 1:
-        values = values.reshape(-1, 1)
-    if values.ndim != 2:
-        raise DataError(
-            f"{shown}: must be a 2-D [steps, features] array (or 1-D for one feature), got shape {values.shape}"
-        )
-    if values.shape[0] == 0:
-        raise DataError(f"{shown}: no steps (shape {values.shape}); every sequence needs at least one step")
-    if values.shape[1] == 0:
-        raise DataError(f"{shown}: no features (shape {values.shape})")
-    values32, bad = float32_values(values)
-    if bad.any():
-        step, feat = (int(v[0]) for v in np.nonzero(bad))
-        raise DataError(
-            f"{shown}: step {step} (0-based), feature {feat} {bad_value_text(values[step, feat])}"
-        )
-    return values32
+    values = numeric_steps(values, shown, None)  # (steps, features)
+    return checked_float32(values, lambda step, feat: f"{shown}: step {step} (0-based), feature {feat}")

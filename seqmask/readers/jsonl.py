@@ -24,11 +24,10 @@ import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
+from seqmask.readers._arrays import bad_value_text, float32_values
 from seqmask.readers._common import (
     Options,
-    bad_value_text,
     check_tokens,
-    float32_values,
     gunzip_if_gzip,
     read_bytes,
     reject_column_options,

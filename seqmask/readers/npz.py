@@ -7,61 +7,30 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._common import (
-    Options,
+from seqmask.readers._arrays import (
     check_unique_ids,
-    cols,
+    first_cell,
     float32_values,
-    read_nonempty,
-    reason,
-    reject_column_options,
-    show,
+    load_array,
+    locate_step,
+    numeric_steps,
 )
+from seqmask.readers._common import Options, cols, read_nonempty, reason, reject_column_options, show
 
 
 def read_npz(p: Path, shown: str, opts: Options) -> Sequences:
+    """``values`` with ``lengths`` or ``offsets`` (and optionally ``ids``)."""
     reject_column_options(opts, shown, "an .npz file has 'values', 'lengths' (or 'offsets') and 'ids' arrays")
-    raw = read_nonempty(p, shown)
-    if raw.startswith(b"\x93NUMPY"):
-        raise DataError(
-            f"{shown}: holds a single .npy array, not an .npz archive of 'values' and 'lengths'"
-        )
-    if not raw.startswith(b"PK"):
-        raise DataError(
-            f"{shown}: not an .npz archive (expected a zip file of arrays, as numpy.savez writes)"
-        )
-    try:
-        archive = np.load(io.BytesIO(raw), allow_pickle=False)
-    except zipfile.BadZipFile:
-        raise DataError(f"{shown}: not a valid .npz archive (corrupt or truncated zip file)") from None
-    except Exception as e:  # noqa: BLE001 - any failure to open is the file's fault
-        raise DataError(f"{shown}: not a valid .npz archive ({reason(e)})") from None
-    if not hasattr(archive, "files"):
-        raise DataError(
-            f"{shown}: holds a single .npy array, not an .npz archive of 'values' and 'lengths'"
-        )
-    with archive:
-        keys = list(archive.files)
-        if "values" not in keys:
-            raise DataError(f"{shown}: missing array 'values' (arrays in the file: {cols(keys) or 'none'})")
-        if "lengths" in keys and "offsets" in keys:
-            raise DataError(
-                f"{shown}: has both 'lengths' and 'offsets' arrays; give one of them "
-                "(lengths [N], or offsets [N+1] from 0 to the number of rows of 'values')"
-            )
-        if "lengths" not in keys and "offsets" not in keys:
-            raise DataError(
-                f"{shown}: missing array 'lengths' (or 'offsets') "
-                f"(arrays in the file: {cols(keys) or 'none'})"
-            )
-        values = member(archive, "values", shown)
-        by = "lengths" if "lengths" in keys else "offsets"
-        bounds = member(archive, by, shown)
-        ids = member(archive, "ids", shown) if "ids" in keys else None
-    values = check_values_array(values, shown, "array 'values'")
+    with _open(read_nonempty(p, shown), shown) as archive:
+        by = _layout(list(archive.files), shown)
+        values = _member(archive, "values", shown)
+        bounds = _member(archive, by, shown)
+        ids = _member(archive, "ids", shown) if "ids" in archive.files else None
+    values = numeric_steps(values, shown, "values")  # (total_steps, features)
     if by == "lengths":
         lengths = bounds
     else:
@@ -69,34 +38,48 @@ def read_npz(p: Path, shown: str, opts: Options) -> Sequences:
     return _to_sequences(values, lengths, ids, shown, by)
 
 
-def member(archive, key: str, shown: str) -> np.ndarray:
+def _open(raw: bytes, shown: str) -> NpzFile:
+    """The archive in ``raw``; a lone .npy array, or anything but a zip of arrays, is
+    a ``DataError``."""
+    single = f"{shown}: holds a single .npy array, not an .npz archive of 'values' and 'lengths'"
+    if raw.startswith(b"\x93NUMPY"):
+        raise DataError(single)
+    if not raw.startswith(b"PK"):
+        raise DataError(f"{shown}: not an .npz archive (expected a zip file of arrays, as numpy.savez writes)")
     try:
-        return np.asarray(archive[key])
-    except ValueError as e:
-        if "pickle" in str(e).lower() or "object" in str(e).lower():
-            raise DataError(
-                f"{shown}: array '{key}' holds Python objects (it would need pickle to load); "
-                "save plain numeric or string arrays"
-            ) from None
-        raise DataError(f"{shown}: array '{key}' cannot be read ({reason(e)})") from None
-    except Exception as e:  # noqa: BLE001 - corrupt members fail in many ways
-        raise DataError(f"{shown}: array '{key}' cannot be read ({reason(e)})") from None
+        archive = np.load(io.BytesIO(raw), allow_pickle=False)
+    except zipfile.BadZipFile:
+        raise DataError(f"{shown}: not a valid .npz archive (corrupt or truncated zip file)") from None
+    except Exception as e:  # noqa: BLE001 - any failure to open is the file's fault
+        raise DataError(f"{shown}: not a valid .npz archive ({reason(e)})") from None
+    if not isinstance(archive, NpzFile):
+        raise DataError(single)
+    return archive
 
 
-def check_values_array(values: np.ndarray, shown: str, what: str) -> np.ndarray:
-    """A numeric ``(steps, features)`` array (1-D: one feature), or ``DataError``."""
-    if values.dtype.kind not in "fiu":
-        raise DataError(f"{shown}: {what} must hold numbers (float or int), got dtype {values.dtype}")
-    if values.ndim == 1:
-        values = values.reshape(-1, 1)
-    if values.ndim != 2:
+def _layout(keys: list[str], shown: str) -> str:
+    """``"lengths"`` or ``"offsets"``: which array cuts ``values`` into sequences."""
+    if "values" not in keys:
+        raise DataError(f"{shown}: missing array 'values' (arrays in the file: {cols(keys) or 'none'})")
+    if "lengths" in keys and "offsets" in keys:
         raise DataError(
-            f"{shown}: {what} must be 2-D [steps, features] (or 1-D for one feature), "
-            f"got shape {values.shape}"
+            f"{shown}: has both 'lengths' and 'offsets' arrays; give one of them "
+            "(lengths [N], or offsets [N+1] from 0 to the number of rows of 'values')"
         )
-    if values.shape[1] == 0:
-        raise DataError(f"{shown}: {what} has no features (shape {values.shape})")
-    return values
+    if "lengths" not in keys and "offsets" not in keys:
+        raise DataError(
+            f"{shown}: missing array 'lengths' (or 'offsets') (arrays in the file: {cols(keys) or 'none'})"
+        )
+    return "lengths" if "lengths" in keys else "offsets"
+
+
+def _member(archive: NpzFile, key: str, shown: str) -> np.ndarray:
+    return load_array(
+        lambda: np.asarray(archive[key]),
+        f"{shown}: array '{key}' holds Python objects (it would need pickle to load); "
+        "save plain numeric or string arrays",
+        f"{shown}: array '{key}' cannot be read",
+    )
 
 
 def _integral(a: np.ndarray, shown: str, name: str) -> None:
@@ -142,27 +125,33 @@ def _offsets_to_lengths(offsets: np.ndarray, n_rows: int, shown: str) -> np.ndar
 def _to_sequences(
     values: np.ndarray, lengths: np.ndarray, ids: np.ndarray | None, shown: str, by: str
 ) -> Sequences:
-    n_rows = values.shape[0]
-
+    """``values`` ``(total_steps, features)`` cut by ``lengths`` ``(N,)`` into
+    sequences; ``by`` names the array the lengths came from, for the messages."""
     if lengths.ndim != 1:
         raise DataError(f"{shown}: array 'lengths' must be 1-D [num_sequences], got shape {lengths.shape}")
     _integral(lengths, shown, "lengths")
     n = lengths.shape[0]
     if n == 0:
         raise DataError(f"{shown}: no sequences (array '{by}' is empty)")
-
     id_arr = np.arange(n).astype(str) if ids is None else _ids(ids, n, shown, by)
+    lengths = _checked_lengths(lengths, values.shape[0], id_arr, shown, by)
+    return Sequences(_float32(values, lengths, id_arr, shown), lengths, id_arr, shown)
 
+
+def _checked_lengths(lengths: np.ndarray, n_rows: int, ids: np.ndarray, shown: str, by: str) -> np.ndarray:
+    """``lengths`` as int64, each at least 1 and adding up to ``n_rows``."""
     bad = np.flatnonzero(lengths <= 0)
     if bad.size:
         i = int(bad[0])
         if by == "offsets":
             raise DataError(
-                f"{shown}: sequence {show(str(id_arr[i]))} (index {i}) is empty "
+                f"{shown}: sequence {show(str(ids[i]))} (index {i}) is empty "
                 f"(offsets[{i}] and offsets[{i + 1}] are both {int(lengths[:i].sum())})"
             )
         what = "is empty (length 0" if lengths[i] == 0 else f"has a negative length ({lengths[i]}"
-        raise DataError(f"{shown}: sequence {show(str(id_arr[i]))} (index {i}) {what} in array 'lengths')")
+        raise DataError(f"{shown}: sequence {show(str(ids[i]))} (index {i}) {what} in array 'lengths')")
+    # One length beyond the rows settles it; summing only otherwise keeps huge
+    # lengths (uint64) from overflowing int64.
     if np.any(lengths > n_rows):
         total: int | str = "more than"
     else:
@@ -170,25 +159,23 @@ def _to_sequences(
         total = int(lengths.sum())
     if total != n_rows:
         raise DataError(f"{shown}: array 'lengths' adds up to {total} steps but 'values' has {n_rows} rows")
+    return lengths
 
-    values32, bad_cells = float32_values(values)
-    if bad_cells.any():
-        row = int(np.flatnonzero(bad_cells.any(axis=1))[0])
-        feat = int(np.flatnonzero(bad_cells[row])[0])
-        offsets = np.concatenate([[0], np.cumsum(lengths)])
-        seq = int(np.searchsorted(offsets, row, side="right") - 1)
-        step = row - int(offsets[seq])
-        original = values[row, feat]
-        what = (
-            f"value {float(original)!r}, too large for float32,"
-            if np.isfinite(original)
-            else "a NaN/Inf value"
-        )
-        raise DataError(
-            f"{shown}: sequence {show(str(id_arr[seq]))} (index {seq}) has {what} at step {step} "
-            f"(0-based), feature {feat} (row {row} of array 'values')"
-        )
-    return Sequences(values32, lengths, id_arr, shown)
+
+def _float32(values: np.ndarray, lengths: np.ndarray, ids: np.ndarray, shown: str) -> np.ndarray:
+    """``values`` ``(total_steps, features)`` as float32, or ``DataError`` naming the
+    sequence, step and feature of the first NaN/Inf or too large value."""
+    values32, bad = float32_values(values)
+    if not bad.any():
+        return values32
+    row, feat = first_cell(bad)
+    seq, step = locate_step(lengths, row)
+    original = values[row, feat]
+    what = f"value {float(original)!r}, too large for float32," if np.isfinite(original) else "a NaN/Inf value"
+    raise DataError(
+        f"{shown}: sequence {show(str(ids[seq]))} (index {seq}) has {what} at step {step} "
+        f"(0-based), feature {feat} (row {row} of array 'values')"
+    )
 
 
 def _ids(ids: np.ndarray, n: int, shown: str, by: str) -> np.ndarray:

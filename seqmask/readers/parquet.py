@@ -18,21 +18,9 @@ import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._common import (
-    Options,
-    bad_value_text,
-    check_tokens,
-    check_unique_ids,
-    cols,
-    float32_values,
-    group_rows,
-    long_columns,
-    numeric_columns,
-    read_nonempty,
-    reason,
-    reject_column_options,
-    show,
-)
+from seqmask.readers._arrays import bad_value_text, check_unique_ids, float32_values
+from seqmask.readers._common import Options, check_tokens, cols, read_nonempty, reason, reject_column_options, show
+from seqmask.readers._long import group_rows, long_columns, numeric_columns
 
 
 def _row(r: int) -> str:
