@@ -18,13 +18,15 @@ from __future__ import annotations
 import codecs
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._arrays import bad_value_text, float32_values
+from seqmask.readers._arrays import checked_float32, common_width
 from seqmask.readers._common import (
     Options,
     check_tokens,
@@ -38,7 +40,8 @@ from seqmask.readers._common import (
 _NUMBER_TYPES = frozenset({int, float})
 
 
-def _json_type(v) -> str:
+def _json_type(v: object) -> str:
+    """A JSON value for a message: its kind, and the value itself where it is short."""
     if v is None:
         return "null"
     if isinstance(v, bool):
@@ -55,112 +58,157 @@ def _json_type(v) -> str:
 
 
 def read_jsonl(p: Path, shown: str, opts: Options) -> Sequences:
+    """One sequence per non-blank line, in file order."""
     reject_column_options(opts, shown, "a JSONL file names its keys with id_key, values_key and tokens_key")
     raw = gunzip_if_gzip(read_bytes(p, shown), shown)
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
-    id_key, values_key, tokens_key = opts.id_key, opts.values_key, opts.tokens_key
-
-    ids: list[str] = []
-    id_lines: dict[str, int] = {}
-    parts: list[np.ndarray] = []
-    token_parts: list[list[str]] = []
-    mode: str | None = None  # values_key or tokens_key, fixed by the first record
-    mode_line = 0
-    width = 0  # features per step of the values records
-
+    seen = _Seen(opts)
     for line_no, line in enumerate(raw.split(b"\n"), 1):  # a loop per line
-        if not line.strip():
-            continue
-        at = f"{shown}, line {line_no}"
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{at}: not valid UTF-8 text (byte {line[e.start]:#04x})") from None
-        try:
-            record = json.loads(text)
-        except RecursionError:
-            raise DataError(f"{at}: invalid JSON (nested too deep)") from None
-        except json.JSONDecodeError as e:
-            raise DataError(f"{at}: invalid JSON ({e.msg} at column {e.colno})") from None
-        except ValueError as e:  # e.g. an integer with more digits than Python converts
-            raise DataError(f"{at}: invalid JSON ({str(e)[:120]})") from None
-        if not isinstance(record, dict):
-            raise DataError(f"{at}: expected a JSON object {{...}} per line, got {_json_type(record)}")
+        if line.strip():
+            at = f"{shown}, line {line_no}"
+            seen.add(_record(line, at), line_no, at)
+    if not seen.ids:
+        raise DataError(f"{shown}: no sequences (the file is empty or has only blank lines)")
+    return seen.sequences(shown)
 
-        # id
-        if id_key not in record:
-            raise DataError(f"{at}: missing key {id_key!r} (the sequence id)")
-        sid = record[id_key]
-        if isinstance(sid, bool) or not isinstance(sid, (str, int)):
-            raise DataError(f"{at}: {id_key!r} must be a string or an integer, got {_json_type(sid)}")
-        try:
-            sid = str(sid)
-        except ValueError:  # an int too long to print
-            raise DataError(f"{at}: {id_key!r} is an integer too long to use as an id") from None
-        if sid == "":
-            raise DataError(f"{at}: {id_key!r} is empty; every sequence needs an id")
-        problem = text_problem(sid)
-        if problem is not None:
-            raise DataError(f"{at}: {id_key!r} {problem}")
-        if sid in id_lines:
-            raise DataError(f"{at}: id {show(sid)} appears more than once (also on line {id_lines[sid]})")
 
-        # values or tokens
+def _record(line: bytes, at: str) -> dict[str, Any]:
+    """One line as a JSON object; ``at`` is the file and line, for the messages."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{at}: not valid UTF-8 text (byte {line[e.start]:#04x})") from None
+    try:
+        record = json.loads(text)
+    except RecursionError:
+        raise DataError(f"{at}: invalid JSON (nested too deep)") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{at}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except ValueError as e:  # e.g. an integer with more digits than Python converts
+        raise DataError(f"{at}: invalid JSON ({str(e)[:120]})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{at}: expected a JSON object {{...}} per line, got {_json_type(record)}")
+    return record
+
+
+class _Seen:
+    """The sequences of the lines read so far, and what a later line must agree
+    with: a new id, the same kind of sequence (values or tokens) and, for values,
+    the same number of features."""
+
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.ids: list[str] = []
+        self.id_lines: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []  # each (steps, features) float32
+        self.token_parts: list[list[str]] = []
+        self.mode: str | None = None  # values_key or tokens_key, fixed by the first record
+        self.mode_line = 0
+
+    def add(self, record: dict[str, Any], line_no: int, at: str) -> None:
+        """The sequence of line ``line_no``; ``at`` names the file and the line."""
+        sid = _record_id(record, self.opts.id_key, at)
+        if sid in self.id_lines:
+            raise DataError(f"{at}: id {show(sid)} appears more than once (also on line {self.id_lines[sid]})")
+        key = self._key(record, line_no, at)
+        where = f"{at}: sequence {show(sid)}"
+        if key == self.opts.values_key:
+            self._add_values(_values(record[key], where, key), where)
+        else:
+            self.token_parts.append(_tokens(record[key], where, key))
+        self.id_lines[sid] = line_no
+        self.ids.append(sid)
+
+    def _key(self, record: dict[str, Any], line_no: int, at: str) -> str:
+        """The key holding the sequence: values_key or tokens_key, as in line 1."""
+        values_key, tokens_key = self.opts.values_key, self.opts.tokens_key
         has_v, has_t = values_key in record, tokens_key in record
         if has_v and has_t:
             raise DataError(f"{at}: has both {values_key!r} and {tokens_key!r}; give one of them")
         if not has_v and not has_t:
             raise DataError(f"{at}: missing key {values_key!r} (or {tokens_key!r} for token sequences)")
         key = values_key if has_v else tokens_key
-        if mode is None:
-            mode, mode_line = key, line_no
-        elif key != mode:
+        if self.mode is None:
+            self.mode, self.mode_line = key, line_no
+        elif key != self.mode:
             raise DataError(
-                f"{at}: has {key!r} but line {mode_line} has {mode!r}; one file holds "
+                f"{at}: has {key!r} but line {self.mode_line} has {self.mode!r}; one file holds "
                 "either numeric or token sequences"
             )
-        where = f"{at}: sequence {show(sid)}"
-        if key == values_key:
-            x = _values(record[key], where, key)
-            if parts and x.shape[1] != width:
-                raise DataError(
-                    f"{where} has {x.shape[1]} features per step but earlier sequences "
-                    f"(line {mode_line}) have {width}"
-                )
-            width = x.shape[1]
-            parts.append(x)
-        else:
-            token_parts.append(_tokens(record[key], where, key))
-        id_lines[sid] = line_no
-        ids.append(sid)
+        return key
 
-    if not ids:
-        raise DataError(f"{shown}: no sequences (the file is empty or has only blank lines)")
-    if mode == values_key:
-        lengths = np.fromiter((len(x) for x in parts), dtype=np.int64, count=len(parts))
-        return Sequences(np.concatenate(parts), lengths, np.asarray(ids, dtype=str), shown)
-    lengths = np.fromiter((len(t) for t in token_parts), dtype=np.int64, count=len(token_parts))
-    tokens = np.asarray(list(itertools.chain.from_iterable(token_parts)), dtype=str)
-    return Sequences(tokens, lengths, np.asarray(ids, dtype=str), shown)
+    def _add_values(self, x: np.ndarray, where: str) -> None:
+        if self.parts and x.shape[1] != self.parts[0].shape[1]:
+            raise DataError(
+                f"{where} has {x.shape[1]} features per step but earlier sequences "
+                f"(line {self.mode_line}) have {self.parts[0].shape[1]}"
+            )
+        self.parts.append(x)
+
+    def sequences(self, shown: str) -> Sequences:
+        ids = np.asarray(self.ids, dtype=str)  # (sequences,)
+        if self.mode == self.opts.values_key:
+            lengths = np.fromiter((len(x) for x in self.parts), dtype=np.int64, count=len(self.parts))
+            return Sequences(np.concatenate(self.parts), lengths, ids, shown)
+        lengths = np.fromiter((len(t) for t in self.token_parts), dtype=np.int64, count=len(self.token_parts))
+        tokens = np.asarray(list(itertools.chain.from_iterable(self.token_parts)), dtype=str)  # (total_tokens,)
+        return Sequences(tokens, lengths, ids, shown)
 
 
-def _values(v, where: str, key: str) -> np.ndarray:
+def _record_id(record: dict[str, Any], id_key: str, at: str) -> str:
+    """The record's id as text: a string or an integer, not empty."""
+    if id_key not in record:
+        raise DataError(f"{at}: missing key {id_key!r} (the sequence id)")
+    sid = record[id_key]
+    if isinstance(sid, bool) or not isinstance(sid, (str, int)):
+        raise DataError(f"{at}: {id_key!r} must be a string or an integer, got {_json_type(sid)}")
+    try:
+        sid = str(sid)
+    except ValueError:  # an int too long to print
+        raise DataError(f"{at}: {id_key!r} is an integer too long to use as an id") from None
+    if sid == "":
+        raise DataError(f"{at}: {id_key!r} is empty; every sequence needs an id")
+    problem = text_problem(sid)
+    if problem is not None:
+        raise DataError(f"{at}: {id_key!r} {problem}")
+    return sid
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def _values(v: object, where: str, key: str) -> np.ndarray:
     """A ``(steps, features)`` float32 array from a JSON list, or ``DataError``."""
     if not isinstance(v, list):
         raise DataError(f"{where}: {key!r} must be a list of steps, got {_json_type(v)}")
     if not v:
         raise DataError(f"{where} is empty ({key!r} is []); every sequence needs at least one step")
+
+    def place(step: int, feature: int) -> str:
+        return f"{where}: step {step}, feature {feature}"
+
+    flat, width = _flat_numbers(v, where, key, place)
+    try:
+        x = np.array(flat, dtype=np.float64)  # (steps * features,)
+    except (OverflowError, ValueError, TypeError):
+        k = next(k for k, c in enumerate(flat) if not _fits_float64(c))
+        raise DataError(f"{place(*divmod(k, width))} value {show(str(flat[k]))} is too large") from None
+    return checked_float32(x.reshape(-1, width), place)  # (steps, features)
+
+
+def _flat_numbers(
+    v: list[Any], where: str, key: str, place: Callable[[int, int], str]
+) -> tuple[list[Any], int]:
+    """The numbers of ``v`` step by step, and the number of features per step.
+    The types are checked in C (``set(map(type, ...))``); only a bad list takes a
+    Python loop, to find the bad item."""
     types = set(map(type, v))
     if types <= _NUMBER_TYPES:
-        flat, width = v, 1
-    elif types == {list}:
-        widths = np.fromiter(map(len, v), dtype=np.int64, count=len(v))
-        width = int(widths[0])
-        ragged = np.flatnonzero(widths != width)
-        if ragged.size:
-            s = int(ragged[0])
-            raise DataError(f"{where}: step {s} has {int(widths[s])} features but step 0 has {width}")
+        return v, 1
+    if types == {list}:
+        widths = np.fromiter(map(len, v), dtype=np.int64, count=len(v))  # (steps,)
+        width = common_width(widths, lambda s: f"{where}: step {s}", "step 0")
         if width == 0:
             raise DataError(f"{where}: step 0 is an empty list (no features)")
         flat = list(itertools.chain.from_iterable(v))
@@ -171,28 +219,15 @@ def _values(v, where: str, key: str) -> np.ndarray:
                 if isinstance(flat[k], list)
                 else f"is {_json_type(flat[k])}, not a number"
             )
-            raise DataError(f"{where}: step {k // width}, feature {k % width} {problem}")
-    else:
-        k = next((k for k, c in enumerate(v) if type(c) is not list and type(c) not in _NUMBER_TYPES), None)
-        if k is not None:
-            raise DataError(f"{where}: step {k} is {_json_type(v[k])}, not a number or a list of numbers")
-        raise DataError(f"{where}: {key!r} mixes numbers and lists; give a list of steps, each a list of numbers")
-    try:
-        x = np.array(flat, dtype=np.float64)
-    except (OverflowError, ValueError, TypeError):
-        k = next(k for k, c in enumerate(flat) if not _fits_float64(c))
-        raise DataError(
-            f"{where}: step {k // width}, feature {k % width} value {show(str(flat[k]))} is too large"
-        ) from None
-    x = x.reshape(-1, width)
-    x32, bad = float32_values(x)
-    if bad.any():
-        s, f = (int(a[0]) for a in np.nonzero(bad))
-        raise DataError(f"{where}: step {s}, feature {f} {bad_value_text(x[s, f])}")
-    return x32
+            raise DataError(f"{place(*divmod(k, width))} {problem}")
+        return flat, width
+    k_bad = next((k for k, c in enumerate(v) if type(c) is not list and type(c) not in _NUMBER_TYPES), None)
+    if k_bad is not None:
+        raise DataError(f"{where}: step {k_bad} is {_json_type(v[k_bad])}, not a number or a list of numbers")
+    raise DataError(f"{where}: {key!r} mixes numbers and lists; give a list of steps, each a list of numbers")
 
 
-def _fits_float64(c) -> bool:
+def _fits_float64(c: Any) -> bool:
     try:
         float(c)
     except (OverflowError, ValueError, TypeError):
@@ -200,7 +235,11 @@ def _fits_float64(c) -> bool:
     return True
 
 
-def _tokens(t, where: str, key: str) -> list[str]:
+# -- tokens ------------------------------------------------------------------------------
+
+
+def _tokens(t: object, where: str, key: str) -> list[str]:
+    """The tokens of a JSON list (strings, or integers kept as their text)."""
     if not isinstance(t, list):
         raise DataError(f"{where}: {key!r} must be a list of tokens, got {_json_type(t)}")
     if not t:
