@@ -37,6 +37,7 @@ import difflib
 import math
 import os
 import reprlib
+import warnings
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import yaml
 
-from seqmask.errors import ConfigError
+from seqmask.errors import ConfigError, SeqmaskDeprecationWarning
 
 __all__ = [
     "Batching",
@@ -63,7 +64,10 @@ __all__ = [
     "Target",
     "TrainConfig",
     "Truncating",
+    "RENAMED_KEYS",
+    "RESUME_OVERRIDABLE",
     "apply_overrides",
+    "apply_resume_overrides",
     "check_choice",
     "choices_of",
     "config_from_dict",
@@ -242,8 +246,14 @@ class TrainConfig:
     cpu_threads: int | None = None
     # "bucket" batches sequences of similar length, so little compute goes to padding.
     batching: Batching = "bucket"
-    # None: one checkpoint per epoch, often enough unless epochs are very long.
-    checkpoint_every_steps: int | None = None
+    # None: one checkpoint per epoch, often enough unless epochs are very long. It counts
+    # batches (optimizer updates), as the name says: "steps" are time steps everywhere else.
+    checkpoint_every_batches: int | None = None
+
+    @property
+    def checkpoint_every_steps(self) -> int | None:
+        """The old name of `checkpoint_every_batches`, kept while train.py still reads it."""
+        return self.checkpoint_every_batches
 
 
 @dataclass(frozen=True)
@@ -336,7 +346,7 @@ _TRAIN_SPEC: dict[str, _Spec] = {
     # NumPy's legacy seeding, used under Keras' set_random_seed, takes 0 .. 2**32 - 1.
     "seed": _Spec("int", _Range(0, 2**32 - 1)),
     "cpu_threads": _Spec("int", _Range(1), nullable=True),
-    "checkpoint_every_steps": _Spec("int", _Range(1), nullable=True),
+    "checkpoint_every_batches": _Spec("int", _Range(1), nullable=True),
 }
 
 
@@ -362,6 +372,30 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Spec]]] = {
     "model": (ModelConfig, _section_spec(ModelConfig, _MODEL_SPEC)),
     "train": (TrainConfig, _section_spec(TrainConfig, _TRAIN_SPEC)),
 }
+
+# Keys that were renamed, old path -> new path: a later rename is one more row. A config
+# file or --set that still uses an old name works, with a SeqmaskDeprecationWarning naming
+# the new one; a config saved in a run directory before the rename loads silently (it is
+# not the user's to edit). Giving both names is a ConfigError.
+RENAMED_KEYS: dict[str, str] = {
+    "train.checkpoint_every_steps": "train.checkpoint_every_batches",
+}
+
+# The keys `train --resume --set` may change: none of them changes the model, the data or
+# the batches, so the resumed run stays the run it continues, only trained longer or stopped
+# otherwise. epochs is a ceiling; patience and min_delta decide when early stopping ends
+# the run (its counters are in the checkpoint and keep counting); lr_patience and
+# min_learning_rate decide when and how far the plateau schedule cuts the rate (the cuts
+# already made live in the optimizer and stay); checkpoint_every_batches only says how
+# often to save.
+RESUME_OVERRIDABLE: tuple[str, ...] = (
+    "train.epochs",
+    "train.patience",
+    "train.min_delta",
+    "train.lr_patience",
+    "train.min_learning_rate",
+    "train.checkpoint_every_batches",
+)
 
 _SECTION_NAMES = ", ".join(repr(s) for s in list(_SECTIONS)[:-1]) + f" and {list(_SECTIONS)[-1]!r}"
 
@@ -410,6 +444,7 @@ def _unknown_key(key: Any, valid: Sequence[str], section: str | None, source: st
     message = f"unknown key {_show(prefix + name)} in {source}"
     # A key that exists verbatim in another section was most likely put in the wrong one.
     elsewhere = [f"{s}.{name}" for s, (_, spec) in _SECTIONS.items() if s != section and name in spec]
+    elsewhere += [new for old, new in RENAMED_KEYS.items() if old.partition(".")[2] == name]
     close = _closest(name, valid)
     if elsewhere:
         return ConfigError(f"{message}; did you mean {elsewhere[0]!r}?")
@@ -557,6 +592,41 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"invalid YAML in {where}: {detail}") from None
 
 
+# --------------------------------------------------------------------------- renamed keys
+
+
+def _both_names(old: str, new: str, where: str) -> ConfigError:
+    return ConfigError(f"{old!r} and {new!r} are both set in {where}; {old!r} is the old name of {new!r}: remove it")
+
+
+def _warn_renamed(old: str, new: str, where: str) -> None:
+    warnings.warn(f"{old!r} in {where} is deprecated: it is now {new!r}", SeqmaskDeprecationWarning, stacklevel=4)
+
+
+def _renamed(raw: dict[Any, Any], source: str, warn: bool) -> dict[Any, Any]:
+    """A copy of `raw` with every old key name of RENAMED_KEYS moved to its new name.
+
+    `warn`: the user wrote `raw` (a config file), so each old name gets a warning. Any
+    section that is not a mapping is left as it is, for the parser to report.
+    """
+    result = dict(raw)
+    for old, new in RENAMED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        section = result.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        target = section if new_section == old_section else result.get(new_section)
+        if target is not None and not isinstance(target, dict):
+            continue
+        if target is not None and new_key in target:
+            raise _both_names(old, new, source)
+        if warn:
+            _warn_renamed(old, new, source)
+        result[old_section] = {k: v for k, v in section.items() if k != old_key}
+        result[new_section] = {**(result.get(new_section) or {}), new_key: section[old_key]}
+    return result
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -565,7 +635,9 @@ def config_from_dict(raw: Any, base_dir: Path | str | None = None, source: str =
 
     Relative paths in `data` resolve against `base_dir`, the config file's directory;
     with no `base_dir`, against the current directory at the time of the call.
-    `source` names where `raw` came from in error messages.
+    `source` names where `raw` came from in error messages. A key under an old name
+    (RENAMED_KEYS) is read as the new one, silently: this is how the config saved in a
+    run directory is read, and :func:`load_config` warns about a user's own file.
     """
     if raw is None:
         raise ConfigError(f"{source} is empty; a config needs at least 'data.train'")
@@ -578,6 +650,7 @@ def config_from_dict(raw: Any, base_dir: Path | str | None = None, source: str =
             raise _unknown_key(key, list(_SECTIONS), None, source)
     base = os.path.abspath(base_dir if base_dir is not None else os.getcwd())
     try:
+        raw = _renamed(raw, source, warn=False)  # a run saved before a rename: not the user's to fix
         sections = {name: _parse_section(name, raw.get(name), base, source) for name in _SECTIONS}
         cfg = Config(**sections)
         _check_combinations(cfg)
@@ -608,46 +681,87 @@ def config_to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _parse_override(item: Any) -> tuple[str, str, str]:
+    """(key path as written, value text, where) of one ``section.key=value`` override.
+
+    A key that does not exist is refused here, with the usual "did you mean" hint; an
+    old name (RENAMED_KEYS) exists.
+    """
+    where = f"--set {_show(item)}"
+    if not isinstance(item, str) or "=" not in item:
+        raise ConfigError(f"{where} must look like section.key=value, e.g. train.learning_rate=0.01")
+    key_path, _, text = item.partition("=")
+    key_path = key_path.strip()
+    parts = key_path.split(".")
+    if parts[0] not in _SECTIONS:
+        raise _unknown_key(parts[0], list(_SECTIONS), None, where)
+    section, spec = parts[0], _SECTIONS[parts[0]][1]
+    if len(parts) != 2:
+        raise ConfigError(
+            f"{where} must set one key inside a section, like {section + '.' + next(iter(spec))!r}, "
+            f"got {_show(key_path)}"
+        )
+    if parts[1] not in spec and key_path not in RENAMED_KEYS:
+        raise _unknown_key(parts[1], list(spec), section, where)
+    return key_path, text, where
+
+
+def _as_list(overrides: Sequence[str]) -> Sequence[str]:
+    return [overrides] if isinstance(overrides, str) else overrides  # one override passed bare
+
+
 def apply_overrides(raw: Any, overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of `raw` with each ``section.key=value`` override set in it.
 
     The value is parsed with ``yaml.safe_load`` (so ``null``, numbers and lists work)
     and is checked later, by `config_from_dict`, like any value from a file. A key
-    that does not exist is refused here, with the same "did you mean" hint. `raw`
-    itself is not modified.
+    that does not exist is refused here, with the same "did you mean" hint. A key under
+    its old name (RENAMED_KEYS) sets the new one, with a SeqmaskDeprecationWarning.
+    `raw` itself is not modified.
     """
-    if isinstance(overrides, str):  # one override passed bare, not in a list
-        overrides = [overrides]
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"cannot apply --set overrides: the config is not a mapping, got {_show_typed(raw)}")
-    result = dict(raw)
-    for item in overrides:
-        where = f"--set {_show(item)}"
-        if not isinstance(item, str) or "=" not in item:
-            raise ConfigError(f"{where} must look like section.key=value, e.g. train.learning_rate=0.01")
-        key_path, _, text = item.partition("=")
-        parts = key_path.strip().split(".")
-        if parts[0] not in _SECTIONS:
-            raise _unknown_key(parts[0], list(_SECTIONS), None, where)
-        section, spec = parts[0], _SECTIONS[parts[0]][1]
-        if len(parts) != 2:
-            raise ConfigError(
-                f"{where} must set one key inside a section, like {section + '.' + next(iter(spec))!r}, "
-                f"got {_show(key_path.strip())}"
-            )
-        if parts[1] not in spec:
-            raise _unknown_key(parts[1], list(spec), section, where)
+    result = _renamed(raw, "the config", warn=False)  # so an override replaces a value under its old name
+    written: dict[str, str] = {}  # key path -> as the user wrote it, old name or new
+    for item in _as_list(overrides):
+        key_path, text, where = _parse_override(item)
+        new_path = RENAMED_KEYS.get(key_path, key_path)
+        if new_path != key_path:
+            _warn_renamed(key_path, new_path, where)
+        if written.setdefault(new_path, key_path) != key_path:  # one --set under each name
+            old_path = key_path if key_path in RENAMED_KEYS else written[new_path]
+            raise _both_names(old_path, new_path, "the --set overrides")
+        section, key = new_path.split(".")
         current = result.get(section)
         if current is not None and not isinstance(current, dict):
             raise ConfigError(f"cannot apply {where}: section {section!r} is not a mapping, got {_show_typed(current)}")
-        result[section] = {**(current or {}), parts[1]: _parse_yaml(text, where)}
+        result[section] = {**(current or {}), key: _parse_yaml(text, where)}
     return result
 
 
+def _from_overrides(raw: dict[str, Any], overrides: Sequence[str], base_dir: Path | None, source: str) -> Config:
+    """`config_from_dict` of `raw` with `overrides` applied; an error in a value that came
+    from ``--set`` says so, or the user searches the file for it."""
+    raw = apply_overrides(raw, overrides)
+    try:
+        return config_from_dict(raw, base_dir=base_dir, source=source)
+    except ConfigError as e:
+        for item in _as_list(overrides):
+            key_path = str(item).partition("=")[0].strip()
+            if f"{RENAMED_KEYS.get(key_path, key_path)!r}" in str(e):
+                message = str(e).removeprefix(f"{source}: ")  # the value is not in the file
+                raise ConfigError(f"{message} (from --set {item!r})") from None
+        raise
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
-    """Read the YAML config at `path`, apply ``--set`` `overrides`, and check it all."""
+    """Read the YAML config at `path`, apply ``--set`` `overrides`, and check it all.
+
+    A key under an old name (RENAMED_KEYS), in the file or in `overrides`, is read as
+    the new one, with a SeqmaskDeprecationWarning naming the new one.
+    """
     path = Path(path)
     source = str(path)
     try:
@@ -668,14 +782,29 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
             f"config file {source} must hold a mapping with the sections {_SECTION_NAMES}, "
             f"got {_show_typed(raw)}"
         )
-    raw = apply_overrides(raw, overrides)
-    try:
-        return config_from_dict(raw, base_dir=path.absolute().parent, source=source)
-    except ConfigError as e:
-        # A bad value that came from --set: say so, or the user searches the file for it.
-        for item in overrides if not isinstance(overrides, str) else [overrides]:
-            key_path = str(item).partition("=")[0].strip()
-            if f"{key_path!r}" in str(e):
-                message = str(e).removeprefix(f"{source}: ")  # the value is not in the file
-                raise ConfigError(f"{message} (from --set {item!r})") from None
-        raise
+    raw = _renamed(raw, source, warn=True)
+    return _from_overrides(raw, overrides, path.absolute().parent, source)
+
+
+def apply_resume_overrides(saved: Any, overrides: Sequence[str], source: str = "<config>") -> Config:
+    """The config of a run resumed with ``--set`` `overrides` (``train --resume``).
+
+    `saved` is the run's saved config (the parsed config.yaml of its run directory) and
+    `source` names it in messages. It is checked as :func:`config_from_dict` checks it
+    (old key names load silently), then each override is applied and checked as
+    ``--set`` is. Only the keys of RESUME_OVERRIDABLE may be overridden: any other, which
+    could change the model or the data of a run already under way, is a ConfigError that
+    lists the keys that may.
+    """
+    for item in _as_list(overrides):
+        key_path, _, where = _parse_override(item)
+        if RENAMED_KEYS.get(key_path, key_path) not in RESUME_OVERRIDABLE:
+            raise ConfigError(
+                f"{where} cannot be used with --resume: a resumed run keeps its model and its data, "
+                f"so only {', '.join(map(repr, RESUME_OVERRIDABLE))} may change"
+            )
+    cfg = config_from_dict(saved, source=source)
+    if not _as_list(overrides):
+        return cfg
+    # The saved paths are absolute (config_to_dict), so no base directory is needed.
+    return _from_overrides(config_to_dict(cfg), overrides, None, source)

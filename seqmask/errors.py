@@ -1,5 +1,7 @@
 """The errors a user can cause. `cli.py` turns each into one message and an exit code."""
 
+from pathlib import Path
+
 
 class SeqmaskError(Exception):
     """Base of every error that is the user's to fix (bad config, bad data, bad run dir)."""
@@ -25,9 +27,18 @@ class RunError(SeqmaskError):
     exit_code = 1
 
 
+class SeqmaskDeprecationWarning(FutureWarning):
+    """A config uses a name that still works but will go (an old key name, for instance).
+
+    A FutureWarning, not a DeprecationWarning, because it is meant for the user, who
+    wrote the config: Python shows FutureWarnings by default. The message names the
+    new spelling; `cli.py` prints it as one "warning: ..." line.
+    """
+
+
 class Interrupted(Exception):
     """Training stopped on request (Ctrl-C) after writing a checkpoint at this position."""
 
-    def __init__(self, run_dir, epoch, batch):
+    def __init__(self, run_dir: Path, epoch: int, batch: int) -> None:
         super().__init__(f"interrupted at epoch {epoch}, batch {batch}")
         self.run_dir, self.epoch, self.batch = run_dir, epoch, batch

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,14 @@ from seqmask.config import (
     Padding,
     TrainConfig,
     apply_overrides,
+    apply_resume_overrides,
     check_choice,
     choices_of,
     config_from_dict,
     config_to_dict,
     load_config,
 )
-from seqmask.errors import ConfigError
+from seqmask.errors import ConfigError, SeqmaskDeprecationWarning
 
 MINIMAL = {"data": {"train": "train.csv"}}
 
@@ -74,7 +76,7 @@ train:
   target: next_step
   device: cpu
   batching: pad_to_max
-  checkpoint_every_steps: 500
+  checkpoint_every_batches: 500
 """
 
 
@@ -205,7 +207,7 @@ def test_full_config_file(tmp_path):
         target="next_step",
         device="cpu",
         batching="pad_to_max",
-        checkpoint_every_steps=500,
+        checkpoint_every_batches=500,
     )
 
 
@@ -316,7 +318,7 @@ def test_choice(section, key, value, expected):
         ("train", "patience", -1, "'train.patience' must be >= 0, got -1"),
         ("train", "clip_norm", 0, "'train.clip_norm' must be > 0, got 0.0"),
         ("train", "seed", 2**32, "'train.seed' must be >= 0 and <= 4294967295, got 4294967296"),
-        ("train", "checkpoint_every_steps", 0, "'train.checkpoint_every_steps' must be >= 1, got 0"),
+        ("train", "checkpoint_every_batches", 0, "'train.checkpoint_every_batches' must be >= 1, got 0"),
     ],
 )
 def test_out_of_range(section, key, value, expected):
@@ -524,6 +526,148 @@ def test_override_values_get_the_usual_checks(tmp_path):
 def test_override_into_a_section_that_is_not_a_mapping():
     with pytest.raises(ConfigError, match="section 'model' is not a mapping"):
         apply_overrides({**MINIMAL, "model": [1]}, ["model.units=3"])
+
+
+# --------------------------------------------------------------------------- renamed keys
+
+OLD, NEW = "train.checkpoint_every_steps", "train.checkpoint_every_batches"
+RENAMED = rf"'{OLD}' in .* is deprecated: it is now '{NEW}'"
+SAVED_BEFORE_RENAME = Path(__file__).parent / "fixtures" / "run_before_lengths" / "config.yaml"
+
+
+def test_renamed_keys_table_maps_old_names_to_real_keys():
+    for old, new in config_module.RENAMED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        assert old_key not in config_module._SECTIONS[old_section][1], old
+        assert new_key in config_module._SECTIONS[new_section][1], new
+
+
+def test_an_old_key_in_a_file_warns_naming_the_new_key(tmp_path):
+    path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_steps: 5\n")
+    with pytest.warns(SeqmaskDeprecationWarning, match=RENAMED) as record:
+        cfg = load_config(path)
+    assert len(record) == 1 and str(path) in str(record[0].message)
+    assert cfg.train.checkpoint_every_batches == 5
+    with pytest.warns(SeqmaskDeprecationWarning, match=RENAMED):  # --set under the new name replaces it
+        assert load_config(path, [f"{NEW}=6"]).train.checkpoint_every_batches == 6
+
+
+def test_an_old_key_in_set_warns_naming_the_new_key(tmp_path):
+    path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_batches: 5\n")
+    with pytest.warns(SeqmaskDeprecationWarning, match=RENAMED) as record:
+        cfg = load_config(path, ["train.checkpoint_every_steps=7"])
+    assert len(record) == 1 and f"--set '{OLD}=7'" in str(record[0].message)
+    assert cfg.train.checkpoint_every_batches == 7
+    with pytest.warns(SeqmaskDeprecationWarning, match=RENAMED):
+        out = apply_overrides(dict(MINIMAL), [f"{OLD}=null"])
+    assert out["train"] == {"checkpoint_every_batches": None}
+
+
+def test_the_new_key_alone_is_silent(tmp_path):
+    path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_batches: 5\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_config(path, [f"{NEW}=6"]).train.checkpoint_every_batches == 6
+
+
+def test_a_config_saved_before_the_rename_loads_silently():
+    raw = yaml.safe_load(SAVED_BEFORE_RENAME.read_text(encoding="utf-8"))
+    assert "checkpoint_every_steps" in raw["train"]  # the fixture really has the old name
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = config_from_dict(raw, source=str(SAVED_BEFORE_RENAME))
+        assert cfg.train.checkpoint_every_batches is None
+        assert config_from_dict(with_("train", checkpoint_every_steps=4)).train.checkpoint_every_batches == 4
+    assert "checkpoint_every_batches" in config_to_dict(cfg)["train"]  # saved again under the new name
+    assert "checkpoint_every_steps" not in config_to_dict(cfg)["train"]
+
+
+def test_the_old_name_stays_readable_on_the_dataclass():
+    assert TrainConfig(checkpoint_every_batches=3).checkpoint_every_steps == 3
+
+
+def test_both_names_is_an_error_naming_both(tmp_path):
+    both = f"'{OLD}' and '{NEW}' are both set in"
+    assert error_of(with_("train", checkpoint_every_steps=1, checkpoint_every_batches=2), source="c.yaml") == (
+        f"{both} c.yaml; '{OLD}' is the old name of '{NEW}': remove it"
+    )
+    path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_steps: 1\n  checkpoint_every_batches: 2\n")
+    with pytest.raises(ConfigError, match=f"^{both} {path};"):
+        load_config(path)
+    with pytest.warns(SeqmaskDeprecationWarning), pytest.raises(ConfigError, match=f"^{both} the --set overrides;"):
+        apply_overrides(dict(MINIMAL), [f"{NEW}=1", f"{OLD}=2"])
+
+
+def test_a_bad_value_under_the_old_name_blames_the_override(tmp_path):
+    path = write(tmp_path, "data:\n  train: a.csv\n")
+    expected = f"^'{NEW}' must be >= 1, got 0 \\(from --set '{OLD}=0'\\)$"
+    with pytest.warns(SeqmaskDeprecationWarning), pytest.raises(ConfigError, match=expected):
+        load_config(path, [f"{OLD}=0"])
+
+
+def test_an_old_name_in_the_wrong_section_points_to_the_new_key():
+    assert error_of(with_("model", checkpoint_every_steps=3)).endswith(f"did you mean '{NEW}'?")
+
+
+# --------------------------------------------------------------------------- resume overrides
+
+
+def _saved(tmp_path: Path) -> dict:
+    """A run's saved config, as config_to_dict writes it."""
+    return config_to_dict(config_from_dict(with_("train", epochs=10, patience=3), base_dir=tmp_path))
+
+
+def test_resume_overridable_keys_exist():
+    for key_path in config_module.RESUME_OVERRIDABLE:
+        section, key = key_path.split(".")
+        assert key in config_module._SECTIONS[section][1], key_path
+
+
+def test_resume_overrides_set_the_allowed_keys(tmp_path):
+    saved = _saved(tmp_path)
+    allowed = [
+        "train.epochs=50", "train.patience=0", "train.min_delta=0.01", "train.lr_patience=4",
+        "train.min_learning_rate=1e-6", "train.checkpoint_every_batches=20",
+    ]
+    assert len(allowed) == len(config_module.RESUME_OVERRIDABLE)
+    cfg = apply_resume_overrides(saved, allowed, source="run/config.yaml")
+    expected = dataclasses.replace(
+        config_from_dict(saved).train, epochs=50, patience=0, min_delta=0.01, lr_patience=4,
+        min_learning_rate=1e-6, checkpoint_every_batches=20,
+    )
+    assert cfg.train == expected
+    assert (cfg.data, cfg.input, cfg.model) == (config_from_dict(saved).data, InputConfig(), ModelConfig())
+    assert apply_resume_overrides(saved, []) == config_from_dict(saved)
+    assert apply_resume_overrides(saved, "train.epochs=11").train.epochs == 11  # a bare string is one override
+
+
+@pytest.mark.parametrize("override", ["train.batch_size=64", "model.units=8", "data.max_len=5", "train.seed=1"])
+def test_resume_refuses_other_keys_listing_the_allowed_ones(tmp_path, override):
+    with pytest.raises(ConfigError) as info:
+        apply_resume_overrides(_saved(tmp_path), ["train.epochs=50", override], source="run/config.yaml")
+    message = str(info.value)
+    assert message.startswith(f"--set {override!r} cannot be used with --resume")
+    assert all(repr(key) in message for key in config_module.RESUME_OVERRIDABLE)
+
+
+def test_resume_overrides_are_checked_like_set(tmp_path):
+    saved = _saved(tmp_path)
+    with pytest.raises(ConfigError, match=r"^'train.epochs' must be >= 1, got 0 \(from --set 'train.epochs=0'\)$"):
+        apply_resume_overrides(saved, ["train.epochs=0"], source="run/config.yaml")
+    with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
+        apply_resume_overrides(saved, ["train.epoch=3"])
+    with pytest.raises(ConfigError, match="^run/config.yaml is empty"):
+        apply_resume_overrides(None, ["train.epochs=3"], source="run/config.yaml")
+
+
+def test_resume_a_run_saved_before_the_rename(tmp_path):
+    saved = yaml.safe_load(SAVED_BEFORE_RENAME.read_text(encoding="utf-8"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the saved old name is not the user's: no warning
+        cfg = apply_resume_overrides(saved, [f"{NEW}=3", "train.epochs=9"], source="run/config.yaml")
+    assert (cfg.train.checkpoint_every_batches, cfg.train.epochs) == (3, 9)
+    with pytest.warns(SeqmaskDeprecationWarning, match=RENAMED):  # the user's --set is
+        assert apply_resume_overrides(saved, [f"{OLD}=4"]).train.checkpoint_every_batches == 4
 
 
 # --------------------------------------------------------------------------- paths
