@@ -12,59 +12,54 @@ Ids may be strings or integers (kept as their text). Row numbers in messages are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._arrays import bad_value_text, check_unique_ids, float32_values
+from seqmask.readers._arrays import bad_value_text, check_unique_ids, checked_float32, common_width, locate_step
 from seqmask.readers._common import Options, check_tokens, cols, read_nonempty, reason, reject_column_options, show
-from seqmask.readers._long import group_rows, long_columns, numeric_columns
+from seqmask.readers._long import column_problems, group_rows, long_columns, null_mask, numeric_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 
 def _row(r: int) -> str:
     return f"row {r + 1}"
 
 
-def _is_list(t) -> bool:
+def _is_list(t: pa.DataType) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+    return bool(pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t))
 
 
-def _is_number(t) -> bool:
+def _is_number(t: pa.DataType) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+    return bool(pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t))
 
 
-def _typ(t) -> str:
+def _typ(t: pa.DataType) -> str:
     """A pyarrow type for a message, on one line (field names may hold anything)."""
     return " ".join(str(t).split())
 
 
-def _first(mask) -> int:
+def _first(mask: pa.Array | pa.ChunkedArray) -> int:
     return int(np.argmax(np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)))
 
 
 def read_parquet(p: Path, shown: str, opts: Options) -> Sequences:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    raw = read_nonempty(p, shown)
-    if not raw.startswith(b"PAR1"):
-        raise DataError(f"{shown}: not a Parquet file (it does not start with the 'PAR1' marker)")
-    try:
-        pf = pq.ParquetFile(pa.BufferReader(raw))
-        schema = pf.schema_arrow
-    except Exception as e:  # noqa: BLE001 - a corrupt file fails in many ways
-        raise DataError(f"{shown}: not a valid Parquet file ({reason(e)})") from None
+    """One row per sequence when the schema has a list column ``values_key`` or
+    ``tokens_key``; otherwise long format."""
+    pf = _open(read_nonempty(p, shown), shown)
+    schema = pf.schema_arrow
     names = list(schema.names)
-    dup = [n for k, n in enumerate(names) if n in names[:k]]
-    if dup:
-        raise DataError(f"{shown}: column name {dup[0]!r} appears more than once")
-
     list_keys = [k for k in (opts.values_key, opts.tokens_key) if k in names and _is_list(schema.field(k).type)]
     if len(list_keys) == 2:
         raise DataError(
@@ -79,8 +74,7 @@ def read_parquet(p: Path, shown: str, opts: Options) -> Sequences:
                 f"{shown}: no id column {opts.id_key!r} (columns: {cols(names)}); a file with one "
                 "row per sequence names each sequence in the column id_key"
             )
-        table = _read(pf, [opts.id_key, key], shown)
-        return _rows(table, shown, opts, key)
+        return _rows(_read(pf, [opts.id_key, key], shown), shown, opts, key)
     id_col, step_col, features = long_columns(
         names,
         opts,
@@ -90,11 +84,28 @@ def read_parquet(p: Path, shown: str, opts: Options) -> Sequences:
         f"with a list column {opts.values_key!r} or {opts.tokens_key!r}",
     )
     used = [id_col] + ([step_col] if step_col is not None else []) + features
-    table = _read(pf, used, shown)
-    return _long(table, shown, id_col, step_col, features)
+    return _long(_read(pf, used, shown), shown, id_col, step_col, features)
 
 
-def _read(pf, columns: list[str], shown: str):
+def _open(raw: bytes, shown: str) -> pq.ParquetFile:
+    """The Parquet file in ``raw``, its schema read and its column names unique."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not raw.startswith(b"PAR1"):
+        raise DataError(f"{shown}: not a Parquet file (it does not start with the 'PAR1' marker)")
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(raw))
+        names = list(pf.schema_arrow.names)
+    except Exception as e:  # noqa: BLE001 - a corrupt file fails in many ways
+        raise DataError(f"{shown}: not a valid Parquet file ({reason(e)})") from None
+    dup = [n for k, n in enumerate(names) if n in names[:k]]
+    if dup:
+        raise DataError(f"{shown}: column name {dup[0]!r} appears more than once")
+    return pf
+
+
+def _read(pf: pq.ParquetFile, columns: list[str], shown: str) -> pa.Table:
     try:
         table = pf.read(columns=columns, use_threads=True)
         table.validate(full=True)
@@ -105,17 +116,25 @@ def _read(pf, columns: list[str], shown: str):
     return table
 
 
-def _id_strings(chunked, shown: str, name: str):
-    """The id column as a pyarrow string array, checked: no nulls, no empty ids."""
+def _as_strings(arr: pa.Array) -> tuple[pa.Array, bool]:
+    """``arr`` (dictionary-decoded) as a pyarrow string array, integers as their
+    text; and whether it could be (False: it holds something else)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    arr = chunked.combine_chunks()
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     if pa.types.is_integer(arr.type) or pa.types.is_large_string(arr.type):
-        arr = pc.cast(arr, pa.string())
-    elif not pa.types.is_string(arr.type):
+        return pc.cast(arr, pa.string()), True
+    return arr, bool(pa.types.is_string(arr.type))
+
+
+def _id_strings(chunked: pa.ChunkedArray, shown: str, name: str) -> pa.Array:
+    """The id column as a pyarrow string array, checked: no nulls, no empty ids."""
+    import pyarrow.compute as pc
+
+    arr, ok = _as_strings(chunked.combine_chunks())
+    if not ok:
         raise DataError(f"{shown}: column {name!r} has type {_typ(arr.type)}; ids must be strings or integers")
     if arr.null_count:
         raise DataError(f"{shown}, {_row(_first(arr.is_null()))}: column {name!r} is null (every sequence needs an id)")
@@ -128,127 +147,142 @@ def _id_strings(chunked, shown: str, name: str):
 # -- one row per sequence ------------------------------------------------------------
 
 
-def _rows(table, shown: str, opts: Options, key: str) -> Sequences:
-    import pyarrow as pa
+def _rows(table: pa.Table, shown: str, opts: Options, key: str) -> Sequences:
+    """One row per sequence: ids in ``id_key``, the steps in the list column ``key``."""
     import pyarrow.compute as pc
 
-    id_arr = _id_strings(table.column(opts.id_key), shown, opts.id_key)
-    nul = pc.match_substring(id_arr, "\x00")
-    if pc.any(nul).as_py():
-        raise DataError(f"{shown}, {_row(_first(nul))}: column {opts.id_key!r} contains a NUL character")
-    ids = np.asarray(id_arr.to_numpy(zero_copy_only=False), dtype=str)
-    check_unique_ids(ids, shown, _row, f"in column {opts.id_key!r}")
-
+    ids = _unique_ids(table, shown, opts.id_key)  # (sequences,)
     col = table.column(key).combine_chunks()
     if col.null_count:
         r = _first(col.is_null())
         raise DataError(f"{shown}, {_row(r)}: sequence {show(str(ids[r]))} has a null {key!r}")
-    lengths = np.asarray(pc.list_value_length(col).to_numpy(zero_copy_only=False), dtype=np.int64)
+    lengths = np.asarray(pc.list_value_length(col).to_numpy(zero_copy_only=False), dtype=np.int64)  # (sequences,)
     empty = np.flatnonzero(lengths == 0)
     if empty.size:
         r = int(empty[0])
-        raise DataError(f"{shown}, {_row(r)}: sequence {show(str(ids[r]))} is empty; every sequence needs at least one step")
-    starts = np.concatenate([[0], np.cumsum(lengths)])
+        raise DataError(
+            f"{shown}, {_row(r)}: sequence {show(str(ids[r]))} is empty; every sequence needs at least one step"
+        )
 
     def at(step: int) -> str:
         """Global step index -> "row R: sequence 'x', step S"."""
-        r = int(np.searchsorted(starts, step, side="right") - 1)
-        return f"{shown}, {_row(r)}: sequence {show(str(ids[r]))}, step {step - int(starts[r])}"
+        r, s = locate_step(lengths, step)
+        return f"{shown}, {_row(r)}: sequence {show(str(ids[r]))}, step {s}"
 
-    inner = col.flatten()
+    inner = col.flatten()  # (total_steps,): one item per step
     if key == opts.tokens_key:
-        return _token_rows(inner, lengths, ids, shown, key, at)
-
-    if _is_list(inner.type):
-        if inner.null_count:
-            raise DataError(f"{at(_first(inner.is_null()))} is null (a step must be a list of numbers)")
-        widths = np.asarray(pc.list_value_length(inner).to_numpy(zero_copy_only=False), dtype=np.int64)
-        width = int(widths[0])
-        ragged = np.flatnonzero(widths != width)
-        if ragged.size:
-            s = int(ragged[0])
-            raise DataError(f"{at(s)} has {int(widths[s])} features but the first step of row 1 has {width}")
-        if width == 0:
-            raise DataError(f"{at(0)} has no features (an empty list)")
-        leaf = inner.flatten()
+        tokens = _token_rows(inner, shown, key, at)
     else:
-        width, leaf = 1, inner
+        tokens = _value_rows(inner, shown, key, at)
+    return Sequences(tokens, lengths, ids, shown)
+
+
+def _unique_ids(table: pa.Table, shown: str, id_key: str) -> np.ndarray:
+    """The ids ``(sequences,)`` of a table with one row per sequence, each once."""
+    import pyarrow.compute as pc
+
+    id_arr = _id_strings(table.column(id_key), shown, id_key)
+    nul = pc.match_substring(id_arr, "\x00")
+    if pc.any(nul).as_py():
+        raise DataError(f"{shown}, {_row(_first(nul))}: column {id_key!r} contains a NUL character")
+    ids = np.asarray(id_arr.to_numpy(zero_copy_only=False), dtype=str)
+    check_unique_ids(ids, shown, _row, f"in column {id_key!r}")
+    return ids
+
+
+def _value_rows(inner: pa.Array, shown: str, key: str, at: Callable[[int], str]) -> np.ndarray:
+    """The steps of every sequence, ``(total_steps, features)`` float32: ``inner``
+    holds one item per step, a list of numbers or (one feature) a number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    width, leaf = _step_width(inner, at)
     if not _is_number(leaf.type):
         raise DataError(
             f"{shown}: column {key!r} holds {_typ(leaf.type)} values, not numbers "
             "(expected list<list<number>> or list<number>)"
         )
+
+    def place(step: int, feature: int) -> str:
+        return f"{at(step)}, feature {feature}"
+
     if leaf.null_count:
-        k = _first(leaf.is_null())
-        raise DataError(f"{at(k // width)}, feature {k % width} is null (missing value)")
+        raise DataError(f"{place(*divmod(_first(leaf.is_null()), width))} is null (missing value)")
     try:
         x = np.asarray(pc.cast(leaf, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=np.float64)
     except Exception as e:  # noqa: BLE001 - e.g. a decimal beyond float64
         raise DataError(f"{shown}: column {key!r} cannot be read as numbers ({reason(e)})") from None
-    x = x.reshape(-1, width)
-    x32, bad = float32_values(x)
-    if bad.any():
-        s, f = (int(a[0]) for a in np.nonzero(bad))
-        raise DataError(f"{at(s)}, feature {f} {bad_value_text(x[s, f])}")
-    return Sequences(x32, lengths, ids, shown)
+    return checked_float32(x.reshape(-1, width), place)  # (total_steps, features)
 
 
-def _token_rows(inner, lengths, ids, shown: str, key: str, at) -> Sequences:
-    import pyarrow as pa
+def _step_width(inner: pa.Array, at: Callable[[int], str]) -> tuple[int, pa.Array]:
+    """The number of features per step, and the numbers of all steps end to end."""
     import pyarrow.compute as pc
 
-    if pa.types.is_dictionary(inner.type):
-        inner = inner.dictionary_decode()
-    t = inner.type
-    if pa.types.is_integer(t) or pa.types.is_large_string(t):
-        inner = pc.cast(inner, pa.string())
-    elif not pa.types.is_string(t):
-        raise DataError(f"{shown}: column {key!r} holds {_typ(t)} values; tokens must be strings or integers")
+    if not _is_list(inner.type):
+        return 1, inner
     if inner.null_count:
-        raise DataError(f"{at(_first(inner.is_null()))} is null (a token must be a string or an integer)")
-    tokens = inner.to_numpy(zero_copy_only=False).tolist()
+        raise DataError(f"{at(_first(inner.is_null()))} is null (a step must be a list of numbers)")
+    widths = np.asarray(pc.list_value_length(inner).to_numpy(zero_copy_only=False), dtype=np.int64)  # (total_steps,)
+    width = common_width(widths, at, "the first step of row 1")
+    if width == 0:
+        raise DataError(f"{at(0)} has no features (an empty list)")
+    return width, inner.flatten()
+
+
+def _token_rows(inner: pa.Array, shown: str, key: str, at: Callable[[int], str]) -> np.ndarray:
+    """The tokens of every sequence end to end, ``(total_tokens,)`` unicode."""
+    strings, ok = _as_strings(inner)
+    if not ok:
+        raise DataError(
+            f"{shown}: column {key!r} holds {_typ(strings.type)} values; tokens must be strings or integers"
+        )
+    if strings.null_count:
+        raise DataError(f"{at(_first(strings.is_null()))} is null (a token must be a string or an integer)")
+    tokens = strings.to_numpy(zero_copy_only=False).tolist()
     check_tokens(tokens, lambda k: f"{at(k)}: token")
-    return Sequences(np.asarray(tokens, dtype=str), lengths, ids, shown)
+    return np.asarray(tokens, dtype=str)
 
 
 # -- long format -----------------------------------------------------------------------
 
 
-def _long(table, shown: str, id_col: str, step_col: str | None, features: list[str]) -> Sequences:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    n = table.num_rows
+def _long(table: pa.Table, shown: str, id_col: str, step_col: str | None, features: list[str]) -> Sequences:
+    """Long format: one row per step, gathered into sequences by ``id_col``."""
     id_arr = _id_strings(table.column(id_col), shown, id_col)
     position = {name: k for k, name in enumerate(table.column_names)}
     problems: list[tuple[int, int, str]] = []  # (row, column position, message)
 
     def numeric(name: str, float32: bool) -> np.ndarray:
         col = table.column(name)
-        if pa.types.is_dictionary(col.type) or not _is_number(col.type):
-            raise DataError(f"{shown}: column {name!r} has type {_typ(col.type)}; it must hold numbers")
-        try:
-            x = np.asarray(pc.cast(col, pa.float64(), safe=False).to_numpy(), dtype=np.float64)
-        except Exception as e:  # noqa: BLE001
-            raise DataError(f"{shown}: column {name!r} cannot be read as numbers ({reason(e)})") from None
-        pos = position[name]
-        x32, bad = float32_values(x) if float32 else (x, ~np.isfinite(x))
-        if col.null_count:
-            is_null = np.asarray(col.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-            problems.append((int(np.argmax(is_null)), pos, f"column {name!r} is null (missing value)"))
-            bad &= ~is_null  # a null is reported as missing, not as NaN
-        if bad.any():
-            r = int(np.argmax(bad))
-            problems.append((r, pos, f"column {name!r} {bad_value_text(x[r])}"))
-        return x32
+        x64 = _float64_column(col, shown, name)  # (rows,)
+        x, found = column_problems(x64, null_mask(col), float32)
+        for row, kind in found:
+            what = "is null (missing value)" if kind == "missing" else bad_value_text(x64[row])
+            problems.append((row, position[name], f"column {name!r} {what}"))
+        return x
 
-    x, steps = numeric_columns(numeric, n, step_col, features)
+    x, steps = numeric_columns(numeric, table.num_rows, step_col, features)  # (rows, features), (rows,)
     if problems:
         row, _, msg = min(problems)
         raise DataError(f"{shown}, {_row(row)}: {msg}")
 
     def step_text(r: int) -> str:
+        assert steps is not None  # only asked about with a step column
         v = float(steps[r])
         return str(int(v)) if v.is_integer() else repr(v)
 
     return group_rows(x, id_arr, steps, shown, id_col, _row, step_text)
+
+
+def _float64_column(col: pa.ChunkedArray, shown: str, name: str) -> np.ndarray:
+    """A numeric column ``(rows,)`` as float64, nulls as NaN."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_dictionary(col.type) or not _is_number(col.type):
+        raise DataError(f"{shown}: column {name!r} has type {_typ(col.type)}; it must hold numbers")
+    try:
+        return np.asarray(pc.cast(col, pa.float64(), safe=False).to_numpy(), dtype=np.float64)
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{shown}: column {name!r} cannot be read as numbers ({reason(e)})") from None
