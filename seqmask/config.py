@@ -207,16 +207,16 @@ class TrainConfig:
 
     # A ceiling, not a target: early stopping ends most runs long before 200.
     epochs: int = 200
-    # 32: twice the updates per epoch of 64. On the bundled data (configs/minimal.yaml, seeds
-    # 0-2) best val_loss 0.30 / 0.20 / 0.29 with 32 against 0.32 / 0.25 / 0.27 with 64
-    # (BENCHMARKS.md): close, 32 ahead on two seeds of three. 32 suits the small datasets a
-    # first run is often on; datasets of many thousands of sequences can afford 64 or more.
+    # 32: twice the updates per epoch of 64, which suits the small datasets a first run is
+    # often on; on the bundled data the two are close over three seeds (see BENCHMARKS.md,
+    # section "Defaults"). Datasets of many thousands of sequences can afford 64 or more.
     batch_size: int = 32
     # A little above Adam's 0.001: with gradient clipping, LSTMs take it and converge sooner.
     learning_rate: float = 0.002
     # Epochs without validation improvement before stopping. 20 rides out the noisy
-    # plateaus LSTMs often have (on the bundled data 15 with a faster schedule stopped at
-    # val_loss 0.36 where 20 went on to 0.23); 0 never stops early.
+    # plateaus LSTMs often have: on the bundled data 15 with a faster schedule stops early
+    # at a clearly worse loss than 20 (see BENCHMARKS.md, section "Defaults"); 0 never
+    # stops early.
     patience: int = 20
     # 0.0: any improvement counts, so the default does not depend on the loss scale.
     min_delta: float = 0.0

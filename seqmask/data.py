@@ -368,9 +368,10 @@ def pad(
             f"sequence {str(seqs.ids[idx[j]])!r} has {int(lengths[j])} steps, more than time_len {time_len}"
         )
     out = np.full((idx.size, time_len, seqs.num_features), pad_value, dtype=dtype)
-    # One slice copy per sequence: it runs before every training step, and for batches of
-    # training size it is several times faster than one fancy-indexed copy of every step
-    # (0.26 -> 0.07 ms for a bench batch; BENCHMARKS.md).
+    # One slice copy per sequence, not one fancy-indexed copy of every step: this runs
+    # before every training step, and for batches of training size the slices are several
+    # times faster (see BENCHMARKS.md, section "Training throughput (CPU)"; the time it
+    # takes now is a row of section "Where the time goes").
     values, starts = seqs.values, seqs.offsets[idx].tolist()
     for row, (start, length) in enumerate(zip(starts, lengths.tolist())):
         first = 0 if padding == "post" else time_len - length

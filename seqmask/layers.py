@@ -113,8 +113,8 @@ class LastStep(keras.layers.Layer):
         batch, time, units = ops.shape(sequence)[0], ops.shape(sequence)[1], ops.shape(sequence)[2]
         index = last_step_index_ops(lengths, time, self.padding)  # (batch,)
         # Row b * time + index[b] of the (batch * time, units) view: one gather, whose
-        # gradient is a cheap scatter (take_along_axis took about twice the time, forward +
-        # backward, on the bench's shapes: BENCHMARKS.md).
+        # gradient is a cheap scatter; take_along_axis was slower, forward + backward (see
+        # BENCHMARKS.md, section "Where the time goes", measured and not taken).
         rows = ops.arange(batch, dtype="int32") * time + index  # (batch,)
         return ops.take(ops.reshape(sequence, (-1, units)), rows, axis=0)  # (batch, units)
 
