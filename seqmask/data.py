@@ -20,10 +20,10 @@ and nothing here imports TensorFlow or Keras.
 
 from __future__ import annotations
 
+from collections.abc import Sequence as _PySequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-from typing import Sequence as _PySequence
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class Sequences:
         i %= n
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
-    def subset(self, indices: _PySequence[int] | np.ndarray) -> "Sequences":
+    def subset(self, indices: _PySequence[int] | np.ndarray) -> Sequences:
         """The sequences at ``indices``, in that order (repeats allowed)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
@@ -169,7 +169,7 @@ class Sequences:
         rows = _gather_index(self.offsets[idx], lengths)
         return Sequences(self.values[rows], lengths, self.ids[idx], self.source)
 
-    def with_values(self, values: np.ndarray) -> "Sequences":
+    def with_values(self, values: np.ndarray) -> Sequences:
         """Same lengths, ids and source; new values with ``num_steps`` rows, in any
         of the forms the constructor takes (``(num_steps, F)`` numbers or ids,
         ``(num_steps,)`` tokens)."""
@@ -279,7 +279,7 @@ class Normalizer:
         return int(self.mean.shape[0])
 
     @classmethod
-    def fit(cls, seqs: Sequences) -> "Normalizer":
+    def fit(cls, seqs: Sequences) -> Normalizer:
         """Mean and (population) std of every feature over all real steps.
 
         ``ValueError`` for tokens or token ids: they are never normalized.
@@ -296,7 +296,7 @@ class Normalizer:
         return cls(mean, std)
 
     @classmethod
-    def identity(cls, num_features: int) -> "Normalizer":
+    def identity(cls, num_features: int) -> Normalizer:
         return cls(np.zeros(num_features), np.ones(num_features))
 
     def apply(self, seqs: Sequences) -> Sequences:
@@ -312,7 +312,7 @@ class Normalizer:
         return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Normalizer":
+    def from_dict(cls, d: dict[str, Any]) -> Normalizer:
         """Inverse of :meth:`to_dict`. Raises ``ValueError`` if ``d`` is malformed."""
         if not isinstance(d, dict) or "mean" not in d or "std" not in d:
             raise ValueError("a normalizer needs 'mean' and 'std' lists")
@@ -373,7 +373,7 @@ def pad(
     # times faster (see BENCHMARKS.md, section "Training throughput (CPU)"; the time it
     # takes now is a row of section "Where the time goes").
     values, starts = seqs.values, seqs.offsets[idx].tolist()
-    for row, (start, length) in enumerate(zip(starts, lengths.tolist())):
+    for row, (start, length) in enumerate(zip(starts, lengths.tolist(), strict=True)):
         first = 0 if padding == "post" else time_len - length
         out[row, first : first + length] = values[start : start + length]
     return out

@@ -12,6 +12,7 @@ Every layer uses `keras.ops` only, implements `get_config`, and is registered, s
 model loads with `safe_mode=True`.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -23,6 +24,8 @@ PACKAGE = "seqmask"
 
 # A backend tensor, or a numpy array where keras.ops takes one; Keras has no type for both.
 Tensor = Any
+# A Keras shape: one size per axis, None where it is only known at run time.
+Shape = tuple[int | None, ...]
 
 
 def length_mask_ops(lengths: Tensor, time_len: Any, padding: Padding) -> Tensor:
@@ -56,23 +59,23 @@ def last_step_index_ops(lengths: Tensor, time_len: Any, padding: Padding) -> Ten
 class LengthMask(keras.layers.Layer):
     """Builds the step mask from lengths: [values, lengths] -> (batch, time) bool."""
 
-    def __init__(self, padding="post", **kwargs):
+    def __init__(self, padding: Padding = "post", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.padding = check_choice("padding", padding, Padding)
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
         values, lengths = inputs  # (batch, time, features), (batch,)
         return length_mask_ops(lengths, ops.shape(values)[1], self.padding)  # (batch, time)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         values_shape, _ = input_shape
         return tuple(values_shape[:2])
 
-    def compute_output_spec(self, inputs):
+    def compute_output_spec(self, inputs: Sequence[Any]) -> Any:
         values, _ = inputs
         return keras.KerasTensor(values.shape[:2], dtype="bool")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "padding": self.padding}
 
 
@@ -84,15 +87,15 @@ class ClearPadding(keras.layers.Layer):
     weight: no output, latent vector or gradient can depend on it.
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
         values, step_mask = inputs  # (batch, time, features), (batch, time)
         return ops.where(step_mask[:, :, None], values, ops.zeros_like(values))
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
         _, step_mask = inputs
         return ops.cast(step_mask, "bool")  # (batch, time)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         return input_shape[0]
 
 
@@ -104,11 +107,11 @@ class LastStep(keras.layers.Layer):
     shorter than the batch.
     """
 
-    def __init__(self, padding="post", **kwargs):
+    def __init__(self, padding: Padding = "post", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.padding = check_choice("padding", padding, Padding)
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
         sequence, lengths = inputs  # (batch, time, units), (batch,)
         batch, time, units = ops.shape(sequence)[0], ops.shape(sequence)[1], ops.shape(sequence)[2]
         index = last_step_index_ops(lengths, time, self.padding)  # (batch,)
@@ -118,14 +121,14 @@ class LastStep(keras.layers.Layer):
         rows = ops.arange(batch, dtype="int32") * time + index  # (batch,)
         return ops.take(ops.reshape(sequence, (-1, units)), rows, axis=0)  # (batch, units)
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
         return None  # one vector per sequence: nothing left to mask
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         sequence_shape, _ = input_shape
         return (sequence_shape[0], sequence_shape[2])
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "padding": self.padding}
 
 
@@ -137,15 +140,15 @@ class RepeatToTime(keras.layers.Layer):
     Like `RepeatVector`, it returns no mask: `ReattachMask` restores one where wanted.
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
         vector, values = inputs  # (batch, dim), (batch, time, features)
         time_len = ops.shape(values)[1]
         return ops.repeat(vector[:, None, :], time_len, axis=1)  # (batch, time, dim)
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
         return None
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         vector_shape, values_shape = input_shape
         return (vector_shape[0], values_shape[1], vector_shape[1])
 
@@ -158,15 +161,15 @@ class ReattachMask(keras.layers.Layer):
     unchanged, so padding never advances the decoder.
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
         x, _ = inputs  # (batch, time, dim), (batch, time)
         return x
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
         _, step_mask = inputs
         return ops.cast(step_mask, "bool")  # (batch, time)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         return input_shape[0]
 
 
@@ -177,12 +180,12 @@ class CropByMask(keras.layers.Layer):
     d(x * m)/dx = m, so padded steps also pass back exactly zero gradient.
     """
 
-    def call(self, inputs):
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
         x, step_mask = inputs  # (batch, time, dim), (batch, time)
         return x * ops.cast(step_mask, x.dtype)[:, :, None]  # (batch, time, dim)
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
         return None  # padded steps are already zero; downstream needs no mask
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         return input_shape[0]
