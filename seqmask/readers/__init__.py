@@ -43,8 +43,8 @@ Token data (``tokens`` in JSONL/Parquet, ``tokens_text``) comes back as a
 
 from __future__ import annotations
 
+from collections.abc import Sequence as _PySequence
 from pathlib import Path
-from typing import Sequence as _PySequence
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
