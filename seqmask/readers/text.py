@@ -17,6 +17,7 @@ import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
+from seqmask.readers._arrays import locate_step
 from seqmask.readers._common import (
     Options,
     check_tokens,
@@ -52,6 +53,7 @@ def decode_lines(raw: bytes, shown: str) -> list[str]:
 
 
 def read_tokens_text(p: Path, shown: str, opts: Options) -> Sequences:
+    """One sequence per non-blank line; its id is the line number."""
     reject_column_options(opts, shown, "a token text file has one sequence of tokens per line")
     lines = decode_lines(gunzip_if_gzip(read_bytes(p, shown), shown), shown)
     tokens: list[str] = []
@@ -65,11 +67,10 @@ def read_tokens_text(p: Path, shown: str, opts: Options) -> Sequences:
             ids.append(line_no)
     if not ids:
         raise DataError(f"{shown}: no sequences (the file is empty or has only blank lines)")
-    starts = np.concatenate([[0], np.cumsum(lengths)])
 
     def where(k: int) -> str:
-        seq = int(np.searchsorted(starts, k, side="right") - 1)
-        return f"{shown}, line {ids[seq]}: token {k - int(starts[seq])}"
+        seq, token = locate_step(lengths, k)
+        return f"{shown}, line {ids[seq]}: token {token}"
 
     check_tokens(tokens, where)  # whitespace never is in a token; NUL can be
     return Sequences(
