@@ -7,6 +7,7 @@ The checks on numpy arrays are in :mod:`._arrays`; the rules of long-format tabl
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import re
 import zlib
@@ -54,12 +55,8 @@ def check_exists(p: Path, shown: str) -> None:
     """``DataError`` unless ``p`` exists and can be looked at."""
     try:
         p.stat()
-    except FileNotFoundError:
-        raise DataError(f"{shown}: file not found") from None
-    except PermissionError:
-        raise DataError(f"{shown}: permission denied") from None
     except (OSError, ValueError) as e:  # ValueError: a NUL byte in the path
-        raise DataError(f"{shown}: cannot access the file ({getattr(e, 'strerror', None) or e})") from None
+        raise _file_error(e, shown, "access the file") from None
 
 
 def read_bytes(p: Path, shown: str) -> bytes:
@@ -67,14 +64,19 @@ def read_bytes(p: Path, shown: str) -> bytes:
     try:
         with open(p, "rb") as f:
             return f.read()
-    except FileNotFoundError:
-        raise DataError(f"{shown}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{shown}: is a directory, not a data file") from None
-    except PermissionError:
-        raise DataError(f"{shown}: permission denied") from None
     except (OSError, ValueError) as e:
-        raise DataError(f"{shown}: cannot read the file ({getattr(e, 'strerror', None) or e})") from None
+        raise _file_error(e, shown, "read the file") from None
+
+
+def _file_error(e: OSError | ValueError, shown: str, doing: str) -> DataError:
+    """The message for a failure to ``doing`` ("read the file") ``shown``."""
+    if isinstance(e, FileNotFoundError):
+        return DataError(f"{shown}: file not found")
+    if isinstance(e, IsADirectoryError):
+        return DataError(f"{shown}: is a directory, not a data file")
+    if isinstance(e, PermissionError):
+        return DataError(f"{shown}: permission denied")
+    return DataError(f"{shown}: cannot {doing} ({getattr(e, 'strerror', None) or e})")
 
 
 def read_nonempty(p: Path, shown: str) -> bytes:
@@ -93,6 +95,20 @@ def gunzip_if_gzip(raw: bytes, shown: str) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{shown}: not a valid gzip file ({reason(e)})") from None
+
+
+def strip_bom(raw: bytes) -> bytes:
+    """``raw`` without a leading UTF-8 byte order mark (some editors write one)."""
+    return raw[len(codecs.BOM_UTF8) :] if raw.startswith(codecs.BOM_UTF8) else raw
+
+
+def utf8_text(raw: bytes, where: Callable[[int], str]) -> str:
+    """``raw`` decoded as UTF-8, or ``DataError`` for its first bad byte, placed by
+    ``where(offset)`` ("data.csv, line 1")."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{where(e.start)}: not valid UTF-8 text (byte {raw[e.start]:#04x})") from None
 
 
 # -- messages ------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import numpy as np
 from seqmask.data import Sequences
 from seqmask.errors import DataError
 from seqmask.readers._arrays import first_repeat
-from seqmask.readers._common import Options, gunzip_if_gzip, read_bytes, reason
+from seqmask.readers._common import Options, gunzip_if_gzip, read_bytes, reason, utf8_text
 from seqmask.readers._csvrows import Columns, Lines, cell_problem, scan_csv
 from seqmask.readers._long import column_problems, group_rows, long_columns, null_mask, numeric_columns
 
@@ -152,10 +152,7 @@ def _csv_header(raw: bytes, shown: str) -> tuple[list[str], bool]:
     if not first.strip(b" \t"):
         raise DataError(f"{shown}, line 1: empty; the first line must be the header row naming the columns")
     has_data = _NOT_BLANK.search(raw, stop) is not None
-    try:
-        text = first.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{shown}, line 1: not valid UTF-8 text (byte {first[e.start]:#04x})") from None
+    text = utf8_text(first, lambda _: f"{shown}, line 1")
     try:
         header = next(csv.reader([text]))
     except (csv.Error, StopIteration) as e:

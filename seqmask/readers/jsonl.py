@@ -15,7 +15,6 @@ loop per line, never per number.
 
 from __future__ import annotations
 
-import codecs
 import itertools
 import json
 from collections.abc import Callable
@@ -34,7 +33,9 @@ from seqmask.readers._common import (
     read_bytes,
     reject_column_options,
     show,
+    strip_bom,
     text_problem,
+    utf8_text,
 )
 
 _NUMBER_TYPES = frozenset({int, float})
@@ -61,8 +62,7 @@ def read_jsonl(p: Path, shown: str, opts: Options) -> Sequences:
     """One sequence per non-blank line, in file order."""
     reject_column_options(opts, shown, "a JSONL file names its keys with id_key, values_key and tokens_key")
     raw = gunzip_if_gzip(read_bytes(p, shown), shown)
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
+    raw = strip_bom(raw)
     seen = _Seen(opts)
     for line_no, line in enumerate(raw.split(b"\n"), 1):  # a loop per line
         if line.strip():
@@ -75,10 +75,7 @@ def read_jsonl(p: Path, shown: str, opts: Options) -> Sequences:
 
 def _record(line: bytes, at: str) -> dict[str, Any]:
     """One line as a JSON object; ``at`` is the file and line, for the messages."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{at}: not valid UTF-8 text (byte {line[e.start]:#04x})") from None
+    text = utf8_text(line, lambda _: at)
     try:
         record = json.loads(text)
     except RecursionError:

@@ -9,7 +9,6 @@ all end a line. A file starting with the gzip magic bytes is decompressed first.
 
 from __future__ import annotations
 
-import codecs
 import re
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from seqmask.readers._common import (
     gunzip_if_gzip,
     read_bytes,
     reject_column_options,
+    strip_bom,
+    utf8_text,
 )
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -38,14 +39,8 @@ def line_of(raw: bytes, offset: int) -> int:
 def decode_lines(raw: bytes, shown: str) -> list[str]:
     """UTF-8 text split into physical lines (a final line break ends the last
     line; it does not start a new one). ``DataError`` names the line of a bad byte."""
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{shown}, line {line_of(raw, e.start)}: not valid UTF-8 text (byte {raw[e.start]:#04x})"
-        ) from None
+    raw = strip_bom(raw)
+    text = utf8_text(raw, lambda offset: f"{shown}, line {line_of(raw, offset)}")
     lines = _LINE_BREAK.split(text)
     if lines and lines[-1] == "":
         lines.pop()
