@@ -8,7 +8,9 @@ import subprocess
 import sys
 import typing
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +21,8 @@ from seqmask import config as config_module
 from seqmask.config import (
     Config,
     DataConfig,
+    Decoder,
+    Device,
     InputConfig,
     ModelConfig,
     Padding,
@@ -80,14 +84,14 @@ train:
 """
 
 
-def with_(section: str, **values) -> dict:
+def with_(section: str, **values: Any) -> dict[str, Any]:
     """MINIMAL with `values` set in `section`."""
     raw = {"data": dict(MINIMAL["data"])}
     raw.setdefault(section, {}).update(values)
     return raw
 
 
-def error_of(raw, **kwargs) -> str:
+def error_of(raw: Any, **kwargs: Any) -> str:
     with pytest.raises(ConfigError) as info:
         config_from_dict(raw, **kwargs)
     message = str(info.value)
@@ -105,10 +109,11 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
 # --------------------------------------------------------------------------- defaults and schema
 
 
-def test_dataclass_defaults_read_naturally():
+def test_dataclass_defaults_read_naturally() -> None:
     cfg = Config(DataConfig(train="x.csv"))
     assert cfg.input == InputConfig() and cfg.input.kind == "values"
-    assert (cfg.input.min_count, cfg.input.max_size, cfg.input.vocabulary, cfg.input.embedding_dim) == (1, None, None, 32)
+    inp = cfg.input
+    assert (inp.min_count, inp.max_size, inp.vocabulary, inp.embedding_dim) == (1, None, None, 32)
     assert (cfg.data.id_key, cfg.data.values_key, cfg.data.tokens_key) == ("id", "values", "tokens")
     assert cfg.model.units == 64
     assert cfg.model.decoder == "repeat"
@@ -119,19 +124,19 @@ def test_dataclass_defaults_read_naturally():
     assert TrainConfig().epochs == 200
 
 
-def test_minimal_config_gets_every_default(tmp_path):
+def test_minimal_config_gets_every_default(tmp_path: Path) -> None:
     cfg = config_from_dict(MINIMAL, base_dir=tmp_path)
     assert cfg == Config(DataConfig(train=str(tmp_path / "train.csv")))
 
 
-def test_dataclasses_are_frozen():
+def test_dataclasses_are_frozen() -> None:
     cfg = config_from_dict(MINIMAL)
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.model.units = 3  # type: ignore[misc]
     assert dataclasses.replace(cfg.model, units=3).units == 3
 
 
-def test_spec_tables_match_dataclasses():
+def test_spec_tables_match_dataclasses() -> None:
     for name, (cls, spec) in config_module._SECTIONS.items():
         assert [f.name for f in dataclasses.fields(cls)] == list(spec), name
         hints = typing.get_type_hints(cls)
@@ -143,7 +148,7 @@ def test_spec_tables_match_dataclasses():
     assert [f.name for f in dataclasses.fields(Config)] == list(config_module._SECTIONS)
 
 
-def test_a_field_needs_exactly_one_of_spec_row_and_literal_type():
+def test_a_field_needs_exactly_one_of_spec_row_and_literal_type() -> None:
     @dataclasses.dataclass(frozen=True)
     class Both:
         side: config_module.Padding = "post"
@@ -159,7 +164,7 @@ def test_a_field_needs_exactly_one_of_spec_row_and_literal_type():
     assert config_module._section_spec(Both, {})["side"].choices == ("post", "pre")
 
 
-def test_check_choice():
+def test_check_choice() -> None:
     assert choices_of(Padding) == ("post", "pre")
     assert check_choice("padding", "pre", Padding) == "pre"
     with pytest.raises(ValueError, match=r"^padding must be one of \('post', 'pre'\), got 'middle'$"):
@@ -168,21 +173,21 @@ def test_check_choice():
         check_choice("batching", None, config_module.Batching)
 
 
-def test_defaults_pass_their_own_checks():
+def test_defaults_pass_their_own_checks() -> None:
     # Every default must be a value the parser itself accepts unchanged.
     cfg = Config(DataConfig(train=os.path.abspath("x.csv")))
     assert config_from_dict(config_to_dict(cfg)) == cfg
 
 
-def test_module_imports_without_tensorflow():
-    code = "import sys, seqmask.config; assert not {'tensorflow', 'keras'} & set(sys.modules)"
+def test_module_imports_without_tensorflow() -> None:
+    code = "import sys, seqmask.config; assert not {'tensorflow', 'keras', 'numpy'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # --------------------------------------------------------------------------- a full config
 
 
-def test_full_config_file(tmp_path):
+def test_full_config_file(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, FULL_YAML))
     d, m, t = cfg.data, cfg.model, cfg.train
     assert d.train == str(tmp_path / "data" / "train.csv")
@@ -211,7 +216,7 @@ def test_full_config_file(tmp_path):
     )
 
 
-def test_empty_sections_mean_defaults():
+def test_empty_sections_mean_defaults() -> None:
     cfg = config_from_dict({"data": {"train": "a"}, "model": None, "train": None})
     assert cfg.model == ModelConfig() and cfg.train == TrainConfig()
 
@@ -219,34 +224,34 @@ def test_empty_sections_mean_defaults():
 # --------------------------------------------------------------------------- error messages
 
 
-def test_unknown_key_did_you_mean():
+def test_unknown_key_did_you_mean() -> None:
     message = error_of(with_("model", unit=3), source="configs/x.yaml")
     assert message == "unknown key 'model.unit' in configs/x.yaml; did you mean 'model.units'?"
 
 
-def test_unknown_key_lists_valid_keys_when_nothing_is_close():
+def test_unknown_key_lists_valid_keys_when_nothing_is_close() -> None:
     message = error_of(with_("model", zzzz=3))
     assert "unknown key 'model.zzzz'" in message
     assert "did you mean" not in message
     assert "'units', 'num_layers', 'latent_dim', 'decoder', 'decoder_units'" in message
 
 
-def test_unknown_key_in_the_wrong_section_points_to_the_right_one():
+def test_unknown_key_in_the_wrong_section_points_to_the_right_one() -> None:
     assert "did you mean 'model.units'?" in error_of(with_("train", units=3))
     assert "did you mean 'train.epochs'?" in error_of({**MINIMAL, "epochs": 3})
 
 
-def test_unknown_top_level_key():
+def test_unknown_top_level_key() -> None:
     message = error_of({**MINIMAL, "modle": {}}, source="c.yaml")
     assert message == "unknown key 'modle' in c.yaml; did you mean 'model'?"
 
 
-def test_unknown_non_string_key():
+def test_unknown_non_string_key() -> None:
     assert "unknown key 'model.1'" in error_of({**MINIMAL, "model": {1: 2}})
 
 
 @pytest.mark.parametrize("raw", [{}, {"data": {}}, {"data": None}, {"model": {"units": 3}}])
-def test_missing_required_key(raw):
+def test_missing_required_key(raw: Any) -> None:
     assert error_of(raw, source="c.yaml") == "missing required key 'data.train' in c.yaml"
 
 
@@ -275,16 +280,16 @@ def test_missing_required_key(raw):
         ("data", "feature_columns", ["a", "b", "a"], "'data.feature_columns' lists 'a' more than once"),
     ],
 )
-def test_wrong_type(section, key, value, expected):
+def test_wrong_type(section: str, key: str, value: Any, expected: str) -> None:
     assert expected in error_of(with_(section, **{key: value}))
 
 
-def test_long_values_are_shortened_in_messages():
+def test_long_values_are_shortened_in_messages() -> None:
     message = error_of(with_("train", batch_size="x" * 10_000))
     assert len(message) < 200 and "'train.batch_size' must be an integer" in message
 
 
-def test_float_keys_accept_ints_and_float_strings():
+def test_float_keys_accept_ints_and_float_strings() -> None:
     cfg = config_from_dict(with_("train", learning_rate="1e-3", min_delta=1, clip_norm=" 2.5 "))
     assert cfg.train.learning_rate == 0.001
     assert cfg.train.min_delta == 1.0 and isinstance(cfg.train.min_delta, float)
@@ -294,14 +299,20 @@ def test_float_keys_accept_ints_and_float_strings():
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [
-        ("model", "decoder", "remsk", "'model.decoder' must be one of 'repeat', 'remask', 'crop', got 'remsk'; did you mean 'remask'?"),
-        ("train", "device", "GPU", "'train.device' must be one of 'auto', 'cpu', 'gpu', got 'GPU'; did you mean 'gpu'?"),
+        (
+            "model", "decoder", "remsk",
+            "'model.decoder' must be one of 'repeat', 'remask', 'crop', got 'remsk'; did you mean 'remask'?",
+        ),
+        (
+            "train", "device", "GPU",
+            "'train.device' must be one of 'auto', 'cpu', 'gpu', got 'GPU'; did you mean 'gpu'?",
+        ),
         ("model", "decoder", "zzzzz", "'model.decoder' must be one of 'repeat', 'remask', 'crop', got 'zzzzz'"),
         ("data", "padding", 3, "'data.padding' must be one of 'post', 'pre', got 3 (int)"),
         ("data", "truncating", None, "'data.truncating' must be one of 'post', 'pre', 'none', got null"),
     ],
 )
-def test_choice(section, key, value, expected):
+def test_choice(section: str, key: str, value: Any, expected: str) -> None:
     assert error_of(with_(section, **{key: value})) == expected
 
 
@@ -321,11 +332,11 @@ def test_choice(section, key, value, expected):
         ("train", "checkpoint_every_batches", 0, "'train.checkpoint_every_batches' must be >= 1, got 0"),
     ],
 )
-def test_out_of_range(section, key, value, expected):
+def test_out_of_range(section: str, key: str, value: Any, expected: str) -> None:
     assert error_of(with_(section, **{key: value})) == expected
 
 
-def test_range_edges_are_accepted():
+def test_range_edges_are_accepted() -> None:
     cfg = config_from_dict(
         {
             "data": {"train": "a", "validation_split": 0, "max_len": 1},
@@ -337,7 +348,7 @@ def test_range_edges_are_accepted():
 
 
 @pytest.mark.parametrize("value", [[1, 2], "abc", 3, True])
-def test_section_that_is_not_a_mapping(value):
+def test_section_that_is_not_a_mapping(value: Any) -> None:
     message = error_of({**MINIMAL, "model": value}, source="c.yaml")
     assert "section 'model' in c.yaml must be a mapping" in message
 
@@ -350,7 +361,10 @@ def test_section_that_is_not_a_mapping(value):
     [
         ("", "is empty"),
         ("# only a comment\n", "is empty"),
-        ("- a\n- b\n", "must hold a mapping with the sections 'data', 'input', 'model' and 'train', got ['a', 'b'] (list)"),
+        (
+            "- a\n- b\n",
+            "must hold a mapping with the sections 'data', 'input', 'model' and 'train', got ['a', 'b'] (list)",
+        ),
         ("42\n", "got 42 (int)"),
         ("just text\n", "got 'just text' (str)"),
         ("data:\n  train: a\nmodel:\n  units: [1\n", "invalid YAML in"),
@@ -362,7 +376,7 @@ def test_section_that_is_not_a_mapping(value):
         ("[" * 1500 + "]" * 1500, "invalid YAML in"),
     ],
 )
-def test_bad_files_name_the_file(tmp_path, text, expected):
+def test_bad_files_name_the_file(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_config(path)
@@ -370,7 +384,7 @@ def test_bad_files_name_the_file(tmp_path, text, expected):
     assert str(path) in message and expected in message and "\n" not in message
 
 
-def test_missing_file_directory_and_non_utf8(tmp_path):
+def test_missing_file_directory_and_non_utf8(tmp_path: Path) -> None:
     for path, expected in [
         (tmp_path / "nope.yaml", "does not exist"),
         (tmp_path, "is a directory"),
@@ -386,7 +400,7 @@ def test_missing_file_directory_and_non_utf8(tmp_path):
     assert str(binary) in str(info.value)
 
 
-def test_unknown_key_in_a_file_names_the_file(tmp_path):
+def test_unknown_key_in_a_file_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a\nmodel:\n  unit: 3\n")
     with pytest.raises(ConfigError) as info:
         load_config(path)
@@ -396,7 +410,7 @@ def test_unknown_key_in_a_file_names_the_file(tmp_path):
 # --------------------------------------------------------------------------- combinations
 
 
-def test_gpu_needs_post_padding():
+def test_gpu_needs_post_padding() -> None:
     raw = {"data": {"train": "a", "padding": "pre"}, "model": {"decoder": "remask"}, "train": {"device": "gpu"}}
     assert error_of(raw) == (
         "'data.padding' is 'pre' but 'train.device' is 'gpu': "
@@ -405,7 +419,7 @@ def test_gpu_needs_post_padding():
 
 
 @pytest.mark.parametrize("decoder", ["repeat", "crop"])
-def test_repeat_and_crop_decoders_need_post_padding(decoder):
+def test_repeat_and_crop_decoders_need_post_padding(decoder: Decoder) -> None:
     raw = {"data": {"train": "a", "padding": "pre"}, "model": {"decoder": decoder}}
     message = error_of(raw)
     assert f"'data.padding' is 'pre' but 'model.decoder' is {decoder!r}" in message
@@ -414,34 +428,38 @@ def test_repeat_and_crop_decoders_need_post_padding(decoder):
 
 
 @pytest.mark.parametrize("device", ["auto", "cpu"])
-def test_pre_padding_is_fine_with_remask_off_gpu(device):
+def test_pre_padding_is_fine_with_remask_off_gpu(device: Device) -> None:
     raw = {"data": {"train": "a", "padding": "pre"}, "model": {"decoder": "remask"}, "train": {"device": device}}
     assert config_from_dict(raw).data.padding == "pre"
 
 
-def test_input_section_values_and_errors():
+def test_input_section_values_and_errors() -> None:
     cfg = config_from_dict(with_("input", kind="tokens", min_count=3, max_size=3, embedding_dim=1))
     assert (cfg.input.kind, cfg.input.min_count, cfg.input.max_size, cfg.input.embedding_dim) == ("tokens", 3, 3, 1)
-    assert error_of(with_("input", kind="token")) == "'input.kind' must be one of 'values', 'tokens', got 'token'; did you mean 'tokens'?"
+    assert error_of(with_("input", kind="token")) == (
+        "'input.kind' must be one of 'values', 'tokens', got 'token'; did you mean 'tokens'?"
+    )
     assert error_of(with_("input", min_count=0)) == "'input.min_count' must be >= 1, got 0"
     assert error_of(with_("input", max_size=2)) == "'input.max_size' must be >= 3, got 2"
     assert error_of(with_("input", embedding_dim=0)) == "'input.embedding_dim' must be >= 1, got 0"
     assert "'input.embedding_dim' must be an integer, got 1.5 (float)" in error_of(with_("input", embedding_dim=1.5))
-    assert "'input.vocabulary' must be a file path (a non-empty string) or null" in error_of(with_("input", vocabulary=3))
+    message = error_of(with_("input", vocabulary=3))
+    assert "'input.vocabulary' must be a file path (a non-empty string) or null" in message
     assert "did you mean 'input.min_count'?" in error_of(with_("input", mincount=2))
     assert "did you mean 'input.embedding_dim'?" in error_of(with_("model", embedding_dim=8))
     assert "section 'input' in <config> must be a mapping" in error_of({**MINIMAL, "input": [1]})
 
 
-def test_input_vocabulary_resolves_against_the_config_file(tmp_path, monkeypatch):
-    path = write(tmp_path / "configs", "data:\n  train: ../data/t.txt\ninput:\n  kind: tokens\n  vocabulary: ../vocab.txt\n")
+def test_input_vocabulary_resolves_against_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "data:\n  train: ../data/t.txt\ninput:\n  kind: tokens\n  vocabulary: ../vocab.txt\n"
+    path = write(tmp_path / "configs", text)
     monkeypatch.chdir(tmp_path / "configs" / "..")
     cfg = load_config(path)
     assert cfg.input.vocabulary == str(tmp_path / "vocab.txt")
     assert config_from_dict(config_to_dict(cfg)) == cfg
 
 
-def test_input_vocabulary_cross_checks():
+def test_input_vocabulary_cross_checks() -> None:
     assert "'input.vocabulary' is set but 'input.kind' is 'values'" in error_of(with_("input", vocabulary="v.txt"))
     message = error_of(with_("input", kind="tokens", vocabulary="v.txt", min_count=2))
     assert message.startswith("'input.min_count' is set but so is 'input.vocabulary'")
@@ -452,15 +470,16 @@ def test_input_vocabulary_cross_checks():
     assert cfg.data.normalize == "standard"
 
 
-def test_jsonl_keys():
+def test_jsonl_keys() -> None:
     cfg = config_from_dict(with_("data", id_key="name", values_key="x", tokens_key="w"))
     assert (cfg.data.id_key, cfg.data.values_key, cfg.data.tokens_key) == ("name", "x", "w")
     assert "'data.id_key' must be a non-empty string, got '' (str)" in error_of(with_("data", id_key=""))
     assert error_of(with_("data", values_key="id")).startswith("'data.id_key' and 'data.values_key' are both 'id'")
-    assert error_of(with_("data", tokens_key="values")).startswith("'data.values_key' and 'data.tokens_key' are both 'values'")
+    message = error_of(with_("data", tokens_key="values"))
+    assert message.startswith("'data.values_key' and 'data.tokens_key' are both 'values'")
 
 
-def test_step_column_must_differ_from_id_column():
+def test_step_column_must_differ_from_id_column() -> None:
     message = error_of(with_("data", id_column="k", step_column="k"))
     assert "'data.step_column' and 'data.id_column' are both 'k'" in message
 
@@ -468,7 +487,7 @@ def test_step_column_must_differ_from_id_column():
 # --------------------------------------------------------------------------- overrides
 
 
-def test_overrides_set_values_and_leave_the_input_alone():
+def test_overrides_set_values_and_leave_the_input_alone() -> None:
     raw = {"data": {"train": "a"}, "model": {"units": 8}}
     out = apply_overrides(
         raw,
@@ -489,7 +508,7 @@ def test_overrides_set_values_and_leave_the_input_alone():
     assert cfg.train.learning_rate == 0.01 and cfg.model.decoder == "crop"
 
 
-def test_overrides_through_load_config(tmp_path):
+def test_overrides_through_load_config(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a.csv\n")
     cfg = load_config(path, ["train.learning_rate=1e-4", "data.train=other.csv"])
     assert cfg.train.learning_rate == 1e-4
@@ -509,21 +528,22 @@ def test_overrides_through_load_config(tmp_path):
         ("model.units=[1", "invalid YAML in --set 'model.units=[1'"),
     ],
 )
-def test_bad_overrides(override, expected):
+def test_bad_overrides(override: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         apply_overrides(dict(MINIMAL), [override])
     assert expected in str(info.value)
 
 
-def test_override_values_get_the_usual_checks(tmp_path):
+def test_override_values_get_the_usual_checks(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a.csv\n")
-    with pytest.raises(ConfigError, match=r"^'train\.batch_size' must be an integer, got '64x' \(str\) \(from --set 'train\.batch_size=64x'\)$"):
+    expected = r"^'train\.batch_size' must be an integer, got '64x' \(str\) \(from --set 'train\.batch_size=64x'\)$"
+    with pytest.raises(ConfigError, match=expected):
         load_config(path, ["train.batch_size=64x"])
     with pytest.raises(ConfigError, match="did you mean 'remask'"):
         load_config(path, ["model.decoder=remsk"])
 
 
-def test_override_into_a_section_that_is_not_a_mapping():
+def test_override_into_a_section_that_is_not_a_mapping() -> None:
     with pytest.raises(ConfigError, match="section 'model' is not a mapping"):
         apply_overrides({**MINIMAL, "model": [1]}, ["model.units=3"])
 
@@ -535,14 +555,14 @@ RENAMED = rf"'{OLD}' in .* is deprecated: it is now '{NEW}'"
 SAVED_BEFORE_RENAME = Path(__file__).parent / "fixtures" / "run_before_lengths" / "config.yaml"
 
 
-def test_renamed_keys_table_maps_old_names_to_real_keys():
+def test_renamed_keys_table_maps_old_names_to_real_keys() -> None:
     for old, new in config_module.RENAMED_KEYS.items():
         (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
         assert old_key not in config_module._SECTIONS[old_section][1], old
         assert new_key in config_module._SECTIONS[new_section][1], new
 
 
-def test_an_old_key_in_a_file_warns_naming_the_new_key(tmp_path):
+def test_an_old_key_in_a_file_warns_naming_the_new_key(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_steps: 5\n")
     with pytest.warns(SeqmaskDeprecationWarning, match=RENAMED) as record:
         cfg = load_config(path)
@@ -552,7 +572,7 @@ def test_an_old_key_in_a_file_warns_naming_the_new_key(tmp_path):
         assert load_config(path, [f"{NEW}=6"]).train.checkpoint_every_batches == 6
 
 
-def test_an_old_key_in_set_warns_naming_the_new_key(tmp_path):
+def test_an_old_key_in_set_warns_naming_the_new_key(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_batches: 5\n")
     with pytest.warns(SeqmaskDeprecationWarning, match=RENAMED) as record:
         cfg = load_config(path, ["train.checkpoint_every_steps=7"])
@@ -563,14 +583,14 @@ def test_an_old_key_in_set_warns_naming_the_new_key(tmp_path):
     assert out["train"] == {"checkpoint_every_batches": None}
 
 
-def test_the_new_key_alone_is_silent(tmp_path):
+def test_the_new_key_alone_is_silent(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_batches: 5\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_config(path, [f"{NEW}=6"]).train.checkpoint_every_batches == 6
 
 
-def test_a_config_saved_before_the_rename_loads_silently():
+def test_a_config_saved_before_the_rename_loads_silently() -> None:
     raw = yaml.safe_load(SAVED_BEFORE_RENAME.read_text(encoding="utf-8"))
     assert "checkpoint_every_steps" in raw["train"]  # the fixture really has the old name
     with warnings.catch_warnings():
@@ -582,48 +602,49 @@ def test_a_config_saved_before_the_rename_loads_silently():
     assert "checkpoint_every_steps" not in config_to_dict(cfg)["train"]
 
 
-def test_the_old_name_stays_readable_on_the_dataclass():
+def test_the_old_name_stays_readable_on_the_dataclass() -> None:
     assert TrainConfig(checkpoint_every_batches=3).checkpoint_every_steps == 3
 
 
-def test_both_names_is_an_error_naming_both(tmp_path):
+def test_both_names_is_an_error_naming_both(tmp_path: Path) -> None:
     both = f"'{OLD}' and '{NEW}' are both set in"
     assert error_of(with_("train", checkpoint_every_steps=1, checkpoint_every_batches=2), source="c.yaml") == (
         f"{both} c.yaml; '{OLD}' is the old name of '{NEW}': remove it"
     )
-    path = write(tmp_path, "data:\n  train: a.csv\ntrain:\n  checkpoint_every_steps: 1\n  checkpoint_every_batches: 2\n")
+    text = "data:\n  train: a.csv\ntrain:\n  checkpoint_every_steps: 1\n  checkpoint_every_batches: 2\n"
+    path = write(tmp_path, text)
     with pytest.raises(ConfigError, match=f"^{both} {path};"):
         load_config(path)
     with pytest.warns(SeqmaskDeprecationWarning), pytest.raises(ConfigError, match=f"^{both} the --set overrides;"):
         apply_overrides(dict(MINIMAL), [f"{NEW}=1", f"{OLD}=2"])
 
 
-def test_a_bad_value_under_the_old_name_blames_the_override(tmp_path):
+def test_a_bad_value_under_the_old_name_blames_the_override(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a.csv\n")
     expected = f"^'{NEW}' must be >= 1, got 0 \\(from --set '{OLD}=0'\\)$"
     with pytest.warns(SeqmaskDeprecationWarning), pytest.raises(ConfigError, match=expected):
         load_config(path, [f"{OLD}=0"])
 
 
-def test_an_old_name_in_the_wrong_section_points_to_the_new_key():
+def test_an_old_name_in_the_wrong_section_points_to_the_new_key() -> None:
     assert error_of(with_("model", checkpoint_every_steps=3)).endswith(f"did you mean '{NEW}'?")
 
 
 # --------------------------------------------------------------------------- resume overrides
 
 
-def _saved(tmp_path: Path) -> dict:
+def _saved(tmp_path: Path) -> dict[str, Any]:
     """A run's saved config, as config_to_dict writes it."""
     return config_to_dict(config_from_dict(with_("train", epochs=10, patience=3), base_dir=tmp_path))
 
 
-def test_resume_overridable_keys_exist():
+def test_resume_overridable_keys_exist() -> None:
     for key_path in config_module.RESUME_OVERRIDABLE:
         section, key = key_path.split(".")
         assert key in config_module._SECTIONS[section][1], key_path
 
 
-def test_resume_overrides_set_the_allowed_keys(tmp_path):
+def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
     saved = _saved(tmp_path)
     allowed = [
         "train.epochs=50", "train.patience=0", "train.min_delta=0.01", "train.lr_patience=4",
@@ -642,7 +663,7 @@ def test_resume_overrides_set_the_allowed_keys(tmp_path):
 
 
 @pytest.mark.parametrize("override", ["train.batch_size=64", "model.units=8", "data.max_len=5", "train.seed=1"])
-def test_resume_refuses_other_keys_listing_the_allowed_ones(tmp_path, override):
+def test_resume_refuses_other_keys_listing_the_allowed_ones(tmp_path: Path, override: str) -> None:
     with pytest.raises(ConfigError) as info:
         apply_resume_overrides(_saved(tmp_path), ["train.epochs=50", override], source="run/config.yaml")
     message = str(info.value)
@@ -650,7 +671,7 @@ def test_resume_refuses_other_keys_listing_the_allowed_ones(tmp_path, override):
     assert all(repr(key) in message for key in config_module.RESUME_OVERRIDABLE)
 
 
-def test_resume_overrides_are_checked_like_set(tmp_path):
+def test_resume_overrides_are_checked_like_set(tmp_path: Path) -> None:
     saved = _saved(tmp_path)
     with pytest.raises(ConfigError, match=r"^'train.epochs' must be >= 1, got 0 \(from --set 'train.epochs=0'\)$"):
         apply_resume_overrides(saved, ["train.epochs=0"], source="run/config.yaml")
@@ -660,7 +681,7 @@ def test_resume_overrides_are_checked_like_set(tmp_path):
         apply_resume_overrides(None, ["train.epochs=3"], source="run/config.yaml")
 
 
-def test_resume_a_run_saved_before_the_rename(tmp_path):
+def test_resume_a_run_saved_before_the_rename(tmp_path: Path) -> None:
     saved = yaml.safe_load(SAVED_BEFORE_RENAME.read_text(encoding="utf-8"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the saved old name is not the user's: no warning
@@ -673,7 +694,9 @@ def test_resume_a_run_saved_before_the_rename(tmp_path):
 # --------------------------------------------------------------------------- paths
 
 
-def test_relative_paths_resolve_against_the_config_file_not_the_cwd(tmp_path, monkeypatch):
+def test_relative_paths_resolve_against_the_config_file_not_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path / "configs", "data:\n  train: ../data/a.csv\n  validation: b.csv\n")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -683,20 +706,22 @@ def test_relative_paths_resolve_against_the_config_file_not_the_cwd(tmp_path, mo
     assert cfg.data.validation == str(tmp_path / "configs" / "b.csv")
 
 
-def test_relative_config_path_still_resolves_against_its_directory(tmp_path, monkeypatch):
+def test_relative_config_path_still_resolves_against_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write(tmp_path / "configs", "data:\n  train: a.csv\n")
     monkeypatch.chdir(tmp_path)
     assert load_config("configs/config.yaml").data.train == str(tmp_path / "configs" / "a.csv")
 
 
-def test_absolute_and_home_paths(tmp_path, monkeypatch):
+def test_absolute_and_home_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     cfg = config_from_dict({"data": {"train": "/abs/a.csv", "validation": "~/v.csv"}}, base_dir=tmp_path)
     assert cfg.data.train == "/abs/a.csv"
     assert cfg.data.validation == str(tmp_path / "home" / "v.csv")
 
 
-def test_no_base_dir_means_the_cwd(tmp_path, monkeypatch):
+def test_no_base_dir_means_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert config_from_dict(MINIMAL).data.train == str(tmp_path / "train.csv")
 
@@ -704,7 +729,7 @@ def test_no_base_dir_means_the_cwd(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- round trip
 
 
-def test_round_trip_through_dict_and_yaml(tmp_path):
+def test_round_trip_through_dict_and_yaml(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, FULL_YAML))
     plain = config_to_dict(cfg)
     assert plain["data"]["feature_columns"] == ["a", "b", "c"]
@@ -714,13 +739,15 @@ def test_round_trip_through_dict_and_yaml(tmp_path):
     assert load_config(saved) == cfg
 
 
-def test_config_to_dict_writes_absolute_paths(tmp_path, monkeypatch):
+def test_config_to_dict_writes_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     plain = config_to_dict(Config(DataConfig(train="rel.csv")))
     assert plain["data"]["train"] == str(tmp_path / "rel.csv")
     assert plain["data"]["validation"] is None
     assert set(plain) == {"data", "input", "model", "train"}
-    assert plain["input"] == {"kind": "values", "min_count": 1, "max_size": None, "vocabulary": None, "embedding_dim": 32}
+    assert plain["input"] == {
+        "kind": "values", "min_count": 1, "max_size": None, "vocabulary": None, "embedding_dim": 32
+    }
 
 
 # --------------------------------------------------------------------------- fuzz
@@ -745,7 +772,7 @@ _VALID = yaml.safe_load(FULL_YAML)
 _FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def _config_or_config_error(call) -> None:
+def _config_or_config_error(call: Callable[[], object]) -> None:
     try:
         result = call()
     except ConfigError as e:
@@ -756,13 +783,13 @@ def _config_or_config_error(call) -> None:
 
 @_FUZZ
 @given(_yamlish)
-def test_fuzz_arbitrary_data(raw):
+def test_fuzz_arbitrary_data(raw: Any) -> None:
     _config_or_config_error(lambda: config_from_dict(raw))
 
 
 @_FUZZ
 @given(st.data())
-def test_fuzz_mutations_of_a_valid_config(data):
+def test_fuzz_mutations_of_a_valid_config(data: st.DataObject) -> None:
     raw = {name: dict(section) for name, section in _VALID.items()}
     for _ in range(data.draw(st.integers(1, 3))):
         section = data.draw(st.sampled_from(sorted(raw) + ["extra"]))
@@ -780,14 +807,15 @@ def test_fuzz_mutations_of_a_valid_config(data):
 
 @_FUZZ
 @given(st.data())
-def test_fuzz_overrides(data):
+def test_fuzz_overrides(data: st.DataObject) -> None:
     overrides = data.draw(
         st.lists(
             st.builds(
                 lambda k, v: f"{k}={v}",
                 st.sampled_from([f"{s}.{k}" for s, (_, spec) in config_module._SECTIONS.items() for k in spec])
                 | st.text(max_size=10),
-                st.text(max_size=10) | st.builds(lambda v: yaml.safe_dump(v, default_flow_style=True).strip(), _yamlish),
+                st.text(max_size=10)
+                | st.builds(lambda v: yaml.safe_dump(v, default_flow_style=True).strip(), _yamlish),
             )
             | st.text(max_size=10),
             max_size=3,
@@ -798,7 +826,7 @@ def test_fuzz_overrides(data):
 
 @_FUZZ
 @given(text=st.text(max_size=200) | st.builds(yaml.safe_dump, _yamlish))
-def test_fuzz_file_text(tmp_path, text):
+def test_fuzz_file_text(tmp_path: Path, text: str) -> None:
     path = tmp_path / "fuzz.yaml"
     path.write_text(text, encoding="utf-8")
     _config_or_config_error(lambda: load_config(path))

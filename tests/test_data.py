@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from seqmask.config import Padding, Truncating
 from seqmask.data import (
     Normalizer,
     Sequences,
@@ -21,7 +22,7 @@ from seqmask.data import (
 from seqmask.errors import DataError
 
 
-def make(seqs: list[list[list[float]]], ids=None, source: str = "x.npz") -> Sequences:
+def make(seqs: list[list[list[float]]], ids: list[str] | None = None, source: str = "x.npz") -> Sequences:
     values = np.concatenate([np.asarray(s, dtype=np.float32).reshape(len(s), -1) for s in seqs])
     lengths = [len(s) for s in seqs]
     if ids is None:
@@ -44,7 +45,7 @@ def three() -> Sequences:
 # -- Sequences -----------------------------------------------------------------
 
 
-def test_sequences_basics(three):
+def test_sequences_basics(three: Sequences) -> None:
     assert len(three) == 3
     assert three.num_features == 2
     assert three.num_steps == 6
@@ -60,7 +61,7 @@ def test_sequences_basics(three):
         three.sequence(3)
 
 
-def test_sequences_rejects_inconsistent_arrays():
+def test_sequences_rejects_inconsistent_arrays() -> None:
     with pytest.raises(ValueError):
         Sequences(np.zeros((3, 1)), [1, 1], ["a", "b"])  # 2 steps != 3 rows
     with pytest.raises(ValueError):
@@ -71,7 +72,7 @@ def test_sequences_rejects_inconsistent_arrays():
         Sequences(np.zeros(2), [2], ["a"])  # values not 2-D
 
 
-def test_subset_keeps_order_of_indices(three):
+def test_subset_keeps_order_of_indices(three: Sequences) -> None:
     sub = three.subset([2, 0])
     assert sub.ids.tolist() == ["s2", "s0"]
     assert sub.lengths.tolist() == [2, 3]
@@ -83,7 +84,7 @@ def test_subset_keeps_order_of_indices(three):
     assert len(empty) == 0 and empty.values.shape == (0, 2)
 
 
-def test_with_values(three):
+def test_with_values(three: Sequences) -> None:
     doubled = three.with_values(three.values * 2)
     assert doubled.lengths.tolist() == three.lengths.tolist()
     assert doubled.ids.tolist() == three.ids.tolist()
@@ -97,7 +98,7 @@ def test_with_values(three):
 # -- truncate --------------------------------------------------------------------
 
 
-def test_truncate_post_keeps_first_steps(three):
+def test_truncate_post_keeps_first_steps(three: Sequences) -> None:
     t = truncate(three, 2, "post")
     assert t.lengths.tolist() == [2, 1, 2]
     assert t.sequence(0).tolist() == [[1, 10], [2, 20]]
@@ -105,7 +106,7 @@ def test_truncate_post_keeps_first_steps(three):
     assert t.ids.tolist() == three.ids.tolist()
 
 
-def test_truncate_pre_keeps_last_steps(three):
+def test_truncate_pre_keeps_last_steps(three: Sequences) -> None:
     t = truncate(three, 2, "pre")
     assert t.lengths.tolist() == [2, 1, 2]
     assert t.sequence(0).tolist() == [[2, 20], [3, 30]]
@@ -113,7 +114,7 @@ def test_truncate_pre_keeps_last_steps(three):
     assert t1.values.tolist() == [[3, 30], [0, 0], [0, 0]]
 
 
-def test_truncate_none_and_noops(three):
+def test_truncate_none_and_noops(three: Sequences) -> None:
     assert truncate(three, None, "none") is three
     assert truncate(three, 3, "none") is three
     assert truncate(three, 10, "post") is three
@@ -136,7 +137,7 @@ def _many(n: int) -> Sequences:
     return Sequences(rng.normal(size=(int(lengths.sum()), 2)), lengths, [f"q{i}" for i in range(n)])
 
 
-def test_split_seeded_disjoint_and_complete():
+def test_split_seeded_disjoint_and_complete() -> None:
     seqs = _many(50)
     train, val = split(seqs, 0.2, seed=7)
     assert len(val) == 10 and len(train) == 40
@@ -156,7 +157,7 @@ def test_split_seeded_disjoint_and_complete():
     assert val3.ids.tolist() != val.ids.tolist()
 
 
-def test_split_edge_fractions():
+def test_split_edge_fractions() -> None:
     seqs = _many(5)
     train, val = split(seqs, 0.0, seed=1)
     assert train is seqs and len(val) == 0 and val.num_features == 2
@@ -176,7 +177,7 @@ def test_split_edge_fractions():
 # -- Normalizer ------------------------------------------------------------------
 
 
-def test_normalizer_fits_real_steps_only(three):
+def test_normalizer_fits_real_steps_only(three: Sequences) -> None:
     norm = Normalizer.fit(three)
     # feature 0 over the 6 real steps: 1, 2, 3, 0, 5, 0
     x = np.array([1, 2, 3, 0, 5, 0], dtype=np.float64)
@@ -190,14 +191,14 @@ def test_normalizer_fits_real_steps_only(three):
     assert np.allclose(out.values.std(axis=0), 1, atol=1e-6)
 
 
-def test_normalizer_is_not_biased_by_padding():
+def test_normalizer_is_not_biased_by_padding() -> None:
     # A padded batch of these would have many zeros; the fit must not see them.
     seqs = make([[[10.0]], [[10.0], [12.0], [14.0], [16.0]]])
     norm = Normalizer.fit(seqs)
     assert norm.mean.tolist() == [12.4]
 
 
-def test_normalizer_constant_feature_gets_std_one():
+def test_normalizer_constant_feature_gets_std_one() -> None:
     seqs = make([[[0.1, 1.0], [0.1, 2.0]], [[0.1, 3.0]]])
     norm = Normalizer.fit(seqs)
     assert norm.std[0] == 1.0
@@ -206,7 +207,7 @@ def test_normalizer_constant_feature_gets_std_one():
     assert np.allclose(out.values[:, 0], 0.0, atol=1e-6)
 
 
-def test_normalizer_identity_and_roundtrip(three):
+def test_normalizer_identity_and_roundtrip(three: Sequences) -> None:
     ident = Normalizer.identity(2)
     assert np.array_equal(ident.apply(three).values, three.values)
     norm = Normalizer.fit(three)
@@ -225,21 +226,21 @@ def test_normalizer_identity_and_roundtrip(three):
 # -- pad / length_mask_np / last_step_index_np -----------------------------------------
 
 
-def test_pad_post(three):
+def test_pad_post(three: Sequences) -> None:
     batch = pad(three, [0, 1, 2], 4, "post")
     assert batch.dtype == np.float32 and batch.shape == (3, 4, 2)
     assert batch[:, :, 0].tolist() == [[1, 2, 3, 0], [0, 0, 0, 0], [5, 0, 0, 0]]
     assert batch[:, :, 1].tolist() == [[10, 20, 30, 0], [0, 0, 0, 0], [50, 0, 0, 0]]
 
 
-def test_pad_pre_with_pad_value_and_float_values():
+def test_pad_pre_with_pad_value_and_float_values() -> None:
     seqs = make([[[0.25], [0.5]], [[0.75]]])
     batch = pad(seqs, [1, 0], 3, "pre", pad_value=-1.5)
     assert batch.dtype == np.float32  # never cast to int
     assert batch[:, :, 0].tolist() == [[-1.5, -1.5, 0.75], [-1.5, 0.25, 0.5]]
 
 
-def test_pad_rejects_too_long(three):
+def test_pad_rejects_too_long(three: Sequences) -> None:
     with pytest.raises(ValueError):
         pad(three, [0], 2, "post")
     with pytest.raises(ValueError):
@@ -247,7 +248,7 @@ def test_pad_rejects_too_long(three):
     assert pad(three, [], 3, "post").shape == (0, 3, 2)
 
 
-def test_pad_keeps_int32_ids():
+def test_pad_keeps_int32_ids() -> None:
     ids = Sequences(np.array([[5], [6], [7]], dtype=np.int32), [2, 1], ["a", "b"])
     batch = pad(ids, [0, 1], 3, "post")
     assert batch.dtype == np.int32
@@ -265,7 +266,7 @@ def tokens() -> Sequences:
     return Sequences(np.array(["the", "cat", "sat", "a", "dog"]), [3, 2], ["1", "3"], "t.txt")
 
 
-def test_token_sequences_basics():
+def test_token_sequences_basics() -> None:
     s = tokens()
     assert s.is_tokens and s.values.dtype.kind == "U" and s.values.shape == (5,)
     assert s.num_features == 1 and s.num_steps == 5 and len(s) == 2
@@ -274,7 +275,7 @@ def test_token_sequences_basics():
     assert not make([[[1.0]]]).is_tokens
 
 
-def test_token_sequences_subset_truncate_split():
+def test_token_sequences_subset_truncate_split() -> None:
     s = tokens()
     assert s.subset([1, 0]).values.tolist() == ["a", "dog", "the", "cat", "sat"]
     t = truncate(s, 2, "pre")
@@ -285,7 +286,7 @@ def test_token_sequences_subset_truncate_split():
     assert empty_val.is_tokens and len(empty_val) == 0
 
 
-def test_token_sequences_rejections():
+def test_token_sequences_rejections() -> None:
     with pytest.raises(ValueError, match="1-D"):
         Sequences(np.array([["a"], ["b"]]), [2], ["x"])
     with pytest.raises(ValueError, match="numbers or tokens"):
@@ -302,13 +303,13 @@ def test_token_sequences_rejections():
         Normalizer.identity(1).apply(ids)
 
 
-def test_other_numeric_dtypes_still_become_float32():
+def test_other_numeric_dtypes_still_become_float32() -> None:
     for dtype in (np.float64, np.int64, np.int16, np.uint8, np.bool_):
         s = Sequences(np.ones((2, 1), dtype=dtype), [2], ["x"])
         assert s.values.dtype == np.float32
 
 
-def test_length_mask_and_last_step(three):
+def test_length_mask_and_last_step(three: Sequences) -> None:
     lengths = three.lengths  # 3, 1, 2
     assert length_mask_np(lengths, 4, "post").tolist() == [
         [True, True, True, False],
@@ -324,7 +325,7 @@ def test_length_mask_and_last_step(three):
     assert last_step_index_np(lengths, 4, "pre").tolist() == [3, 3, 3]
 
 
-def test_last_step_of_zero_and_length_one_sequences(three):
+def test_last_step_of_zero_and_length_one_sequences(three: Sequences) -> None:
     # s1 is one all-zero step and s2 ends with an all-zero step: indistinguishable
     # from padding by value, so the last real step must come from the lengths.
     for padding in ("post", "pre"):
@@ -339,9 +340,13 @@ def test_last_step_of_zero_and_length_one_sequences(three):
 
 # -- properties ------------------------------------------------------------------
 
+# Sequences, the indices of a batch, how many steps of padding beyond the longest, the
+# padding side and the pad value.
+Case = tuple[Sequences, list[int], int, Padding, float]
+
 
 @st.composite
-def sequences_and_batch(draw):
+def sequences_and_batch(draw: st.DrawFn) -> Case:
     lengths = draw(st.lists(st.integers(1, 7), min_size=1, max_size=6))
     num_features = draw(st.integers(1, 3))
     total = sum(lengths)
@@ -366,7 +371,7 @@ def sequences_and_batch(draw):
 
 @settings(max_examples=50, deadline=None)
 @given(sequences_and_batch())
-def test_pad_then_unpad_recovers_sequences(case):
+def test_pad_then_unpad_recovers_sequences(case: Case) -> None:
     seqs, indices, extra, padding, pad_value = case
     lengths = seqs.lengths[indices] if indices else np.zeros(0, dtype=np.int64)
     time_len = int(lengths.max()) + extra if len(indices) else extra
@@ -395,7 +400,7 @@ def test_pad_then_unpad_recovers_sequences(case):
 
 @settings(max_examples=50, deadline=None)
 @given(sequences_and_batch(), st.integers(1, 8), st.sampled_from(["post", "pre"]))
-def test_truncate_keeps_a_contiguous_part(case, max_len, truncating):
+def test_truncate_keeps_a_contiguous_part(case: Case, max_len: int, truncating: Truncating) -> None:
     seqs = case[0]
     t = truncate(seqs, max_len, truncating)
     assert t.lengths.tolist() == np.minimum(seqs.lengths, max_len).tolist()
@@ -407,7 +412,7 @@ def test_truncate_keeps_a_contiguous_part(case, max_len, truncating):
 
 @settings(max_examples=50, deadline=None)
 @given(st.integers(2, 40), st.floats(0.01, 0.9), st.integers(0, 2**31))
-def test_split_property(n, fraction, seed):
+def test_split_property(n: int, fraction: float, seed: int) -> None:
     seqs = _many(n)
     train, val = split(seqs, fraction, seed)
     assert len(train) >= 1 and len(val) >= 1 and len(train) + len(val) == n

@@ -4,20 +4,31 @@ import itertools
 import re
 from types import SimpleNamespace
 
+import keras
 import numpy as np
 import pytest
 from conftest import make_sequences, tiny_model_cfg
 
 from seqmask.batching import inference_batches, padded_batch
+from seqmask.config import Decoder, Loss, Padding, StepError, Target
 from seqmask.data import length_mask_np
 from seqmask.losses import loss_terms, step_errors, step_weights
 from seqmask.model import build_autoencoder
 from seqmask.scoring import make_eval_step, make_loss_fn, score
 
 
-def numpy_loss_terms(values, lengths, preds, loss, error, target, padding):
+def numpy_loss_terms(
+    values: np.ndarray,
+    lengths: np.ndarray,
+    preds: np.ndarray,
+    loss: Loss,
+    error: StepError,
+    target: Target,
+    padding: Padding,
+) -> tuple[np.ndarray, np.ndarray]:
     """The reference: unpad each sequence, score it in plain numpy."""
-    sums, counts = [], []
+    sums: list[float] = []
+    counts: list[float] = []
     time_len = values.shape[1]
     for b, length in enumerate(lengths):
         real = length_mask_np(np.array([length]), time_len, padding)[0]
@@ -27,11 +38,13 @@ def numpy_loss_terms(values, lengths, preds, loss, error, target, padding):
         diff = y - x
         e = (diff**2).mean(axis=1) if error == "mse" else np.abs(diff).mean(axis=1)
         if len(e) == 0:
-            sums.append(0.0), counts.append(0.0)
+            total, count = 0.0, 0.0
         elif loss == "per_step":
-            sums.append(e.sum()), counts.append(len(e))
+            total, count = float(e.sum()), float(len(e))
         else:
-            sums.append(e[-1]), counts.append(1.0)
+            total, count = float(e[-1]), 1.0
+        sums.append(total)
+        counts.append(count)
     return np.array(sums), np.array(counts)
 
 
@@ -41,11 +54,12 @@ COMBOS = list(
 )
 
 
-@pytest.fixture(scope="module")
-def models():
-    import keras
+Models = dict[tuple[Decoder, Padding], keras.Model]
 
-    built = {}
+
+@pytest.fixture(scope="module")
+def models() -> Models:
+    built: Models = {}
     for decoder, padding in itertools.product(("repeat", "remask", "crop"), ("post", "pre")):
         keras.utils.set_random_seed(1)
         # Post padding: the fast fused kernel (what training on CPU uses); pre: Keras's masked LSTM.
@@ -56,7 +70,9 @@ def models():
 
 
 @pytest.mark.parametrize("decoder,loss,error,target,padding", COMBOS)
-def test_parity_one_batch_and_epoch(models, decoder, loss, error, target, padding):
+def test_parity_one_batch_and_epoch(
+    models: Models, decoder: Decoder, loss: Loss, error: StepError, target: Target, padding: Padding
+) -> None:
     model = models[decoder, padding]
     # Lengths include 1 (no next-step target) and a last step of all zeros.
     lengths = [1, 4, 7, 2, 9, 3, 5, 1, 8, 6, 2]
@@ -85,18 +101,18 @@ def test_parity_one_batch_and_epoch(models, decoder, loss, error, target, paddin
     expected = np.concatenate(all_s).sum() / np.concatenate(all_c).sum()
     np.testing.assert_allclose(scores.loss, expected, rtol=1e-5)
     # ... which is not the mean of the batch means (the number Keras would report).
-    batch_means = [a.sum() / max(b.sum(), 1) for a, b in zip(all_s, all_c) if b.sum() > 0]
+    batch_means = [a.sum() / max(b.sum(), 1) for a, b in zip(all_s, all_c, strict=True) if b.sum() > 0]
     assert not np.isclose(np.mean(batch_means), expected, rtol=1e-6)
 
 
-def test_last_step_weights_hand_checked():
+def test_last_step_weights_hand_checked() -> None:
     # post padding, time 4: lengths 1, 3, 4 -> the last real steps are t = 0, 2, 3.
     has_target = length_mask_np(np.array([1, 3, 4]), 4, "post")
     w = np.asarray(step_weights(has_target, "last_step"))
     np.testing.assert_array_equal(w, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
 
 
-def test_last_step_finds_all_zero_last_step_and_length_one():
+def test_last_step_finds_all_zero_last_step_and_length_one() -> None:
     # The prediction is 1 everywhere; the last real step of sequence 0 (length 1) and of
     # sequence 1 (length 3, last step all zeros) are scored, nothing else.
     values = np.zeros((2, 5, 2), np.float32)
@@ -109,7 +125,7 @@ def test_last_step_finds_all_zero_last_step_and_length_one():
     np.testing.assert_allclose(np.asarray(c), [1.0, 1.0])
 
 
-def test_next_step_length_one_has_no_target():
+def test_next_step_length_one_has_no_target() -> None:
     values = np.arange(8, dtype=np.float32).reshape(2, 4, 1)
     s, c, _ = loss_terms(values, np.array([1, 3]), np.zeros_like(values), loss="per_step", error="mae",
                       target="next_step", padding="pre")
@@ -118,7 +134,7 @@ def test_next_step_length_one_has_no_target():
     np.testing.assert_allclose(np.asarray(s), [0.0, 13.0])
 
 
-def test_infinite_padding_gives_finite_loss_and_gradient():
+def test_infinite_padding_gives_finite_loss_and_gradient() -> None:
     import tensorflow as tf
 
     values = np.full((1, 4, 2), np.inf, np.float32)
@@ -137,7 +153,7 @@ def test_infinite_padding_gives_finite_loss_and_gradient():
 @pytest.mark.parametrize("loss", ["per_step", "last_step"])
 @pytest.mark.parametrize("target", ["reconstruct", "next_step"])
 @pytest.mark.parametrize("padding", ["post", "pre"])
-def test_token_cross_entropy_parity(loss, target, padding):
+def test_token_cross_entropy_parity(loss: Loss, target: Target, padding: Padding) -> None:
     """Masked sparse cross-entropy and token accuracy against plain numpy."""
     rng = np.random.default_rng(0)
     lengths = np.array([1, 5, 3, 6])
@@ -147,7 +163,7 @@ def test_token_cross_entropy_parity(loss, target, padding):
     logits = rng.normal(size=(4, time_len, vocab)).astype(np.float32)
     s, c, h = (np.asarray(t) for t in loss_terms(ids, lengths, logits, loss=loss, error="cross_entropy",
                                                  target=target, padding=padding))
-    for b, length in enumerate(lengths):
+    for b in range(len(lengths)):
         y, z = ids[b, real[b], 0], logits[b][real[b]].astype(np.float64)  # (length,), (length, vocab)
         if target == "next_step":
             y, z = y[1:], z[:-1]
@@ -170,14 +186,14 @@ def test_token_cross_entropy_parity(loss, target, padding):
         ("padding", "padding must be one of ('post', 'pre'), got 'x'"),
     ],
 )
-def test_a_bad_choice_is_a_value_error_naming_the_choices(key, expected):
+def test_a_bad_choice_is_a_value_error_naming_the_choices(key: str, expected: str) -> None:
     values = np.zeros((1, 2, 1), np.float32)
     choices = {"loss": "per_step", "error": "mse", "target": "reconstruct", "padding": "post", key: "x"}
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
         loss_terms(values, np.array([2]), values, **choices)
 
 
-def test_step_errors_take_the_config_errors_only():
+def test_step_errors_take_the_config_errors_only() -> None:
     # cross_entropy is the token error: loss_terms scores it with token_errors instead.
     values, has_target = np.zeros((1, 2, 1), np.float32), np.ones((1, 2), bool)
     with pytest.raises(ValueError, match=re.escape("error must be one of ('mse', 'mae'), got 'cross_entropy'")):

@@ -1,5 +1,8 @@
 """The model's padding and masking invariants, and its save/load round trip."""
 
+from pathlib import Path
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,6 +10,7 @@ from conftest import make_sequences, tiny_model_cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from seqmask.config import Decoder, Padding
 from seqmask.data import last_step_index_np, length_mask_np, pad
 from seqmask.layers import last_step_index_ops, length_mask_ops
 from seqmask.losses import loss_terms
@@ -18,12 +22,13 @@ from seqmask.model import build_autoencoder, encoder_from
 VALID = [(decoder, "post", fused) for decoder in ("repeat", "remask", "crop") for fused in (False, True)]
 VALID += [("remask", "pre", False), ("remask", "pre", True)]
 
+Combo = tuple[Decoder, Padding, bool]
+Models = dict[Combo, tuple[keras.Model, keras.Model]]  # (autoencoder, its encoder)
+
 
 @pytest.fixture(scope="module")
-def models():
-    import keras
-
-    out = {}
+def models() -> Models:
+    out: Models = {}
     for decoder, padding, fused in VALID:
         keras.utils.set_random_seed(0)
         model = build_autoencoder(tiny_model_cfg(decoder, num_layers=2), 2, padding, fused=fused)
@@ -33,12 +38,10 @@ def models():
 
 @pytest.mark.parametrize("kernel", ["seqmask", "BlockLSTM"])
 @pytest.mark.parametrize("shards", [1, 2, 5])
-def test_fused_and_keras_lstm_agree(shards, kernel, monkeypatch):
+def test_fused_and_keras_lstm_agree(shards: int, kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Same weights, same loss and gradients: the fast path, with seqmask's kernel or the
     BlockLSTM fallback, with the batch cut into `shards` parallel slices (5 slices of a
     batch of 4 leave some empty), changes speed, not results."""
-    import keras
-
     from seqmask import devices, native
 
     monkeypatch.setattr(devices, "_cpu_shards", shards)
@@ -57,14 +60,14 @@ def test_fused_and_keras_lstm_agree(shards, kernel, monkeypatch):
         )
         np.testing.assert_allclose(s_fast, s_slow, rtol=1e-5)
         # TensorFlow's registered BlockLSTMV2 gradient is wrong (fused_lstm.py): guard ours.
-        for a, b in zip(g_fast, g_slow):
+        for a, b in zip(g_fast, g_slow, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(encoder_from(fast)([values, lengths]),
                                    encoder_from(slow)([values, lengths]), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("padding", ["post", "pre"])
-def test_ops_forms_match_their_numpy_twins(padding):
+def test_ops_forms_match_their_numpy_twins(padding: Padding) -> None:
     lengths = np.array([1, 5, 3, 6, 6], np.int32)
     for time_len in (6, 9):
         np.testing.assert_array_equal(
@@ -75,7 +78,10 @@ def test_ops_forms_match_their_numpy_twins(padding):
         )
 
 
-def _loss_grads_latent(model, encoder, values, lengths, padding):
+def _loss_grads_latent(
+    model: keras.Model, encoder: keras.Model, values: np.ndarray, lengths: np.ndarray, padding: Padding
+) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Per-sequence loss sums, the gradient of the mean loss, and the latent vectors."""
     with tf.GradientTape() as tape:
         preds = model([values, lengths], training=True)
         s, c, _ = loss_terms(values, lengths, preds, loss="per_step", error="mse",
@@ -92,7 +98,9 @@ def _loss_grads_latent(model, encoder, values, lengths, padding):
     extra=st.integers(1, 5),
     pad_value=st.sampled_from([0.0, -3.0, 1e30, np.nan, np.inf]),
 )
-def test_pad_value_and_padded_length_change_nothing(models, combo, lengths, extra, pad_value):
+def test_pad_value_and_padded_length_change_nothing(
+    models: Models, combo: Combo, lengths: list[int], extra: int, pad_value: float
+) -> None:
     model, encoder = models[combo]
     padding = combo[1]
     seqs = make_sequences(lengths, seed=len(lengths))
@@ -103,14 +111,14 @@ def test_pad_value_and_padded_length_change_nothing(models, combo, lengths, extr
         model, encoder, pad(seqs, idx, max(lengths) + extra, padding, pad_value), lengths, padding
     )
     np.testing.assert_allclose(other[0], base[0], rtol=1e-5, atol=1e-6)  # per-sequence loss
-    for g_other, g_base in zip(other[1], base[1]):
+    for g_other, g_base in zip(other[1], base[1], strict=True):
         np.testing.assert_allclose(g_other, g_base, rtol=1e-4, atol=1e-6)  # every gradient
     np.testing.assert_allclose(other[2], base[2], rtol=1e-5, atol=1e-6)  # latent vectors
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(combo=st.sampled_from(VALID), neighbours=st.lists(st.integers(1, 9), min_size=1, max_size=5))
-def test_neighbours_change_nothing(models, combo, neighbours):
+def test_neighbours_change_nothing(models: Models, combo: Combo, neighbours: list[int]) -> None:
     model, encoder = models[combo]
     padding = combo[1]
     seqs = make_sequences([4] + neighbours, seed=sum(neighbours))
@@ -127,10 +135,8 @@ def test_neighbours_change_nothing(models, combo, neighbours):
     np.testing.assert_allclose(s_crowd.numpy()[0], s_alone.numpy()[0], rtol=1e-5)
 
 
-def test_real_all_zero_steps_are_data():
+def test_real_all_zero_steps_are_data() -> None:
     """An all-zero real step changes the latent vector: it is not taken for padding."""
-    import keras
-
     keras.utils.set_random_seed(0)
     encoder = encoder_from(build_autoencoder(tiny_model_cfg("repeat"), 2, fused=True))
     values = np.ones((1, 4, 2), np.float32)
@@ -140,9 +146,7 @@ def test_real_all_zero_steps_are_data():
     assert not np.allclose(z3, z4)
 
 
-def test_crop_gives_zero_output_and_zero_gradient_at_padded_steps():
-    import keras
-
+def test_crop_gives_zero_output_and_zero_gradient_at_padded_steps() -> None:
     keras.utils.set_random_seed(0)
     model = build_autoencoder(tiny_model_cfg("crop"), 2)
     values = np.random.default_rng(0).normal(size=(3, 6, 2)).astype(np.float32)
@@ -150,7 +154,7 @@ def test_crop_gives_zero_output_and_zero_gradient_at_padded_steps():
     real = length_mask_np(lengths, 6, "post")
     weight = tf.constant(np.random.default_rng(1).normal(size=(3, 6, 2)).astype(np.float32))
 
-    def grads(only_real):
+    def grads(only_real: bool) -> tuple[np.ndarray, list[np.ndarray]]:
         with tf.GradientTape() as tape:
             preds = model([values, lengths])
             # An arbitrary function of the outputs, with or without the padded steps.
@@ -161,14 +165,12 @@ def test_crop_gives_zero_output_and_zero_gradient_at_padded_steps():
     preds, with_padded = grads(only_real=False)
     _, real_only = grads(only_real=True)
     assert np.all(preds[~real] == 0.0)
-    for a, b in zip(with_padded, real_only):
+    for a, b in zip(with_padded, real_only, strict=True):
         np.testing.assert_array_equal(a, b)  # padded steps add exactly nothing
 
 
-def test_remask_decoder_state_is_not_advanced_by_padded_steps():
+def test_remask_decoder_state_is_not_advanced_by_padded_steps() -> None:
     """With pre padding the padded steps come first; remask's decoder must skip them."""
-    import keras
-
     keras.utils.set_random_seed(0)
     model = build_autoencoder(tiny_model_cfg("remask"), 2, padding="pre")
     decoder_out = keras.Model(model.inputs, model.get_layer("decoder_lstm_0").output)
@@ -179,9 +181,7 @@ def test_remask_decoder_state_is_not_advanced_by_padded_steps():
     np.testing.assert_allclose(long[-3:], short, rtol=1e-5, atol=1e-6)
 
 
-def test_saved_model_loads_in_safe_mode(tmp_path):
-    import keras
-
+def test_saved_model_loads_in_safe_mode(tmp_path: Path) -> None:
     for decoder in ("repeat", "remask", "crop"):
         model = build_autoencoder(tiny_model_cfg(decoder), 2, fused=decoder != "remask")
         model.save(tmp_path / f"{decoder}.keras")
@@ -194,11 +194,9 @@ def test_saved_model_loads_in_safe_mode(tmp_path):
 @settings(max_examples=8, deadline=None)
 @given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), extra=st.integers(1, 4),
        decoder=st.sampled_from(["repeat", "remask", "crop"]))
-def test_token_model_ignores_padding(lengths, extra, decoder):
+def test_token_model_ignores_padding(lengths: list[int], extra: int, decoder: Decoder) -> None:
     """Token ids: neither the padded length nor the ids in the padding change the
     cross-entropy or the latent vectors."""
-    import keras
-
     keras.utils.set_random_seed(0)
     model = build_autoencoder(tiny_model_cfg(decoder), 1, fused=True, vocab_size=7, embedding_dim=3)
     encoder = encoder_from(model)
