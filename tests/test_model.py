@@ -10,11 +10,11 @@ from conftest import make_sequences, tiny_model_cfg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from seqmask.config import Decoder, Padding
+from seqmask.config import Decoder, Padding, choices_of
 from seqmask.data import last_step_index_np, length_mask_np, pad
 from seqmask.layers import last_step_index_ops, length_mask_ops
 from seqmask.losses import loss_terms
-from seqmask.model import build_autoencoder, encoder_from
+from seqmask.model import DECODERS, build_autoencoder, encoder_from
 
 # Every decoder is padding-invariant with post padding; with pre padding only remask is
 # (repeat and crop would run the decoder over the leading padded steps: the config refuses them).
@@ -64,6 +64,10 @@ def test_fused_and_keras_lstm_agree(shards: int, kernel: str, monkeypatch: pytes
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(encoder_from(fast)([values, lengths]),
                                    encoder_from(slow)([values, lengths]), rtol=1e-5, atol=1e-6)
+
+
+def test_there_is_a_decoder_for_each_config_choice() -> None:
+    assert list(DECODERS) == list(choices_of(Decoder))
 
 
 @pytest.mark.parametrize("padding", ["post", "pre"])
