@@ -126,18 +126,21 @@ def read_sequences(
     opts = Options(
         id_column=str(id_column),
         step_column=None if step_column is None else str(step_column),
-        feature_columns=(
-            None
-            if feature_columns is None
-            else (feature_columns,)
-            if isinstance(feature_columns, str)
-            else tuple(str(c) for c in feature_columns)
-        ),
+        feature_columns=_names(feature_columns),
         id_key=str(id_key),
         values_key=str(values_key),
         tokens_key=str(tokens_key),
     )
     return _READERS[fmt](p, shown, opts)
+
+
+def _names(columns: _PySequence[str] | None) -> tuple[str, ...] | None:
+    """``feature_columns`` as a tuple of names; one name alone is one column."""
+    if columns is None:
+        return None
+    if isinstance(columns, str):
+        return (columns,)
+    return tuple(str(c) for c in columns)
 
 
 def detect_format(path: str | Path) -> str:

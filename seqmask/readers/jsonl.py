@@ -61,8 +61,7 @@ def _json_type(v: object) -> str:
 def read_jsonl(p: Path, shown: str, opts: Options) -> Sequences:
     """One sequence per non-blank line, in file order."""
     reject_column_options(opts, shown, "a JSONL file names its keys with id_key, values_key and tokens_key")
-    raw = gunzip_if_gzip(read_bytes(p, shown), shown)
-    raw = strip_bom(raw)
+    raw = strip_bom(gunzip_if_gzip(read_bytes(p, shown), shown))
     seen = _Seen(opts)
     for line_no, line in enumerate(raw.split(b"\n"), 1):  # a loop per line
         if line.strip():
@@ -118,7 +117,8 @@ class _Seen:
         self.ids.append(sid)
 
     def _key(self, record: dict[str, Any], line_no: int, at: str) -> str:
-        """The key holding the sequence: values_key or tokens_key, as in line 1."""
+        """The key holding the sequence: values_key or tokens_key, the same in every
+        record (the first one fixes it)."""
         values_key, tokens_key = self.opts.values_key, self.opts.tokens_key
         has_v, has_t = values_key in record, tokens_key in record
         if has_v and has_t:
@@ -136,6 +136,7 @@ class _Seen:
         return key
 
     def _add_values(self, x: np.ndarray, where: str) -> None:
+        """Keep ``x`` ``(steps, features)``: as many features as the sequences before."""
         if self.parts and x.shape[1] != self.parts[0].shape[1]:
             raise DataError(
                 f"{where} has {x.shape[1]} features per step but earlier sequences "
@@ -144,6 +145,7 @@ class _Seen:
         self.parts.append(x)
 
     def sequences(self, shown: str) -> Sequences:
+        """Everything read, end to end, as :class:`Sequences`."""
         ids = np.asarray(self.ids, dtype=str)  # (sequences,)
         if self.mode == self.opts.values_key:
             lengths = np.fromiter((len(x) for x in self.parts), dtype=np.int64, count=len(self.parts))
