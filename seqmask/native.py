@@ -47,8 +47,12 @@ def _cpu_signature():
 
 def _command(source, output):
     compiler = os.environ.get("CXX", "g++")
+    # On CPUs with AVX512-FP16 (Sapphire Rapids and later) -march=native enables it, and the
+    # Eigen headers TensorFlow ships then fail to compile under g++ 12 ("expected initializer
+    # before '<' token" in PacketMathFP16.h). The kernel computes in float32 and needs no FP16.
+    no_fp16 = ["-mno-avx512fp16"] if "avx512_fp16" in _cpu_signature() else []
     return [
-        compiler, "-O3", "-march=native", "-fPIC", "-shared", "-w", str(source), "-o", str(output),
+        compiler, "-O3", "-march=native", *no_fp16, "-fPIC", "-shared", "-w", str(source), "-o", str(output),
         *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
     ]
 
