@@ -6,26 +6,31 @@ an extra member, `seqmask_state.json`, of the `.keras` zip archive, so weights a
 can never come from two different moments: both are renamed into place together.
 """
 
+from __future__ import annotations
+
 import json
 import zipfile
+from pathlib import Path
+from typing import Any
 
 import keras
 
 import seqmask.layers  # noqa: F401  (registers the custom layers before any load)
+from seqmask.atomic import atomic_path
 from seqmask.errors import RunError
-from seqmask.runs import atomic_path
 
 STATE_MEMBER = "seqmask_state.json"
 
 
-def save_checkpoint(model, path, state):
+def save_checkpoint(model: keras.Model, path: Path, state: dict[str, Any]) -> None:
+    """`model` (with its optimizer, if compiled) and the JSON-able `state`, in one file."""
     with atomic_path(path) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as archive:
             archive.writestr(STATE_MEMBER, json.dumps(state))
 
 
-def load_checkpoint(path, compile=False):
+def load_checkpoint(path: Path, compile: bool = False) -> tuple[keras.Model, dict[str, Any]]:
     """(model, state) from a checkpoint; `compile=True` also restores the optimizer."""
     try:
         with zipfile.ZipFile(path) as archive:

@@ -11,14 +11,13 @@ used.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from seqmask.data import Normalizer, Sequences, split, truncate
 from seqmask.errors import DataError, RunError
 from seqmask.readers import read_sequences
-from seqmask.runs import NORMALIZATION, VOCABULARY, read_json, write_json
+from seqmask.runs import NORMALIZATION, VOCABULARY, RunDir
 from seqmask.vocab import Vocabulary
 
 
@@ -102,22 +101,21 @@ def apply_transform(transform, seqs):
     return transform.encode(seqs) if isinstance(transform, Vocabulary) else transform.apply(seqs)
 
 
-def save_transform(run_dir, transform):
+def save_transform(run: RunDir, transform):
     if isinstance(transform, Vocabulary):
-        transform.save(Path(run_dir) / VOCABULARY)
+        transform.save(run.file(VOCABULARY))
     else:
-        write_json(Path(run_dir) / NORMALIZATION, transform.to_dict())
+        run.write_json(NORMALIZATION, transform.to_dict())
 
 
-def load_transform(run_dir, cfg):
-    run_dir = Path(run_dir)
+def load_transform(run: RunDir, cfg):
+    name = VOCABULARY if cfg.input.kind == "tokens" else NORMALIZATION
+    if not run.file(name).is_file():
+        kind = "token run" if cfg.input.kind == "tokens" else "run"
+        raise RunError(f"{run} is not a complete {kind}: missing {name}")
     if cfg.input.kind == "tokens":
-        if not (run_dir / VOCABULARY).is_file():
-            raise RunError(f"{run_dir} is not a complete token run: missing {VOCABULARY}")
-        return Vocabulary.load(run_dir / VOCABULARY)
-    if not (run_dir / NORMALIZATION).is_file():
-        raise RunError(f"{run_dir} is not a complete run: missing {NORMALIZATION}")
-    return Normalizer.from_dict(read_json(run_dir / NORMALIZATION))
+        return Vocabulary.load(run.file(name))
+    return Normalizer.from_dict(run.read_json(name))
 
 
 def same_transform(a, b):

@@ -18,14 +18,13 @@ imports TensorFlow or Keras.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from seqmask.atomic import write_text
 from seqmask.data import Sequences
 from seqmask.errors import DataError
 
@@ -138,21 +137,7 @@ class Vocabulary:
     def save(self, path: str | Path) -> None:
         """Write the vocabulary file atomically: a temporary file in the same
         directory, renamed over ``path``, so a reader never sees half a file."""
-        path = Path(path)
-        data = ("\n".join(self.tokens) + "\n").encode("utf-8")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        write_text(path, "\n".join(self.tokens) + "\n")
 
     # -- using one -----------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from readers_support import FUZZ, write
 
 from seqmask.data import Sequences, pad, split, truncate
-from seqmask.errors import DataError
+from seqmask.errors import DataError, RunError
 from seqmask.vocab import PAD, PAD_TOKEN, UNKNOWN, UNKNOWN_TOKEN, Vocabulary
 
 
@@ -131,7 +131,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(RunError, match="No space left on device"):
         Vocabulary(("<pad>", "<unk>", "new")).save(p)
     assert p.read_text() == "<pad>\n<unk>\nold\n"
     assert os.listdir(tmp_path) == ["vocab.txt"]
