@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(BIN)/seqmask train --config configs/example.yaml --run-dir runs/demo --overwrite --quiet
+	$(BIN)/seqmask train runs/demo --config configs/example.yaml --overwrite --quiet
 	$(BIN)/seqmask evaluate runs/demo
 	$(BIN)/seqmask encode runs/demo --data data/trajectories.npz --output runs/demo/latent.csv
 	@echo

@@ -1,18 +1,23 @@
 """The command line: `seqmask train | evaluate | encode`.
 
 The only module that prints or exits. Errors the user can fix (`SeqmaskError`) become one
-message on stderr and an exit code: 2 for config and usage errors, 1 for data and run
-errors, 130 for Ctrl-C. TensorFlow is imported inside the commands that need it, so
-`--help` and config errors answer at once.
+message on stderr and an exit code: 2 for config and usage errors, 1 for data, run and
+device errors, 130 for Ctrl-C. Every command takes the run directory as its first
+argument. TensorFlow is imported inside the commands that need it, so `--help` and config
+errors answer at once.
 """
+
+from __future__ import annotations
 
 import math
 import os
 import shlex
 import signal
 import sys
+import warnings
 from pathlib import Path
-from typing import List, Optional
+from types import FrameType, TracebackType
+from typing import Annotated, Any, NoReturn, Optional
 
 import numpy as np
 import typer
@@ -20,24 +25,66 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seqmask.errors import Interrupted, SeqmaskError
+# Typer vendors click (typer._click) and exports no public name for the base class of its
+# usage errors; typer.BadParameter is one of its subclasses.
+from typer._click.exceptions import UsageError
+from typer.core import TyperGroup
+
+from seqmask.errors import Interrupted, SeqmaskDeprecationWarning, SeqmaskError
+from seqmask.progress import Reporter, TrainStart
+from seqmask.runs import Checkpoint
+from seqmask.state import EpochRow
 
 # Before any TensorFlow import: keep its C++ log lines out of the user's terminal. Its
 # failures still reach the user, as Python exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    help="Train, evaluate and use masked LSTM autoencoders on variable-length sequences.",
-)
 # No markup on what seqmask prints: paths and ids may hold [brackets].
 out = Console(markup=False, highlight=False)
 err = Console(stderr=True, markup=False, highlight=False)
 
 
-def _import_tensorflow():
+def _fail(message: str, code: int) -> NoReturn:
+    # escape(): file and column names may contain [brackets] that Rich would read as markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class _Group(TyperGroup):
+    """Usage errors (a bad option value, an unknown option) get the same one-line
+    `error:` form and exit code 2 as every other error, instead of Typer's panel."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            with warnings.catch_warnings():  # restores the previous handler afterwards
+                warnings.simplefilter("always", SeqmaskDeprecationWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
+        except UsageError as e:
+            command = e.ctx.command.name if e.ctx is not None and e.ctx.parent is not None else None
+            # Typer words a bad Literal choice "Value error, 'x' is not one of ...".
+            message = e.format_message().replace("Value error, ", "")
+            _fail(f"{message} (see 'seqmask {command + ' ' if command else ''}--help')", 2)
+
+
+app = typer.Typer(
+    cls=_Group,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, evaluate and use masked LSTM autoencoders on variable-length sequences.",
+)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    if issubclass(category, SeqmaskDeprecationWarning):
+        err.print(f"[yellow]warning:[/] {escape(str(message))}", markup=True, soft_wrap=True)
+    else:
+        warnings._showwarnmsg_impl(warnings.WarningMessage(message, category, *args, **kwargs))  # type: ignore[attr-defined]
+
+
+
+def _import_tensorflow() -> None:
     """Imports TensorFlow with its start-up banner (printed before its logging is set up,
     so no setting silences it) sent to a file; the banner is shown only if the import fails."""
     import tempfile
@@ -60,80 +107,69 @@ def _import_tensorflow():
             os.close(saved)
 
 
-def _fail(message, code):
-    # escape(): file and column names may contain [brackets] that Rich would read as markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 class _Interrupt:
     """First Ctrl-C: finish the batch, checkpoint, exit 130. A second one stops at once."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.requested = False
 
-    def __enter__(self):
+    def __enter__(self) -> _Interrupt:
         self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         signal.signal(signal.SIGINT, self.previous)
 
-    def __call__(self):
+    def __call__(self) -> bool:
         return self.requested
 
 
-class _PlainReporter:
+class _PlainReporter(Reporter):
     """One line per epoch: for logs and --quiet."""
 
-    def __init__(self, console):
+    def __init__(self, console: Console):
         self.console = console
 
-    def start(self, info):
-        if info["already_finished"]:
-            self.console.print(f"{info['run_dir']} had already finished training; nothing to resume")
+    def start(self, info: TrainStart) -> None:
+        if info.already_finished:
+            self.console.print(
+                f"{info.run_dir} had already finished training ({info.stop_reason}); nothing to resume. "
+                "To train on, resume with --set train.epochs=N (and --set train.patience=N after early stopping)"
+            )
             return
-        if info["resumed_at"]:
-            epoch, batch = info["resumed_at"]
-            self.console.print(f"resuming {info['run_dir']} at epoch {epoch}, batch {batch}")
+        if info.resumed_at:
+            epoch, batch = info.resumed_at
+            self.console.print(f"resuming {info.run_dir} at epoch {epoch}, batch {batch}")
         self.console.print(
-            f"training on {info['device']} (LSTM: {info['lstm_kernel']}): {info['train_sequences']} sequences "
-            f"({info['validation_sequences']} for validation), {info['num_features']} features, "
-            f"{info['parameters']:,} parameters -> {info['run_dir']}",
-            highlight=False,
+            f"training on {info.device} (LSTM: {info.lstm_kernel}): {info.train_sequences} sequences "
+            f"({info.validation_sequences} for validation), {info.num_features} features, "
+            f"{info.parameters:,} parameters -> {info.run_dir}"
         )
 
-    def building_kernel(self):
+    def building_kernel(self) -> None:
         self.console.print("building seqmask's CPU LSTM kernel (once for this TensorFlow and CPU, ~25 s) ...")
 
-    def epoch_start(self, epoch, num_batches):
-        pass
-
-    def batch_end(self, epoch, batch, loss, real_steps_per_s):
-        pass
-
-    def epoch_end(self, row):
-        val = f"  val_loss {row['val_loss']:.6f}" if row["val_loss"] is not None else ""
-        if row.get("val_accuracy") is not None:
-            val += f"  val_accuracy {row['val_accuracy']:.4f}"
+    def epoch_end(self, row: EpochRow) -> None:
+        val = f"  val_loss {row.val_loss:.6f}" if row.val_loss is not None else ""
+        if row.val_accuracy is not None:
+            val += f"  val_accuracy {row.val_accuracy:.4f}"
         self.console.print(
-            f"epoch {row['epoch']:>4}  loss {row['loss']:.6f}{val}  {row['seconds']:.1f}s  "
-            f"{row['real_steps'] / max(row['seconds'], 1e-9):,.0f} real steps/s",
-            highlight=False,
+            f"epoch {row.epoch:>4}  loss {row.loss:.6f}{val}  {row.seconds:.1f}s  "
+            f"{row.train_real_steps / max(row.seconds, 1e-9):,.0f} real steps/s"
         )
 
 
 class _RichReporter(_PlainReporter):
     """The plain lines, plus a live bar for the epoch in progress."""
 
-    def __init__(self, console):
+    def __init__(self, console: Console):
         super().__init__(console)
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
@@ -144,43 +180,80 @@ class _RichReporter(_PlainReporter):
             console=console,
             transient=True,
         )
-        self.task = None
+        self.task: TaskID | None = None
 
-    def epoch_start(self, epoch, num_batches):
+    def epoch_start(self, epoch: int, num_batches: int) -> None:
         self.progress.start()
         self.task = self.progress.add_task("", total=num_batches, epoch=epoch, loss=0.0, speed=0.0)
 
-    def batch_end(self, epoch, batch, loss, real_steps_per_s):
-        self.progress.update(self.task, completed=batch, loss=loss, speed=real_steps_per_s)
+    def batch_end(self, epoch: int, batch: int, loss: float, real_steps_per_s: float) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, completed=batch, loss=loss, speed=real_steps_per_s)
 
-    def epoch_end(self, row):
-        self.progress.remove_task(self.task)
+    def epoch_end(self, row: EpochRow) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
         self.progress.stop()
         super().epoch_end(row)
 
-    def close(self):
+    def close(self) -> None:
         self.progress.stop()
+
+
+RunDirArg = Annotated[Path, typer.Argument(help="A run directory made by 'seqmask train'.", show_default=False)]
+CheckpointOpt = Annotated[Checkpoint, typer.Option("--checkpoint", help="Which checkpoint to use.")]
+
+
+def _train_target(run_dir: Path | None, old_run_dir: Path | None, config: Path | None) -> Path:
+    """Where `train` writes: RUN_DIR, or the deprecated --run-dir, or runs/<config name>."""
+    if run_dir is not None and old_run_dir is not None:
+        _fail("give the run directory once: as RUN_DIR or with --run-dir, not both", 2)
+    if old_run_dir is not None:
+        warnings.warn(
+            "--run-dir DIR is deprecated: give the run directory as the first argument, "
+            "'seqmask train DIR --config FILE'",
+            SeqmaskDeprecationWarning,
+            stacklevel=2,
+        )
+        return old_run_dir
+    if run_dir is not None:
+        return run_dir
+    assert config is not None
+    return Path("runs") / config.stem
 
 
 @app.command()
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config file."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config key: --set train.learning_rate=0.01 (repeatable)."),
-    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Where to write the run (default: runs/<config name>)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain log lines, no progress bar."),
-):
+    run_dir: Annotated[
+        Optional[Path],
+        typer.Argument(help="Where to write the run (default: runs/<config name>); with --resume, the run to continue.",
+                       show_default=False),
+    ] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
+    set_: Annotated[
+        list[str],
+        typer.Option("--set", help="Override a config key: --set train.learning_rate=0.01 (repeatable)."),
+    ] = [],  # noqa: B006  (Typer reads the default; it is never mutated)
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue RUN_DIR from its last checkpoint (--set may raise train.epochs).")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines, no progress bar.")] = False,
+    old_run_dir: Annotated[Optional[Path], typer.Option("--run-dir", hidden=True)] = None,
+) -> None:
     """Train an autoencoder; write checkpoints, history and metrics to a run directory."""
     from seqmask.config import load_config
 
-    if resume is None and config is None:
-        _fail("give --config FILE to start a run, or --resume RUN_DIR to continue one", 2)
-    if resume is not None and (config is not None or set_ or overwrite):
-        _fail("--resume continues a run with its saved config: do not combine it with --config, --set or --overwrite", 2)
+    if resume:
+        if run_dir is None and old_run_dir is None:
+            _fail("--resume needs the run directory: seqmask train RUN_DIR --resume", 2)
+        if config is not None or overwrite:
+            _fail("--resume continues a run with its saved config: do not combine it with --config or --overwrite", 2)
+    elif config is None:
+        _fail("give --config FILE to start a run, or RUN_DIR --resume to continue one", 2)
+    target = _train_target(run_dir, old_run_dir, config)
     try:
-        cfg = None if resume else load_config(config, set_)
-        target = resume or run_dir or Path("runs") / config.stem
+        cfg = None if resume else load_config(config, set_)  # type: ignore[arg-type]
         _import_tensorflow()
         from seqmask.train import train as run_training
 
@@ -188,7 +261,7 @@ def train(
         try:
             with _Interrupt() as interrupt:
                 metrics = run_training(
-                    cfg, target, resume=resume is not None, overwrite=overwrite,
+                    cfg, target, resume=resume, overwrite=overwrite, overrides=set_ if resume else (),
                     reporter=reporter, should_stop=interrupt,
                 )
         finally:
@@ -197,42 +270,44 @@ def train(
     except Interrupted as stop:
         err.print(
             f"interrupted at epoch {stop.epoch}, batch {stop.batch}; checkpoint written.\n"
-            f"resume with: seqmask train --resume {shlex.quote(str(stop.run_dir))}",
-            highlight=False,
+            f"resume with: seqmask train {shlex.quote(str(stop.run_dir))} --resume"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except KeyboardInterrupt:
         err.print("interrupted; the last checkpoint written is kept")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     val = metrics["best_val_loss"]
     out.print(
         f"done ({metrics['stop_reason']}). best epoch {metrics['best_epoch']}: "
-        f"loss {metrics['best_loss']:.6f}" + (f", val_loss {val:.6f}" if val is not None else ""),
-        highlight=False,
+        f"loss {metrics['best_loss']:.6f}" + (f", val_loss {val:.6f}" if val is not None else "")
     )
-    out.print(f"run directory: {target}", highlight=False)
+    out.print(f"run directory: {target}")
 
 
 @app.command()
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A run directory made by 'seqmask train'."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Data to score (default: the run's validation data)."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Per-sequence CSV (default: RUN_DIR/evaluation_<checkpoint>.csv)."),
-):
+    run_dir: RunDirArg,
+    data: Annotated[
+        Optional[Path], typer.Option("--data", help="Data to score (default: the run's validation data).")
+    ] = None,
+    checkpoint: CheckpointOpt = "best",
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Per-sequence CSV (default: RUN_DIR/evaluation_<checkpoint>.csv)."),
+    ] = None,
+) -> None:
     """The masked loss of a trained run on any data, with per-sequence errors."""
-    if checkpoint not in ("best", "last"):
-        _fail(f"--checkpoint must be 'best' or 'last', got {checkpoint!r}", 2)
     try:
         _import_tensorflow()
-        from seqmask.evaluate import evaluate as run_evaluate, load_run
+        from seqmask.evaluate import evaluate as run_evaluate
+        from seqmask.evaluate import load_run
         from seqmask.exports import write_errors_csv
 
         run = load_run(run_dir, checkpoint)
         result = run_evaluate(run, data)
-        output = output or Path(run_dir) / f"evaluation_{checkpoint}.csv"
+        output = output or run.run_dir.evaluation_csv(run.checkpoint)
         tokens = run.cfg.input.kind == "tokens"
         write_errors_csv(output, result.data, result.scores, tokens=tokens)
     except SeqmaskError as e:
@@ -255,19 +330,20 @@ def evaluate(
 
 @app.command()
 def encode(
-    run_dir: Path = typer.Argument(..., help="A run directory made by 'seqmask train'."),
-    data: Path = typer.Option(..., "--data", help="Sequences to encode."),
-    output: Path = typer.Option(..., "--output", "-o", help="Where to write the latent vectors: .npy or .csv."),
-    checkpoint: str = typer.Option("best", "--checkpoint", help="best or last."),
-):
+    run_dir: RunDirArg,
+    data: Annotated[Path, typer.Option("--data", help="Sequences to encode.", show_default=False)],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where to write the latent vectors: .npy or .csv.", show_default=False)
+    ],
+    checkpoint: CheckpointOpt = "best",
+) -> None:
     """Export one latent vector per sequence, keyed by its id."""
-    if checkpoint not in ("best", "last"):
-        _fail(f"--checkpoint must be 'best' or 'last', got {checkpoint!r}", 2)
     if output.suffix not in (".npy", ".csv"):
         _fail(f"--output must end in .npy or .csv, got {str(output)!r}", 2)
     try:
         _import_tensorflow()
-        from seqmask.evaluate import encode as run_encode, load_run
+        from seqmask.evaluate import encode as run_encode
+        from seqmask.evaluate import load_run
         from seqmask.exports import write_latent
 
         run = load_run(run_dir, checkpoint)
@@ -277,11 +353,9 @@ def encode(
         _fail(str(e), e.exit_code)
     out.print(
         f"wrote {len(seqs):,} latent vectors of size {latent.shape[1]} to {output} "
-        f"({seqs.num_steps / max(seconds, 1e-9):,.0f} real steps/s)",
-        highlight=False,
+        f"({seqs.num_steps / max(seconds, 1e-9):,.0f} real steps/s)"
     )
 
 
-def main():
+def main() -> None:
     app()
-

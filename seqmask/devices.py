@@ -4,7 +4,7 @@ import os
 
 import tensorflow as tf
 
-from seqmask.errors import ConfigError
+from seqmask.errors import DeviceError
 
 
 _cpu_shards = 1
@@ -52,7 +52,7 @@ def configure_device(device, cpu_threads=None):
         return "cpu"
     _cpu_shards = 1
     if not gpus:
-        raise ConfigError(
+        raise DeviceError(
             "'train.device' is 'gpu' but TensorFlow sees no GPU; install the GPU build "
             "(pip install 'seqmask[gpu]') and check nvidia-smi, or use device: auto"
         )

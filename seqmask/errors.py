@@ -27,6 +27,16 @@ class RunError(SeqmaskError):
     exit_code = 1
 
 
+class DeviceError(SeqmaskError):
+    """The machine cannot run what the config asks for (`train.device: gpu` and no GPU).
+
+    Exit code 1, like data and run errors: the config is valid, this machine is not the
+    one it was written for; code 2 stays for configs and command lines that are wrong.
+    """
+
+    exit_code = 1
+
+
 class SeqmaskDeprecationWarning(FutureWarning):
     """A config uses a name that still works but will go (an old key name, for instance).
 

@@ -5,32 +5,36 @@ saved transform (normalization statistics, or vocabulary) is applied to the new 
 the checkpoint holds the model.
 """
 
+from __future__ import annotations
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from seqmask import runs
 from seqmask.batching import inference_batches, padded_batch
 from seqmask.checkpoints import load_checkpoint
-from seqmask.config import config_from_dict
-from seqmask.data import Sequences
+from seqmask.config import Config
+from seqmask.data import Normalizer, Sequences
 from seqmask.dataset import apply_transform, check_targets, load, load_transform, raw_splits
 from seqmask.devices import configure_device
 from seqmask.errors import DataError, RunError
 from seqmask.model import encoder_from
+from seqmask.runs import Checkpoint, RunDir
 from seqmask.scoring import Scores, batch_signature, make_eval_step, make_loss_fn, score
+from seqmask.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
 class Run:
-    run_dir: Path
-    cfg: object
-    transform: object  # Normalizer (values) or Vocabulary (tokens), as saved by train
-    model: object
-    checkpoint: str
+    run_dir: RunDir
+    cfg: Config
+    transform: Normalizer | Vocabulary  # as saved by train
+    model: keras.Model
+    checkpoint: Checkpoint
 
 
 @dataclass(frozen=True)
@@ -40,23 +44,22 @@ class Evaluation:
     seconds: float
 
     @property
-    def loss(self):
+    def loss(self) -> float:
         return self.scores.loss
 
 
-def load_run(run_dir, checkpoint="best"):
-    run_dir = runs.require_run(run_dir)
-    cfg = config_from_dict(runs.read_yaml(run_dir / runs.CONFIG), source=str(run_dir / runs.CONFIG))
-    transform = load_transform(run_dir, cfg)
-    path = runs.checkpoint_path(run_dir, checkpoint)
-    if not path.is_file():
-        raise RunError(f"{run_dir} has no {checkpoint} checkpoint yet ({path}); try --checkpoint last")
+def load_run(run_dir: str | Path | RunDir, checkpoint: Checkpoint = "best") -> Run:
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(Path(run_dir))
+    cfg = run.require().read_config()
+    transform = load_transform(run, cfg)
+    path = run.require_checkpoint(checkpoint)
+    # A run trained on a GPU is still usable on a machine without one.
     configure_device(cfg.train.device if cfg.train.device != "gpu" else "auto", cfg.train.cpu_threads)
     model, _ = load_checkpoint(path)
-    return Run(run_dir, cfg, transform, model, checkpoint)
+    return Run(run, cfg, transform, model, checkpoint)
 
 
-def run_data(run, data=None):
+def run_data(run: Run, data: str | Path | None = None) -> Sequences:
     """`data` read as the run reads data, or the run's own validation split if None."""
     if data is None:
         _, seqs = raw_splits(run.cfg)
@@ -70,7 +73,7 @@ def run_data(run, data=None):
     return apply_transform(run.transform, seqs)
 
 
-def evaluate(run, data=None):
+def evaluate(run: Run, data: str | Path | None = None) -> Evaluation:
     seqs = run_data(run, data)
     check_targets(seqs, run.cfg.train)
     eval_step = make_eval_step(run.model, make_loss_fn(run.cfg))
@@ -79,14 +82,14 @@ def evaluate(run, data=None):
     return Evaluation(seqs, scores, time.perf_counter() - started)
 
 
-def encode(run, data, batch_size=None):
+def encode(run: Run, data: str | Path, batch_size: int | None = None) -> tuple[Sequences, np.ndarray, float]:
     """(sequences, latent (num_sequences, latent_dim) float32, seconds), in file order."""
     seqs = run_data(run, data)
     encoder = encoder_from(run.model)
     spec = encoder.inputs[0]
 
     @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
-    def encode_step(values, lengths):
+    def encode_step(values: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         return encoder([values, lengths], training=False)  # (batch, latent_dim)
 
     latent = np.zeros((len(seqs), encoder.outputs[0].shape[-1]), np.float32)

@@ -6,13 +6,19 @@ The loop is written out rather than left to `model.fit`, for three reasons:
   * an interrupted run must resume at the exact batch, with the same shuffling;
   * a NaN must stop training at the batch that produced it, keeping the last good checkpoint.
 
-Reporting goes through a `reporter` object (see `Reporter`); this module never prints.
+It is a few named steps over one `_Session`: `_open` (start or resume), `_run_epoch`, and
+`_end_epoch` (validation, early stopping, schedule, checkpoint). Its position is a
+`TrainState` (state.py), which every `last.keras` checkpoint carries. Reporting goes
+through a `Reporter` (progress.py); this module never prints.
 """
 
+from __future__ import annotations
+
 import math
-import shutil
 import time
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -22,65 +28,146 @@ import seqmask
 from seqmask import native, runs
 from seqmask.batching import batch_time_len, padded_batch, training_batches
 from seqmask.checkpoints import load_checkpoint, save_checkpoint
-from seqmask.config import config_from_dict, config_to_dict
-from seqmask.dataset import load_transform, prepare, same_transform, save_transform
+from seqmask.config import Config, TrainConfig, apply_resume_overrides
+from seqmask.data import Sequences
+from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform
 from seqmask.devices import configure_device
 from seqmask.errors import Interrupted, RunError
 from seqmask.model import build_autoencoder
+from seqmask.progress import Reporter, TrainStart
+from seqmask.runs import RunDir
 from seqmask.scoring import batch_signature, make_eval_step, make_loss_fn, score
+from seqmask.state import EpochRow, TrainState
 
-
-class Reporter:
-    """Receives progress; the CLI's implementation draws it. Every method is optional."""
-
-    def start(self, info): ...
-    def building_kernel(self): ...
-    def epoch_start(self, epoch, num_batches): ...
-    def batch_end(self, epoch, batch, loss, real_steps_per_s): ...
-    def epoch_end(self, row): ...
+StepFn = Callable[..., Any]
 
 
 class Diverged(RunError):
     """The loss became NaN or Inf."""
 
 
-def _fresh_state():
-    return {
-        "epoch": 1,  # the epoch to run next (1-based)
-        "batch": 0,  # the next batch within it
-        "epoch_sum": 0.0,  # Σ w·e of the batches of this epoch already run
-        "epoch_count": 0.0,  # Σ w of those batches
-        "epoch_hits": 0.0,  # Σ w·hit (tokens: correctly predicted steps)
-        "epoch_seconds": 0.0,
-        "best_loss": None,  # best monitored loss so far, and its epoch
-        "best_epoch": None,
-        "bad_epochs": 0,  # epochs since the best one (early-stopping patience)
-        "plateau": 0,  # epochs since the best one or the last learning-rate cut
-        "history": [],
-        "finished": False,
-        "stop_reason": None,
-    }
+@dataclass
+class _Session:
+    """Everything one training run works with, from start (or resume) to its last epoch."""
+
+    cfg: Config
+    run: RunDir
+    splits: Splits
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    state: TrainState
+    device: str
+    lstm_kernel: str
+    resumed_from_checkpoint: bool
+    train_step: StepFn
+    eval_step: StepFn
+    writer: Any  # tf.summary writer for RUN_DIR/tensorboard
+
+    @property
+    def monitor(self) -> str:
+        """The figure early stopping and the schedule watch."""
+        return "val_loss" if len(self.splits.validation) else "loss"
+
+    def save_last(self) -> None:
+        save_checkpoint(self.model, self.run.checkpoint("last"), self.state.to_dict())
 
 
-def _make_train_step(model, optimizer, loss_fn):
-    values_spec = model.inputs[0]
+def train(
+    cfg: Config | None,
+    run_dir: str | Any,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    overrides: Sequence[str] = (),
+    reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Trains `cfg` into `run_dir`, or continues the run there (`resume`, with the saved
+    config and the `overrides` `apply_resume_overrides` allows). Returns the metrics."""
+    reporter = reporter or Reporter()
+    should_stop = should_stop or (lambda: False)
+    with runs.claim(run_dir, fresh=not resume, overwrite=overwrite) as run:
+        session = _open(cfg, run, resume, overrides, reporter)
+        reporter.start(_start_info(session))
+        while not session.state.finished:
+            started = _run_epoch(session, reporter, should_stop)
+            reporter.epoch_end(_end_epoch(session, started))
+        metrics = _metrics(session)
+        run.write_json(runs.METRICS, metrics)
+        return metrics
 
-    @tf.function(input_signature=batch_signature(values_spec.shape[-1], values_spec.dtype))
-    def train_step(values, lengths):
-        with tf.GradientTape() as tape:
-            predictions = model([values, lengths], training=True)  # (batch, time, features)
-            sums, counts, hits = loss_fn(values, lengths, predictions)  # (batch,) x3
-            total, count = tf.reduce_sum(sums), tf.reduce_sum(counts)
-            # The batch's own exact mean; max() guards a batch with nothing scored.
-            loss = total / tf.maximum(count, 1.0)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return tf.stack([total, count, tf.reduce_sum(hits)])  # one tensor: one copy out per step
 
-    return train_step
+# --------------------------------------------------------------------------- start or resume
 
 
-def _lstm_kernel(device, padding, reporter):
+def _open(cfg: Config | None, run: RunDir, resume: bool, overrides: Sequence[str], reporter: Reporter) -> _Session:
+    if resume:
+        run.remove_partial_writes()
+        cfg = _resumed_config(run, overrides)
+    assert cfg is not None
+    device = configure_device(cfg.train.device, cfg.train.cpu_threads)
+    lstm_kernel = _lstm_kernel(device, cfg.data.padding, reporter)
+    splits = prepare(cfg)
+    # A run killed before its first checkpoint resumes from scratch, with its saved config.
+    from_checkpoint = resume and run.checkpoint("last").is_file()
+    if from_checkpoint:
+        model, state = _from_checkpoint(run, cfg, splits)
+    else:
+        if not resume:
+            run.clear()  # --overwrite: the old run goes only once the new data has loaded
+            run.write_config(cfg)
+        save_transform(run, splits.transform)
+        model, state = _new_model(cfg, splits, device), TrainState()
+    if resume and state.batch == 0:  # a finished run given more epochs or patience trains on
+        state.stop_reason = _stop_reason(state, cfg.train, "val_loss" if len(splits.validation) else "loss")
+        state.finished = state.stop_reason is not None
+    loss_fn = make_loss_fn(cfg)
+    return _Session(
+        cfg, run, splits, model, model.optimizer, state, device, lstm_kernel, from_checkpoint,
+        train_step=_make_train_step(model, model.optimizer, loss_fn),
+        eval_step=make_eval_step(model, loss_fn),
+        writer=tf.summary.create_file_writer(str(run.tensorboard_dir)),
+    )
+
+
+def _resumed_config(run: RunDir, overrides: Sequence[str]) -> Config:
+    """The run's saved config, with the overrides a resumed run may take (saved back)."""
+    cfg = apply_resume_overrides(run.read_raw_config(), overrides, source=str(run.config_path))
+    if overrides:
+        run.write_config(cfg)
+    return cfg
+
+
+def _from_checkpoint(run: RunDir, cfg: Config, splits: Splits) -> tuple[keras.Model, TrainState]:
+    if not same_transform(load_transform(run, cfg), splits.transform):
+        raise RunError(
+            f"cannot resume {run}: the training data changed since the run started "
+            "(its normalization statistics or vocabulary differ)"
+        )
+    model, raw_state = load_checkpoint(run.checkpoint("last"), compile=True)
+    expected = model.inputs[0].shape[-1]
+    if expected != splits.train.num_features:
+        raise RunError(f"{run}: the model takes {expected} features but the data has {splits.train.num_features}")
+    return model, TrainState.from_dict(raw_state)
+
+
+def _new_model(cfg: Config, splits: Splits, device: str) -> keras.Model:
+    # The one use of global random state: the initial weights. Batches are drawn from
+    # (seed, epoch) alone (batching.py) and the step itself is deterministic, so nothing
+    # is re-seeded per epoch (re-seeding TensorFlow's global generator every epoch makes
+    # every later step slower: BENCHMARKS.md, "Speed").
+    keras.utils.set_random_seed(cfg.train.seed)
+    tokens = cfg.input.kind == "tokens"
+    model = build_autoencoder(
+        cfg.model, splits.train.num_features, cfg.data.padding, fused=device == "cpu",
+        vocab_size=len(splits.transform) if tokens else None, embedding_dim=cfg.input.embedding_dim,
+    )
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.train.learning_rate, global_clipnorm=cfg.train.clip_norm)
+    model.compile(optimizer=optimizer)  # so checkpoints carry the optimizer state
+    return model
+
+
+def _lstm_kernel(device: str, padding: str, reporter: Reporter) -> str:
     """Which LSTM the model runs, in words; builds seqmask's CPU kernel first if it will.
 
     The fused layers (the kernel) are used on CPU with post padding (model.py); pre
@@ -95,189 +182,146 @@ def _lstm_kernel(device, padding, reporter):
     return native.status()
 
 
-def _prepare_run_dir(run_dir, overwrite):
-    run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunError(
-                f"{run_dir} already exists; use --resume {run_dir} to continue it, "
-                "--overwrite to replace it, or choose another --run-dir"
-            )
-        if not (run_dir / runs.CONFIG).exists() and not (run_dir / runs.CHECKPOINTS).exists():
-            raise RunError(f"{run_dir} is not empty and is not a seqmask run: refusing to overwrite it")
-        shutil.rmtree(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise RunError(f"cannot create run directory {run_dir}: {e.strerror or e}") from e
-    return run_dir
+def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, loss_fn: StepFn) -> StepFn:
+    values_spec = model.inputs[0]
+
+    @tf.function(input_signature=batch_signature(values_spec.shape[-1], values_spec.dtype))
+    def train_step(values: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            predictions = model([values, lengths], training=True)  # (batch, time, features)
+            sums, counts, hits = loss_fn(values, lengths, predictions)  # (batch,) x3
+            total, count = tf.reduce_sum(sums), tf.reduce_sum(counts)
+            # The batch's own exact mean; max() guards a batch with nothing scored.
+            loss = total / tf.maximum(count, 1.0)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return tf.stack([total, count, tf.reduce_sum(hits)])  # one tensor: one copy out per step
+
+    return train_step
 
 
-def _check_compatible(model, num_features, run_dir):
-    expected = model.inputs[0].shape[-1]
-    if expected != num_features:
-        raise RunError(
-            f"{run_dir}: the model takes {expected} features but the data has {num_features}"
-        )
-
-
-def train(cfg, run_dir, *, resume=False, overwrite=False, reporter=None, should_stop=None):
-    """Trains `cfg` into `run_dir` (or continues the run there). Returns the metrics dict."""
-    reporter = reporter or Reporter()
-    should_stop = should_stop or (lambda: False)
-    run_dir = Path(run_dir)
-    if resume:
-        if not (run_dir / runs.CONFIG).is_file():
-            raise RunError(f"cannot resume {run_dir}: it is not a seqmask run directory (no {runs.CONFIG})")
-        cfg = config_from_dict(runs.read_yaml(run_dir / runs.CONFIG), source=str(run_dir / runs.CONFIG))
-        runs.remove_partial_writes(run_dir)
-    device = configure_device(cfg.train.device, cfg.train.cpu_threads)
-    padding = cfg.data.padding
-    lstm_kernel = _lstm_kernel(device, padding, reporter)
-    splits = prepare(cfg)
-    train_seqs, val_seqs = splits.train, splits.validation
-    num_features = train_seqs.num_features
-    vocab_size = len(splits.transform) if cfg.input.kind == "tokens" else None
-
-    # A run killed before its first checkpoint resumes from scratch, with its saved config.
-    from_checkpoint = resume and runs.checkpoint_path(run_dir, "last").is_file()
-    if from_checkpoint:
-        if not same_transform(load_transform(run_dir, cfg), splits.transform):
-            raise RunError(
-                f"cannot resume {run_dir}: the training data changed since the run started "
-                "(its normalization statistics or vocabulary differ)"
-            )
-        model, state = load_checkpoint(runs.checkpoint_path(run_dir, "last"), compile=True)
-        _check_compatible(model, num_features, run_dir)
-        optimizer = model.optimizer
-    else:
-        if not resume:
-            run_dir = _prepare_run_dir(run_dir, overwrite)
-            runs.write_yaml(run_dir / runs.CONFIG, config_to_dict(cfg))
-        save_transform(run_dir, splits.transform)
-        # The one use of global random state: the initial weights. Batches are drawn from
-        # (seed, epoch) alone (batching.py) and the step itself is deterministic, so nothing
-        # is re-seeded per epoch (re-seeding TensorFlow's global generator every epoch was
-        # measured to make every later step ~25 % slower).
-        keras.utils.set_random_seed(cfg.train.seed)
-        model = build_autoencoder(
-            cfg.model, num_features, padding, fused=device == "cpu",
-            vocab_size=vocab_size, embedding_dim=cfg.input.embedding_dim,
-        )
-        optimizer = keras.optimizers.Adam(
-            learning_rate=cfg.train.learning_rate, global_clipnorm=cfg.train.clip_norm
-        )
-        model.compile(optimizer=optimizer)  # so checkpoints carry the optimizer state
-        state = _fresh_state()
-
-    loss_fn = make_loss_fn(cfg)
-    train_step = _make_train_step(model, optimizer, loss_fn)
-    eval_step = make_eval_step(model, loss_fn)
-    last_path = runs.checkpoint_path(run_dir, "last")
-    best_path = runs.checkpoint_path(run_dir, "best")
-    monitor = "val_loss" if len(val_seqs) else "loss"
-    writer = tf.summary.create_file_writer(str(run_dir / runs.TENSORBOARD))
-    batch_size, max_len = cfg.train.batch_size, splits.max_len
-    every = cfg.train.checkpoint_every_steps
-
-    reporter.start(
-        {
-            "run_dir": str(run_dir),
-            "resumed_at": (state["epoch"], state["batch"]) if from_checkpoint else None,
-            "already_finished": state["finished"],
-            "device": device,
-            "lstm_kernel": lstm_kernel,
-            "train_sequences": len(train_seqs),
-            "validation_sequences": len(val_seqs),
-            "num_features": num_features,
-            "parameters": model.count_params(),
-        }
+def _start_info(s: _Session) -> TrainStart:
+    state = s.state
+    return TrainStart(
+        run_dir=str(s.run),
+        resumed_at=(state.epoch, state.batch) if s.resumed_from_checkpoint else None,
+        already_finished=state.finished,
+        stop_reason=state.stop_reason,
+        device=s.device,
+        lstm_kernel=s.lstm_kernel,
+        train_sequences=len(s.splits.train),
+        validation_sequences=len(s.splits.validation),
+        num_features=s.splits.train.num_features,
+        parameters=s.model.count_params(),
     )
-    while not state["finished"] and state["epoch"] <= cfg.train.epochs:
-        epoch = state["epoch"]
-        batches = training_batches(
-            train_seqs.lengths, batch_size, cfg.train.batching, cfg.train.seed, epoch
-        )
-        reporter.epoch_start(epoch, len(batches))
-        real_steps_done = np.cumsum([train_seqs.lengths[b].sum() for b in batches])  # after batch k
-        global_step = int(optimizer.iterations.numpy())
-        started = time.perf_counter() - state["epoch_seconds"]
-        while state["batch"] < len(batches):
-            k = state["batch"]
-            values, lengths = padded_batch(train_seqs, batches[k], cfg.train.batching, max_len, padding)
-            total, count, hits = train_step(values, lengths).numpy().tolist()
-            if not math.isfinite(total):
-                raise Diverged(
-                    f"the training loss became {total} at epoch {epoch}, batch {k + 1}; "
-                    "likely causes: a learning rate too high (train.learning_rate), unnormalized "
-                    "features (data.normalize: standard), or no gradient clipping (train.clip_norm). "
-                    f"The last good checkpoint is kept in {last_path}"
-                )
-            state["epoch_sum"] += total
-            state["epoch_count"] += count
-            state["epoch_hits"] += hits
-            state["batch"] = k + 1
-            seconds = time.perf_counter() - started
-            state["epoch_seconds"] = seconds
-            reporter.batch_end(
-                epoch,
-                k + 1,
-                state["epoch_sum"] / max(state["epoch_count"], 1.0),
-                real_steps_done[k] / max(seconds, 1e-9),
+
+
+# --------------------------------------------------------------------------- one epoch
+
+
+def _run_epoch(s: _Session, reporter: Reporter, should_stop: Callable[[], bool]) -> float:
+    """Runs the rest of the current epoch's batches; returns when the epoch started
+    (`time.perf_counter()` time, counting the part run before a resume)."""
+    cfg, state, train_seqs = s.cfg, s.state, s.splits.train
+    epoch = state.epoch
+    batches = training_batches(train_seqs.lengths, cfg.train.batch_size, cfg.train.batching, cfg.train.seed, epoch)
+    reporter.epoch_start(epoch, len(batches))
+    real_steps_done = np.cumsum([train_seqs.lengths[b].sum() for b in batches])  # after batch k
+    global_step = int(s.optimizer.iterations.numpy())
+    every = cfg.train.checkpoint_every_batches
+    started = time.perf_counter() - state.epoch_seconds
+    while state.batch < len(batches):
+        k = state.batch
+        values, lengths = padded_batch(train_seqs, batches[k], cfg.train.batching, s.splits.max_len, cfg.data.padding)
+        total, count, hits = s.train_step(values, lengths).numpy().tolist()
+        if not math.isfinite(total):
+            raise Diverged(
+                f"the training loss became {total} at epoch {epoch}, batch {k + 1}; "
+                "likely causes: a learning rate too high (train.learning_rate), unnormalized "
+                "features (data.normalize: standard), or no gradient clipping (train.clip_norm). "
+                f"The last good checkpoint is kept in {s.run.checkpoint('last')}"
             )
-            global_step += 1
-            interrupted = should_stop()
-            if interrupted or (every and global_step % every == 0):
-                save_checkpoint(model, last_path, state)
-            if interrupted:
-                raise Interrupted(run_dir, epoch, k + 1)
-
-        tokens = cfg.input.kind == "tokens"
-        val = score(eval_step, val_seqs, batch_size, padding) if len(val_seqs) else None
-        row = {
-            "epoch": epoch,
-            "loss": state["epoch_sum"] / max(state["epoch_count"], 1.0),
-            "val_loss": val.loss if val else None,
-            "accuracy": state["epoch_hits"] / max(state["epoch_count"], 1.0) if tokens else None,
-            "val_accuracy": val.accuracy if val and tokens else None,
-            "seconds": time.perf_counter() - started,
-            "learning_rate": float(optimizer.learning_rate.numpy()),
-            "real_steps": int(train_seqs.num_steps),
-        }
-        state["history"].append(row)
-        with writer.as_default():
-            for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
-                if row[key] is not None:
-                    tf.summary.scalar(key, row[key], step=epoch)
-        writer.flush()
-
-        current = row[monitor]
-        if state["best_loss"] is None or current < state["best_loss"] - cfg.train.min_delta:
-            state.update(best_loss=current, best_epoch=epoch, bad_epochs=0, plateau=0)
-            save_checkpoint(model, best_path, {"epoch": epoch, monitor: current})
-        else:
-            state["bad_epochs"] += 1
-            state["plateau"] += 1
-            if cfg.train.lr_patience and state["plateau"] >= cfg.train.lr_patience:
-                # The rate lives in the optimizer, so checkpoints carry the schedule too.
-                lr = float(optimizer.learning_rate.numpy())
-                optimizer.learning_rate.assign(max(lr * cfg.train.lr_factor, cfg.train.min_learning_rate))
-                state["plateau"] = 0
-        if cfg.train.patience and state["bad_epochs"] >= cfg.train.patience:
-            state["finished"], state["stop_reason"] = True, f"early stopping: no improvement in {monitor} for {cfg.train.patience} epochs"
-        elif epoch >= cfg.train.epochs:
-            state["finished"], state["stop_reason"] = True, "reached train.epochs"
-        state.update(epoch=epoch + 1, batch=0, epoch_sum=0.0, epoch_count=0.0, epoch_hits=0.0, epoch_seconds=0.0)
-        runs.write_history(run_dir / runs.HISTORY, state["history"])
-        save_checkpoint(model, last_path, state)
-        reporter.epoch_end(row)
-
-    metrics = _metrics(cfg, state, splits, device, lstm_kernel, monitor)
-    runs.write_json(run_dir / runs.METRICS, metrics)
-    return metrics
+        state.add_batch(total, count, hits, seconds=time.perf_counter() - started)
+        reporter.batch_end(epoch, k + 1, state.epoch_loss, real_steps_done[k] / max(state.epoch_seconds, 1e-9))
+        global_step += 1
+        interrupted = should_stop()
+        if interrupted or (every and global_step % every == 0):
+            s.save_last()
+        if interrupted:
+            raise Interrupted(s.run.path, epoch, k + 1)
+    return started
 
 
-def _padding_fraction(seqs, batch_size, batching, seed, max_len):
+# --------------------------------------------------------------------------- end of an epoch
+
+
+def _end_epoch(s: _Session, started: float) -> EpochRow:
+    """Validation, the history row, early stopping and the schedule, then the checkpoint."""
+    cfg, state = s.cfg, s.state
+    tokens = cfg.input.kind == "tokens"
+    validation = s.splits.validation
+    val = score(s.eval_step, validation, cfg.train.batch_size, cfg.data.padding) if len(validation) else None
+    row = EpochRow(
+        epoch=state.epoch,
+        loss=state.epoch_loss,
+        val_loss=val.loss if val else None,
+        accuracy=state.epoch_accuracy if tokens else None,
+        val_accuracy=val.accuracy if val and tokens else None,
+        seconds=time.perf_counter() - started,
+        learning_rate=float(s.optimizer.learning_rate.numpy()),
+        train_real_steps=int(s.splits.train.num_steps),
+    )
+    state.history.append(row)
+    _log_scalars(s.writer, row)
+    _track_best(s, row)
+    state.next_epoch()
+    state.stop_reason = _stop_reason(state, cfg.train, s.monitor)
+    state.finished = state.stop_reason is not None
+    s.run.write_history(state.history)
+    s.save_last()
+    return row
+
+
+def _log_scalars(writer: Any, row: EpochRow) -> None:
+    with writer.as_default():
+        for key in ("loss", "val_loss", "accuracy", "val_accuracy", "learning_rate"):
+            value = getattr(row, key)
+            if value is not None:
+                tf.summary.scalar(key, value, step=row.epoch)
+    writer.flush()
+
+
+def _track_best(s: _Session, row: EpochRow) -> None:
+    """A new best is checkpointed; otherwise the patience counters advance, and after
+    `lr_patience` epochs without a new best the learning rate is cut by `lr_factor`."""
+    train_cfg, state, monitor = s.cfg.train, s.state, s.monitor
+    current = getattr(row, monitor)
+    if state.best_loss is None or current < state.best_loss - train_cfg.min_delta:
+        state.best_loss, state.best_epoch, state.bad_epochs, state.plateau = current, row.epoch, 0, 0
+        save_checkpoint(s.model, s.run.checkpoint("best"), {"epoch": row.epoch, monitor: current})
+        return
+    state.bad_epochs += 1
+    state.plateau += 1
+    if train_cfg.lr_patience and state.plateau >= train_cfg.lr_patience:
+        # The rate lives in the optimizer, so checkpoints carry the schedule too.
+        lr = float(s.optimizer.learning_rate.numpy())
+        s.optimizer.learning_rate.assign(max(lr * train_cfg.lr_factor, train_cfg.min_learning_rate))
+        state.plateau = 0
+
+
+def _stop_reason(state: TrainState, train_cfg: TrainConfig, monitor: str) -> str | None:
+    """Why training stops after the epochs done so far (state.epoch - 1), or None."""
+    if train_cfg.patience and state.bad_epochs >= train_cfg.patience:
+        return f"early stopping: no improvement in {monitor} for {train_cfg.patience} epochs"
+    if state.epoch > train_cfg.epochs:
+        return "reached train.epochs"
+    return None
+
+
+# --------------------------------------------------------------------------- the end
+
+
+def _padding_fraction(seqs: Sequences, batch_size: int, batching: str, seed: int, max_len: int) -> float:
     """Fraction of the steps of one epoch's training batches that are padding."""
     padded = 0
     for b in training_batches(seqs.lengths, batch_size, batching, seed, 1):
@@ -285,26 +329,24 @@ def _padding_fraction(seqs, batch_size, batching, seed, max_len):
     return 1.0 - seqs.num_steps / padded
 
 
-def _metrics(cfg, state, splits, device, lstm_kernel, monitor):
-    history = state["history"]
-    best = next(row for row in history if row["epoch"] == state["best_epoch"])
-    final = history[-1]
-    seconds = sum(row["seconds"] for row in history)
+def _metrics(s: _Session) -> dict[str, Any]:
+    cfg, state, splits = s.cfg, s.state, s.splits
+    best, final = state.best_row(), state.history[-1]
+    seconds = sum(row.seconds for row in state.history)
+    tokens = cfg.input.kind == "tokens"
     return {
-        "monitor": monitor,
-        "best_epoch": state["best_epoch"],
-        "best_loss": best["loss"],
-        "best_val_loss": best["val_loss"],
-        "best_val_accuracy": best.get("val_accuracy"),
+        "monitor": s.monitor,
+        "best_epoch": state.best_epoch,
+        "best_loss": best.loss,
+        "best_val_loss": best.val_loss,
+        "best_val_accuracy": best.val_accuracy,
         # Tokens: perplexity = exp(mean cross-entropy per scored token).
-        "best_val_perplexity": (
-            math.exp(best["val_loss"]) if cfg.input.kind == "tokens" and best["val_loss"] is not None else None
-        ),
-        "final_epoch": final["epoch"],
-        "final_loss": final["loss"],
-        "final_val_loss": final["val_loss"],
-        "epochs_run": len(history),
-        "stop_reason": state["stop_reason"],
+        "best_val_perplexity": math.exp(best.val_loss) if tokens and best.val_loss is not None else None,
+        "final_epoch": final.epoch,
+        "final_loss": final.loss,
+        "final_val_loss": final.val_loss,
+        "epochs_run": len(state.history),
+        "stop_reason": state.stop_reason,
         "train_sequences": len(splits.train),
         "validation_sequences": len(splits.validation),
         "train_real_steps": int(splits.train.num_steps),
@@ -314,8 +356,8 @@ def _metrics(cfg, state, splits, device, lstm_kernel, monitor):
             splits.train, cfg.train.batch_size, cfg.train.batching, cfg.train.seed, splits.max_len
         ),
         "train_seconds": seconds,
-        "real_steps_per_second": sum(row["real_steps"] for row in history) / max(seconds, 1e-9),
-        "device": device,
-        "lstm_kernel": lstm_kernel,
+        "real_steps_per_second": sum(row.train_real_steps for row in state.history) / max(seconds, 1e-9),
+        "device": s.device,
+        "lstm_kernel": s.lstm_kernel,
         "versions": {"seqmask": seqmask.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
     }

@@ -61,7 +61,7 @@ def trained_run(tmp_path_factory):
     """A finished tiny run (trained once for the whole module)."""
     run_dir = tmp_path_factory.mktemp("bad_inputs_run") / "run"
     result = _invoke(
-        ["train", "--config", CORPUS / "_trained_run" / "config.yaml", "--run-dir", run_dir, "--quiet"]
+        ["train", run_dir, "--config", CORPUS / "_trained_run" / "config.yaml", "--quiet"]
     )
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -167,13 +167,11 @@ def test_bad_input_gives_one_clear_message(case, tmp_path, monkeypatch, request)
     leftovers = [str(p.relative_to(tmp)) for p in tmp.rglob(".tmp-*")]
     if leftovers:
         problems.append(f"temporary files left behind: {leftovers}")
-    if args[0] == "train":
-        for flag in ("--run-dir", "--resume"):
-            if flag in args:
-                run_dir = (cwd / args[args.index(flag) + 1]).resolve()
-                inside = run_dir.is_relative_to(tmp.resolve())
-                if inside and str(run_dir.relative_to(tmp.resolve())) not in tmp_before and run_dir.exists():
-                    problems.append(f"the failed train left its run directory {run_dir} behind")
+    if args[0] == "train" and len(args) > 1 and not args[1].startswith("-"):  # train RUN_DIR ...
+        run_dir = (cwd / args[1]).resolve()
+        inside = run_dir.is_relative_to(tmp.resolve())
+        if inside and str(run_dir.relative_to(tmp.resolve())) not in tmp_before and run_dir.exists():
+            problems.append(f"the failed train left its run directory {run_dir} behind")
     tmp_after = _snapshot(tmp)
     if tmp_after != tmp_before:
         problems.append(f"the failed command changed {{tmp}}: {_describe_changes(tmp_before, tmp_after)}")

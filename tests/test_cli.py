@@ -34,7 +34,7 @@ def one_line_error(result):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "demo"
-    result = invoke("train", "--config", ROOT / "configs/example.yaml", "--run-dir", run_dir, *FAST)
+    result = invoke("train", run_dir, "--config", ROOT / "configs/example.yaml", *FAST)
     assert result.exit_code == 0, result.output
     return run_dir
 
@@ -46,7 +46,7 @@ def test_train_writes_a_complete_run_directory(trained):
         assert (trained / name).is_file(), name
     assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
     history = (trained / "history.csv").read_text().splitlines()
-    assert history[0] == "epoch,loss,val_loss,seconds,learning_rate,real_steps,accuracy,val_accuracy"
+    assert history[0] == "epoch,loss,val_loss,seconds,learning_rate,train_real_steps,accuracy,val_accuracy"
     assert len(history) == 3
     metrics = json.loads((trained / "metrics.json").read_text())
     for key in ("best_val_loss", "final_loss", "train_sequences", "train_real_steps",
@@ -94,7 +94,7 @@ def test_encode_writes_one_vector_per_sequence(trained, tmp_path):
 @pytest.mark.slow
 def test_existing_run_directory_is_never_overwritten(trained):
     before = (trained / "checkpoints/last.keras").read_bytes()
-    result = invoke("train", "--config", ROOT / "configs/example.yaml", "--run-dir", trained, *FAST)
+    result = invoke("train", trained, "--config", ROOT / "configs/example.yaml", *FAST)
     assert result.exit_code == 1
     assert "already exists" in one_line_error(result) and "--resume" in one_line_error(result)
     assert (trained / "checkpoints/last.keras").read_bytes() == before
@@ -126,7 +126,7 @@ def test_bad_data_file_exits_1_naming_the_file(tmp_path, name):
     content, expected = BAD_DATA[name]
     (tmp_path / name).write_text(content)
     config = write_config(tmp_path, name)
-    result = invoke("train", "--config", config, "--run-dir", tmp_path / "run", "--quiet")
+    result = invoke("train", tmp_path / "run", "--config", config, "--quiet")
     text = one_line_error(result)
     assert result.exit_code == 1, text
     assert name in text and expected in text
@@ -135,13 +135,13 @@ def test_bad_data_file_exits_1_naming_the_file(tmp_path, name):
 
 def test_bad_npz_empty_sequence(tmp_path):
     np.savez(tmp_path / "d.npz", values=np.zeros((3, 2)), lengths=np.array([3, 0]))
-    result = invoke("train", "--config", write_config(tmp_path, "d.npz"), "--run-dir", tmp_path / "run")
+    result = invoke("train", tmp_path / "run", "--config", write_config(tmp_path, "d.npz"))
     assert result.exit_code == 1 and "d.npz" in one_line_error(result)
     assert "empty" in one_line_error(result)
 
 
 def test_missing_data_file(tmp_path):
-    result = invoke("train", "--config", write_config(tmp_path, "nope.npz"), "--run-dir", tmp_path / "r")
+    result = invoke("train", tmp_path / "r", "--config", write_config(tmp_path, "nope.npz"))
     assert result.exit_code == 1 and "nope.npz" in one_line_error(result)
 
 
@@ -171,20 +171,51 @@ def test_not_a_run_directory(tmp_path):
 
 def test_train_needs_config_or_resume():
     result = invoke("train")
-    assert result.exit_code == 2 and "--config" in one_line_error(result)
+    assert result.exit_code == 2 and "--config" in one_line_error(result) and "--resume" in one_line_error(result)
 
 
-def test_help_lists_commands():
+def test_help_lists_each_command_with_its_summary():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("train", "evaluate", "encode"):
-        assert command in result.output
+    rows = {line.strip(" │").split()[0]: line for line in result.output.splitlines() if line.strip(" │")}
+    for command, summary in (("train", "Train an autoencoder"), ("evaluate", "The masked loss"),
+                             ("encode", "Export one latent vector")):
+        assert command in rows and summary in rows[command], result.output
+
+
+def test_deprecated_run_dir_option_still_works_and_says_what_to_use(tmp_path):
+    result = invoke("train", "--config", write_config(tmp_path, "nope.npz"), "--run-dir", tmp_path / "r")
+    text = one_line_error(result)
+    assert "warning: --run-dir DIR is deprecated" in text and "seqmask train DIR --config FILE" in text
+    assert result.exit_code == 1 and "nope.npz" in text  # and it went on to the run itself
+
+
+def test_run_dir_given_twice_is_a_usage_error(tmp_path):
+    result = invoke("train", tmp_path / "a", "--run-dir", tmp_path / "b", "--config", tmp_path / "c.yaml")
+    assert result.exit_code == 2 and "not both" in one_line_error(result)
+
+
+def test_checkpoint_is_a_choice_typer_checks(tmp_path):
+    result = invoke("evaluate", tmp_path, "--checkpoint", "latest")
+    text = one_line_error(result)
+    assert result.exit_code == 2
+    assert "'latest'" in text and "'best'" in text and "'last'" in text and "seqmask evaluate --help" in text
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] == [result.output.splitlines()[0]]
+
+
+def test_resume_refuses_a_key_that_changes_the_model(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(write_config(tmp_path, "d.npz").read_text())
+    result = invoke("train", run, "--resume", "--set", "model.units=3", "--quiet")
+    text = one_line_error(result)
+    assert result.exit_code == 2 and "model.units" in text and "train.epochs" in text
 
 
 @pytest.mark.slow
 def test_tokens_end_to_end(tmp_path):
     run_dir = tmp_path / "tokens"
-    result = invoke("train", "--config", ROOT / "configs/tokens.yaml", "--run-dir", run_dir, *FAST)
+    result = invoke("train", run_dir, "--config", ROOT / "configs/tokens.yaml", *FAST)
     assert result.exit_code == 0, result.output
     assert (run_dir / "vocabulary.txt").read_text().splitlines()[:2] == ["<pad>", "<unk>"]
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from seqmask.config import load_config
-from seqmask.errors import ConfigError
+from seqmask.errors import DeviceError
 
 
 def tiny_config(tmp_path, device):
@@ -26,7 +26,7 @@ def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path):
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
-    with pytest.raises(ConfigError, match="'train.device' is 'gpu' but TensorFlow sees no GPU"):
+    with pytest.raises(DeviceError, match="'train.device' is 'gpu' but TensorFlow sees no GPU"):
         train(tiny_config(tmp_path, "gpu"), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

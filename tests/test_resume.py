@@ -38,7 +38,7 @@ def make_run_config(tmp_path, **train_overrides):
         "data": {"train": "data.npz"},
         "model": {"units": 8, "latent_dim": 4},
         "train": {"epochs": 8, "batch_size": 8, "patience": 0, "lr_patience": 1,
-                  "checkpoint_every_steps": 5, "learning_rate": 0.01, **train_overrides},
+                  "checkpoint_every_batches": 5, "learning_rate": 0.01, **train_overrides},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -81,9 +81,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     positions = set()
     while kills < KILLS and not (run_dir / "metrics.json").exists():
         if (run_dir / "config.yaml").exists():
-            proc = seqmask("train", "--resume", run_dir, "--quiet")
+            proc = seqmask("train", run_dir, "--resume", "--quiet")
         else:
-            proc = seqmask("train", "--config", config, "--run-dir", run_dir, "--quiet")
+            proc = seqmask("train", run_dir, "--config", config, "--quiet")
         if not wait_for_progress(proc, last):
             out = proc.communicate()[0]
             assert proc.returncode == 0, out
@@ -113,7 +113,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert len(positions) >= 5, positions
 
     # Resume to the end.
-    proc = seqmask("train", "--resume", run_dir, "--quiet")
+    proc = seqmask("train", run_dir, "--resume", "--quiet")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert "resuming" in out
@@ -136,17 +136,49 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
 def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path):
     config = make_run_config(tmp_path, epochs=3)
     run_dir = tmp_path / "run"
-    proc = seqmask("train", "--config", config, "--run-dir", run_dir, "--quiet")
+    proc = seqmask("train", run_dir, "--config", config, "--quiet")
     assert wait_for_progress(proc, run_dir / "checkpoints" / "last.keras")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
-    assert f"resume with: seqmask train --resume {run_dir}" in " ".join(out.split())
+    assert f"resume with: seqmask train {run_dir} --resume" in " ".join(out.split())
     assert "Traceback" not in out
     _, state = load_checkpoint(run_dir / "checkpoints" / "last.keras")
     assert state["batch"] > 0 or state["epoch"] > 1
 
-    proc = seqmask("train", "--resume", run_dir, "--quiet")
+    proc = seqmask("train", run_dir, "--resume", "--quiet")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert len(history(run_dir)) == 3
+
+
+def test_a_run_in_use_refuses_a_second_writer_until_its_process_dies(tmp_path):
+    """A second train --overwrite, or a --resume, on a run still training fails, naming
+    the process and host; it deletes and writes nothing. After a SIGKILL the lock is
+    stale, and --resume takes it over."""
+    import socket
+
+    config = make_run_config(tmp_path, epochs=50)
+    run_dir = tmp_path / "run"
+    proc = seqmask("train", run_dir, "--config", config, "--quiet")
+    try:
+        assert wait_for_progress(proc, run_dir / "checkpoints" / "last.keras")
+        saved_config = (run_dir / "config.yaml").read_bytes()
+        holder = f"in use by process {proc.pid} on host {socket.gethostname()}"
+        for args in (["--config", config, "--overwrite"], ["--resume"], ["--config", config]):
+            other = subprocess.run([sys.executable, "-m", "seqmask", "train", str(run_dir), *map(str, args), "--quiet"],
+                                   capture_output=True, text=True, timeout=120)
+            message = " ".join(other.stderr.split())
+            assert other.returncode == 1 and holder in message, (args, other.stderr)
+            assert message.count("error:") == 1 and "Traceback" not in message
+            assert (run_dir / "config.yaml").read_bytes() == saved_config
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.stdout.close()
+    assert (run_dir / "train.lock").exists(), "a killed process leaves its lock file"
+    resumed = seqmask("train", run_dir, "--resume", "--set", "train.epochs=2", "--quiet")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert "resuming" in out and not (run_dir / "train.lock").exists()

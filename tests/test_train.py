@@ -71,3 +71,36 @@ def test_schedule_and_early_stopping(tmp_path):
     assert metrics["stop_reason"].startswith("early stopping") and len(rows) < 30
     assert rates[-1] < rates[0], "the plateau schedule never cut the learning rate"
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == len(rows)
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_continues_a_finished_run_exactly(tmp_path):
+    """`train RUN --resume --set train.epochs=4` on a run that reached its 2 epochs trains
+    epochs 3 and 4, with the history an uninterrupted 4-epoch run has; the saved config
+    says 4 from then on."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 12, 40)
+    values = rng.normal(size=(lengths.sum(), 2))
+    cfg = write(tmp_path, values, lengths, epochs=2, patience=0)
+    train(cfg, tmp_path / "run")
+    metrics = train(None, tmp_path / "run", resume=True, overrides=["train.epochs=4"])
+    assert metrics["epochs_run"] == 4 and metrics["stop_reason"] == "reached train.epochs"
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["epochs"] == 4
+
+    train(write(tmp_path, values, lengths, epochs=4, patience=0), tmp_path / "straight")
+    resumed = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    straight = (tmp_path / "straight" / "history.csv").read_text().splitlines()
+    assert len(resumed) == len(straight) == 5
+    for a, b in zip(resumed[1:], straight[1:]):
+        a, b = a.split(","), b.split(",")
+        assert a[:3] == b[:3] and a[4:] == b[4:]  # all but the seconds column
+
+
+def test_resume_refuses_keys_that_change_the_model_or_the_data(tmp_path):
+    from seqmask.errors import ConfigError
+
+    cfg = write(tmp_path, np.zeros((40, 2)), [4] * 10, epochs=1)
+    train(cfg, tmp_path / "run")
+    for key in ("model.units=3", "data.max_len=2", "train.learning_rate=0.1"):
+        with pytest.raises(ConfigError, match=r"train\.epochs"):
+            train(None, tmp_path / "run", resume=True, overrides=[key])
