@@ -73,10 +73,10 @@ def test_detect_format_by_extension(name, fmt):
 def test_supported_tables():
     assert set(readers.SUPPORTED_FORMATS) == {"npz", "csv", "jsonl", "parquet", "npy_dir", "csv_dir", "tokens_text"}
     assert set(readers.SUPPORTED_EXTENSIONS) == {".csv.gz", ".csv", ".npz", ".jsonl.gz", ".jsonl", ".parquet", ".txt"}
-    # the config's format enum is exactly "auto" plus the reader table
-    from seqmask.config import _DATA_SPEC
+    # the config's format enum (data.format's Literal type) is exactly "auto" plus the reader table
+    from seqmask.config import DataFormat, choices_of
 
-    assert set(_DATA_SPEC["format"].choices) == {"auto", *readers.SUPPORTED_FORMATS}
+    assert set(choices_of(DataFormat)) == {"auto", *readers.SUPPORTED_FORMATS}
 
 
 def test_explicit_format_overrides_extension(tmp_path):
