@@ -370,7 +370,11 @@ def test_csv_large_values_and_float32(tmp_path):
         ("id,x\na,1\na,abc\na,1e39\n", {}, "line 3: column 'x' has non-numeric value 'abc'"),
         ("id,t,x\na,0,1\na,nan,1\n", {"step_column": "t"}, "line 3: column 't' is NaN/Inf"),
         ("id,t,x\na,0,1\na,,1\n", {"step_column": "t"}, "line 3: column 't' is empty"),
-        ("id,t,x\na,0,1\nb,1,1\na,1,1\n\na,1,2\n", {"step_column": "t"}, "line 6: step 1 of sequence 'a' appears twice (also on line 4)"),
+        (
+            "id,t,x\na,0,1\nb,1,1\na,1,1\n\na,1,2\n",
+            {"step_column": "t"},
+            "line 6: step 1 of sequence 'a' appears twice (also on line 4)",
+        ),
         ("", {}, "no sequences"),
         ("\n\n", {}, "no sequences"),
         ("id,x\n", {}, "no sequences"),
@@ -450,7 +454,7 @@ def test_bundled_example_data_is_consistent():
 
 # -- fuzzing: any input gives a correct load or a DataError naming the file ------
 
-_ID = st.text(alphabet="abcXYZ019-_ ,\"é", min_size=1, max_size=4).filter(lambda s: s.strip() == s and s != "")
+_ID = st.text(alphabet='abcXYZ019-_ ,"é', min_size=1, max_size=4).filter(lambda s: s.strip() == s and s != "")
 _VAL = st.floats(allow_nan=False, allow_infinity=False, width=32)
 
 
@@ -500,7 +504,25 @@ def _render(n_features, use_step, rows, newline="\n") -> bytes:
 
 
 _JUNK = st.sampled_from(
-    ["", "abc", "nan", "inf", "-Infinity", "1e400", "-1e400", "1e39", "NA", "1,2", '"', '""', "\xff", " ", "0x1", "1_0", "é"]
+    [
+        "",
+        "abc",
+        "nan",
+        "inf",
+        "-Infinity",
+        "1e400",
+        "-1e400",
+        "1e39",
+        "NA",
+        "1,2",
+        '"',
+        '""',
+        "\xff",
+        " ",
+        "0x1",
+        "1_0",
+        "é",
+    ]
 )
 
 
@@ -511,7 +533,19 @@ def mutated_csv(draw):
     lines = raw.split(b"\n")
     kind = draw(
         st.sampled_from(
-            ["truncate", "drop_cell", "add_cell", "junk_cell", "bad_bytes", "dup_line", "empty", "blank_lines", "swap_lines", "header_only", "garbage"]
+            [
+                "truncate",
+                "drop_cell",
+                "add_cell",
+                "junk_cell",
+                "bad_bytes",
+                "dup_line",
+                "empty",
+                "blank_lines",
+                "swap_lines",
+                "header_only",
+                "garbage",
+            ]
         )
     )
     k = draw(st.integers(0, max(len(lines) - 2, 0)))
@@ -525,7 +559,9 @@ def mutated_csv(draw):
         raw = b"\n".join(lines)
     elif kind == "junk_cell":
         cells = lines[k].rstrip(b"\r").split(b",")
-        cells[draw(st.integers(0, len(cells) - 1))] = draw(_JUNK).encode("latin-1", "replace") if draw(st.booleans()) else draw(_JUNK).encode()
+        cells[draw(st.integers(0, len(cells) - 1))] = (
+            draw(_JUNK).encode("latin-1", "replace") if draw(st.booleans()) else draw(_JUNK).encode()
+        )
         lines[k] = b",".join(cells)
         raw = b"\n".join(lines)
     elif kind == "bad_bytes":
@@ -604,9 +640,29 @@ def mutated_npz(draw):
         arrays["ids"] = np.array([f"id{k}" for k in range(n)])
     kind = draw(
         st.sampled_from(
-            ["none", "nan", "huge", "lengths_off", "zero_len", "neg_len", "float_len", "ids_count", "dup_ids",
-             "int_ids", "drop_key", "values_3d", "values_1d", "str_values", "object", "truncate", "flip", "int_values",
-             "offsets", "offsets_bad", "offsets_and_lengths"]
+            [
+                "none",
+                "nan",
+                "huge",
+                "lengths_off",
+                "zero_len",
+                "neg_len",
+                "float_len",
+                "ids_count",
+                "dup_ids",
+                "int_ids",
+                "drop_key",
+                "values_3d",
+                "values_1d",
+                "str_values",
+                "object",
+                "truncate",
+                "flip",
+                "int_values",
+                "offsets",
+                "offsets_bad",
+                "offsets_and_lengths",
+            ]
         )
     )
     if kind == "nan" and values.size:

@@ -210,13 +210,24 @@ _VAL = st.floats(allow_nan=False, allow_infinity=False, width=32)
 def directory(draw):
     kind = draw(st.sampled_from(["csv", "npy"]))
     width = draw(st.integers(1, 3))
-    names = draw(st.lists(st.text("abcXYZ019-_ é", min_size=1, max_size=5).map(str.strip).filter(bool), min_size=1, max_size=4, unique=True))
+    names = draw(
+        st.lists(
+            st.text("abcXYZ019-_ é", min_size=1, max_size=5).map(str.strip).filter(bool),
+            min_size=1,
+            max_size=4,
+            unique=True,
+        )
+    )
     files = {}
     for name in names:
         n = draw(st.integers(1, 4))
         rows = [draw(st.lists(_VAL, min_size=width, max_size=width)) for _ in range(n)]
         if kind == "csv":
-            text = ",".join(f"f{j}" for j in range(width)) + "\n" + "".join(",".join(repr(v) for v in r) + "\n" for r in rows)
+            text = (
+                ",".join(f"f{j}" for j in range(width))
+                + "\n"
+                + "".join(",".join(repr(v) for v in r) + "\n" for r in rows)
+            )
             files[name + ".csv"] = (text.encode(), rows)
         else:
             files[name + ".npy"] = (npy_bytes(np.array(rows, dtype=np.float32)), rows)
@@ -243,7 +254,19 @@ def mutated(draw):
     raw = files[name][0]
     how = draw(
         st.sampled_from(
-            ["none", "truncate", "bytes", "flip", "empty", "garbage", "junk_cell", "wider", "extra_file", "other_kind", "no_files"]
+            [
+                "none",
+                "truncate",
+                "bytes",
+                "flip",
+                "empty",
+                "garbage",
+                "junk_cell",
+                "wider",
+                "extra_file",
+                "other_kind",
+                "no_files",
+            ]
         )
     )
     if how == "truncate":
@@ -264,7 +287,11 @@ def mutated(draw):
         lines[k] += draw(st.sampled_from([b",1", b"nan", b"x", b"1e400", b",", b'"']))
         raw = b"\n".join(lines)
     elif how == "wider":
-        raw = npy_bytes(np.zeros((2, 9))) if kind == "npy" else b",".join(b"c%d" % j for j in range(9)) + b"\n" + b",".join([b"1"] * 9) + b"\n"
+        raw = (
+            npy_bytes(np.zeros((2, 9)))
+            if kind == "npy"
+            else b",".join(b"c%d" % j for j in range(9)) + b"\n" + b",".join([b"1"] * 9) + b"\n"
+        )
     files = {k: v[0] for k, v in files.items()}
     files[name] = raw
     if how == "extra_file":

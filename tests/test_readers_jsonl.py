@@ -46,7 +46,11 @@ def test_flat_values_are_one_feature(tmp_path):
 def test_tokens_strings_and_ints(tmp_path):
     p = write(
         tmp_path / "x.jsonl",
-        jsonl({"id": "s1", "tokens": ["the", "cat", "sat"]}, {"id": "s2", "tokens": [12, "x", 0]}, {"id": "s3", "tokens": [5]}),
+        jsonl(
+            {"id": "s1", "tokens": ["the", "cat", "sat"]},
+            {"id": "s2", "tokens": [12, "x", 0]},
+            {"id": "s3", "tokens": [5]},
+        ),
     )
     s = read_sequences(p)
     assert s.is_tokens and s.values.ndim == 1
@@ -109,14 +113,23 @@ R = '{"id": "a", "values": [[1, 2]]}\n'
         ('{"id": "a", "values": []}\n', ", line 1: sequence 'a' is empty ('values' is [])"),
         ('{"id": "a", "tokens": []}\n', ", line 1: sequence 'a' is empty ('tokens' is [])"),
         ('{"id": "a", "values": null}\n', ", line 1: sequence 'a': 'values' must be a list of steps, got null"),
-        ('{"id": "a", "values": {"x": 1}}\n', ", line 1: sequence 'a': 'values' must be a list of steps, got an object"),
+        (
+            '{"id": "a", "values": {"x": 1}}\n',
+            ", line 1: sequence 'a': 'values' must be a list of steps, got an object",
+        ),
         ('{"id": "a", "values": 3}\n', ", line 1: sequence 'a': 'values' must be a list of steps, got the number 3"),
         ('{"id": "a", "values": [[1, 2], [3]]}\n', ", line 1: sequence 'a': step 1 has 1 features but step 0 has 2"),
         ('{"id": "a", "values": [[], []]}\n', ", line 1: sequence 'a': step 0 is an empty list"),
-        ('{"id": "a", "values": [[1, "2"]]}\n', ", line 1: sequence 'a': step 0, feature 1 is the string '2', not a number"),
+        (
+            '{"id": "a", "values": [[1, "2"]]}\n',
+            ", line 1: sequence 'a': step 0, feature 1 is the string '2', not a number",
+        ),
         ('{"id": "a", "values": [[1], [null]]}\n', ", line 1: sequence 'a': step 1, feature 0 is null, not a number"),
         ('{"id": "a", "values": [[1], [false]]}\n', ", line 1: sequence 'a': step 1, feature 0 is false, not a number"),
-        ('{"id": "a", "values": [[{"x": 1}]]}\n', ", line 1: sequence 'a': step 0, feature 0 is an object, not a number"),
+        (
+            '{"id": "a", "values": [[{"x": 1}]]}\n',
+            ", line 1: sequence 'a': step 0, feature 0 is an object, not a number",
+        ),
         ('{"id": "a", "values": [[[1]]]}\n', ", line 1: sequence 'a': step 0, feature 0 is a list: nested too deep"),
         ('{"id": "a", "values": [1, "x"]}\n', ", line 1: sequence 'a': step 1 is the string 'x', not a number"),
         ('{"id": "a", "values": [1, null]}\n', ", line 1: sequence 'a': step 1 is null"),
@@ -124,19 +137,34 @@ R = '{"id": "a", "values": [[1, 2]]}\n'
         ('{"id": "a", "values": [[1, NaN]]}\n', ", line 1: sequence 'a': step 0, feature 1 is NaN/Inf"),
         ('{"id": "a", "values": [-Infinity]}\n', ", line 1: sequence 'a': step 0, feature 0 is NaN/Inf"),
         ('{"id": "a", "values": [[1], [1e400]]}\n', ", line 1: sequence 'a': step 1, feature 0 is NaN/Inf"),
-        ('{"id": "a", "values": [[1e39]]}\n', ", line 1: sequence 'a': step 0, feature 0 value 1e+39 is too large for float32"),
+        (
+            '{"id": "a", "values": [[1e39]]}\n',
+            ", line 1: sequence 'a': step 0, feature 0 value 1e+39 is too large for float32",
+        ),
         ('{"id": "a", "values": [' + "9" * 400 + "]}\n", ", line 1: sequence 'a': step 0, feature 0 value '999"),
         ('{"id": "a", "values": [' + "9" * 5000 + "]}\n", ", line 1: invalid JSON"),
-        (R + '{"id": "b", "values": [[1, 2, 3]]}\n', ", line 2: sequence 'b' has 3 features per step but earlier sequences (line 1) have 2"),
+        (
+            R + '{"id": "b", "values": [[1, 2, 3]]}\n',
+            ", line 2: sequence 'b' has 3 features per step but earlier sequences (line 1) have 2",
+        ),
         (R + '{"id": "b", "values": [1]}\n', ", line 2: sequence 'b' has 1 features per step"),
         (R + '{"id": "b", "tokens": ["x"]}\n', ", line 2: has 'tokens' but line 1 has 'values'"),
-        ('{"id": "a", "tokens": "abc"}\n', ", line 1: sequence 'a': 'tokens' must be a list of tokens, got the string 'abc'"),
-        ('{"id": "a", "tokens": ["x", 1.5]}\n', ", line 1: sequence 'a': token 1 is the number 1.5; tokens must be strings or integers"),
+        (
+            '{"id": "a", "tokens": "abc"}\n',
+            ", line 1: sequence 'a': 'tokens' must be a list of tokens, got the string 'abc'",
+        ),
+        (
+            '{"id": "a", "tokens": ["x", 1.5]}\n',
+            ", line 1: sequence 'a': token 1 is the number 1.5; tokens must be strings or integers",
+        ),
         ('{"id": "a", "tokens": ["x", null]}\n', ", line 1: sequence 'a': token 1 is null"),
         ('{"id": "a", "tokens": ["x", true]}\n', ", line 1: sequence 'a': token 1 is true"),
         ('{"id": "a", "tokens": [["x"]]}\n', ", line 1: sequence 'a': token 0 is a list"),
         ('{"id": "a", "tokens": ["x", ""]}\n', ", line 1: sequence 'a', token 1 is empty"),
-        ('{"id": "a", "tokens": ["x\\ny"]}\n', ", line 1: sequence 'a', token 0 ('x\\ny') contains a NUL character or a line break"),
+        (
+            '{"id": "a", "tokens": ["x\\ny"]}\n',
+            ", line 1: sequence 'a', token 0 ('x\\ny') contains a NUL character or a line break",
+        ),
         ('{"id": "a", "tokens": ["x\\u0000"]}\n', ", line 1: sequence 'a', token 0 ('x\\x00') contains a NUL"),
         ("[" * 100_000 + "]" * 100_000 + "\n", ", line 1: invalid JSON (nested too deep)"),
     ],
@@ -197,14 +225,39 @@ def test_fuzz_valid_jsonl_loads_exactly(tmp_path_factory, data, blank, gz):
     if tokens:
         assert s.values.tolist() == [str(t) for r in records for t in r["tokens"]]
     else:
-        expected = np.concatenate([np.asarray(r["values"], dtype=np.float32).reshape(len(r["values"]), -1) for r in records])
+        expected = np.concatenate(
+            [np.asarray(r["values"], dtype=np.float32).reshape(len(r["values"]), -1) for r in records]
+        )
         assert np.array_equal(s.values, expected)
 
 
 # Values that are wrong somewhere a list of numbers/tokens is expected.
 _JUNK = st.sampled_from(
-    [None, True, False, "x", "1", "", 1.5, 10**30, 10**300, [], [[]], [[[1]]], {}, {"a": 1},
-     float("nan"), float("inf"), 1e39, -1e300, [1, [2]], [None], ["a", 1], "\x00", "a\nb"]
+    [
+        None,
+        True,
+        False,
+        "x",
+        "1",
+        "",
+        1.5,
+        10**30,
+        10**300,
+        [],
+        [[]],
+        [[[1]]],
+        {},
+        {"a": 1},
+        float("nan"),
+        float("inf"),
+        1e39,
+        -1e300,
+        [1, [2]],
+        [None],
+        ["a", 1],
+        "\x00",
+        "a\nb",
+    ]
 )
 
 
@@ -213,8 +266,22 @@ def mutated(draw):
     _, records = draw(dataset())
     kind = draw(
         st.sampled_from(
-            ["none", "junk_value", "junk_step", "junk_id", "drop_key", "dup_id", "mix", "not_object", "bytes",
-             "truncate", "empty", "deep", "wrong_width", "both_keys"]
+            [
+                "none",
+                "junk_value",
+                "junk_step",
+                "junk_id",
+                "drop_key",
+                "dup_id",
+                "mix",
+                "not_object",
+                "bytes",
+                "truncate",
+                "empty",
+                "deep",
+                "wrong_width",
+                "both_keys",
+            ]
         )
     )
     k = draw(st.integers(0, len(records) - 1))
@@ -231,7 +298,9 @@ def mutated(draw):
     elif kind == "dup_id":
         records.append(dict(rec))
     elif kind == "mix":
-        records.append({"id": "mixed-in", ("values" if key == "tokens" else "tokens"): ["a"] if key == "values" else [1.0]})
+        records.append(
+            {"id": "mixed-in", ("values" if key == "tokens" else "tokens"): ["a"] if key == "values" else [1.0]}
+        )
     elif kind == "not_object":
         records[k] = draw(_JUNK)
     elif kind == "deep":

@@ -31,7 +31,10 @@ def save(path, table: pa.Table | dict, **kw):
 
 
 def test_rows_of_value_lists(tmp_path):
-    p = save(tmp_path / "x.parquet", {"id": ["b", "a"], "values": [[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]]], "note": ["x", "y"]})
+    p = save(
+        tmp_path / "x.parquet",
+        {"id": ["b", "a"], "values": [[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]]], "note": ["x", "y"]},
+    )
     s = read_sequences(p)
     assert s.source == str(p)
     assert s.ids.tolist() == ["b", "a"] and s.lengths.tolist() == [2, 1]
@@ -39,7 +42,9 @@ def test_rows_of_value_lists(tmp_path):
 
 
 def test_rows_of_flat_lists_ints_and_large_lists(tmp_path):
-    p = save(tmp_path / "x.parquet", {"id": [10, 20], "values": pa.array([[1, 2, 3], [4]], type=pa.large_list(pa.int32()))})
+    p = save(
+        tmp_path / "x.parquet", {"id": [10, 20], "values": pa.array([[1, 2, 3], [4]], type=pa.large_list(pa.int32()))}
+    )
     s = read_sequences(p)
     assert s.ids.tolist() == ["10", "20"] and s.values.shape == (4, 1)
     assert s.values[:, 0].tolist() == [1, 2, 3, 4]
@@ -53,7 +58,9 @@ def test_rows_of_tokens(tmp_path):
     p = save(tmp_path / "x.parquet", {"id": ["s1", "s2"], "tokens": [["the", "cat"], ["sat"]]})
     s = read_sequences(p)
     assert s.is_tokens and s.values.tolist() == ["the", "cat", "sat"] and s.lengths.tolist() == [2, 1]
-    p = save(tmp_path / "y.parquet", {"id": ["s1", "s2"], "tokens": pa.array([[3, 1], [40]], type=pa.list_(pa.int64()))})
+    p = save(
+        tmp_path / "y.parquet", {"id": ["s1", "s2"], "tokens": pa.array([[3, 1], [40]], type=pa.list_(pa.int64()))}
+    )
     assert read_sequences(p).values.tolist() == ["3", "1", "40"]
     dict_tokens = pa.array([["a", "b"], ["a"]], type=pa.list_(pa.dictionary(pa.int8(), pa.string())))
     p = save(tmp_path / "z.parquet", pa.table({"id": ["s1", "s2"], "tokens": dict_tokens}))
@@ -75,7 +82,12 @@ def test_custom_keys_and_many_row_groups(tmp_path):
 def test_long_format_like_csv(tmp_path):
     p = save(
         tmp_path / "x.parquet",
-        {"x": [30.0, 10.0, 99.0, 20.0], "id": ["a", "a", "b", "a"], "t": [3, 1, 0, 2], "y": pa.array([1, 2, 3, 4], pa.int16())},
+        {
+            "x": [30.0, 10.0, 99.0, 20.0],
+            "id": ["a", "a", "b", "a"],
+            "t": [3, 1, 0, 2],
+            "y": pa.array([1, 2, 3, 4], pa.int16()),
+        },
     )
     s = read_sequences(p, step_column="t")
     assert s.ids.tolist() == ["a", "b"] and s.lengths.tolist() == [3, 1]
@@ -105,7 +117,11 @@ def test_a_non_list_values_column_is_a_feature(tmp_path):
 @pytest.mark.parametrize(
     "table, kw, expected",
     [
-        ({"id": pa.array([], pa.string()), "v": pa.array([], pa.float64())}, {}, ": no sequences (the file has no rows)"),
+        (
+            {"id": pa.array([], pa.string()), "v": pa.array([], pa.float64())},
+            {},
+            ": no sequences (the file has no rows)",
+        ),
         ({"seq": ["a"], "v": [1.0]}, {}, ": no id column 'id' (columns: 'seq', 'v')"),
         ({"id": ["a"], "v": [1.0]}, {"step_column": "t"}, ": no step column 't'"),
         ({"id": ["a"], "v": [1.0]}, {"feature_columns": ["w"]}, ": feature column 'w' not found"),
@@ -123,28 +139,68 @@ def test_a_non_list_values_column_is_a_feature(tmp_path):
         ({"id": ["a", "a"], "v": [1.0, float("-inf")]}, {}, ", row 2: column 'v' is NaN/Inf"),
         ({"id": ["a", "a"], "v": [1.0, 1e39]}, {}, ", row 2: column 'v' value 1e+39 is too large for float32"),
         ({"id": ["a", "a"], "w": [1.0, None], "v": [1.0, float("nan")]}, {}, ", row 2: column 'w' is null"),
-        ({"id": ["a", "a"], "t": [0.0, float("nan")], "v": [1.0, 2.0]}, {"step_column": "t"}, ", row 2: column 't' is NaN/Inf"),
-        ({"id": ["a", "b", "a"], "t": [1, 0, 1], "v": [1.0, 2.0, 3.0]}, {"step_column": "t"}, ", row 3: step 1 of sequence 'a' appears twice (also on row 1)"),
-        ({"id": ["a", "a"], "t": [0.5, 0.5], "v": [1.0, 2.0]}, {"step_column": "t"}, ", row 2: step 0.5 of sequence 'a' appears twice"),
+        (
+            {"id": ["a", "a"], "t": [0.0, float("nan")], "v": [1.0, 2.0]},
+            {"step_column": "t"},
+            ", row 2: column 't' is NaN/Inf",
+        ),
+        (
+            {"id": ["a", "b", "a"], "t": [1, 0, 1], "v": [1.0, 2.0, 3.0]},
+            {"step_column": "t"},
+            ", row 3: step 1 of sequence 'a' appears twice (also on row 1)",
+        ),
+        (
+            {"id": ["a", "a"], "t": [0.5, 0.5], "v": [1.0, 2.0]},
+            {"step_column": "t"},
+            ", row 2: step 0.5 of sequence 'a' appears twice",
+        ),
         # one row per sequence
         ({"values": [[1.0]]}, {}, ": no id column 'id' (columns: 'values'); a file with one row per sequence"),
         ({"id": ["a"], "values": [[1.0]], "tokens": [["x"]]}, {}, ": has both a 'values' and a 'tokens' list column"),
-        ({"id": ["a"], "values": [[1.0]]}, {"feature_columns": ["values"]}, ": step_column and feature_columns apply only to tables of one row per step"),
-        ({"id": ["a", "a"], "values": [[1.0], [2.0]]}, {}, ": id 'a' appears more than once in column 'id' (row 1 and row 2)"),
+        (
+            {"id": ["a"], "values": [[1.0]]},
+            {"feature_columns": ["values"]},
+            ": step_column and feature_columns apply only to tables of one row per step",
+        ),
+        (
+            {"id": ["a", "a"], "values": [[1.0], [2.0]]},
+            {},
+            ": id 'a' appears more than once in column 'id' (row 1 and row 2)",
+        ),
         ({"id": ["a", "b"], "values": [[1.0], None]}, {}, ", row 2: sequence 'b' has a null 'values'"),
         ({"id": ["a", "b"], "values": [[1.0], []]}, {}, ", row 2: sequence 'b' is empty"),
         ({"id": ["a", "b"], "values": [[[1.0]], [[2.0], None]]}, {}, ", row 2: sequence 'b', step 1 is null"),
-        ({"id": ["a", "b"], "values": [[[1.0, 2.0]], [[2.0, 3.0], [4.0]]]}, {}, ", row 2: sequence 'b', step 1 has 1 features but the first step of row 1 has 2"),
+        (
+            {"id": ["a", "b"], "values": [[[1.0, 2.0]], [[2.0, 3.0], [4.0]]]},
+            {},
+            ", row 2: sequence 'b', step 1 has 1 features but the first step of row 1 has 2",
+        ),
         ({"id": ["a"], "values": [[[], []]]}, {}, ", row 1: sequence 'a', step 0 has no features"),
-        ({"id": ["a", "b"], "values": [[[1.0]], [[2.0], [None]]]}, {}, ", row 2: sequence 'b', step 1, feature 0 is null"),
-        ({"id": ["a", "b"], "values": [[1.0], [2.0, float("nan")]]}, {}, ", row 2: sequence 'b', step 1, feature 0 is NaN/Inf"),
-        ({"id": ["a"], "values": [[[1.0, 1e300]]]}, {}, ", row 1: sequence 'a', step 0, feature 1 value 1e+300 is too large for float32"),
+        (
+            {"id": ["a", "b"], "values": [[[1.0]], [[2.0], [None]]]},
+            {},
+            ", row 2: sequence 'b', step 1, feature 0 is null",
+        ),
+        (
+            {"id": ["a", "b"], "values": [[1.0], [2.0, float("nan")]]},
+            {},
+            ", row 2: sequence 'b', step 1, feature 0 is NaN/Inf",
+        ),
+        (
+            {"id": ["a"], "values": [[[1.0, 1e300]]]},
+            {},
+            ", row 1: sequence 'a', step 0, feature 1 value 1e+300 is too large for float32",
+        ),
         ({"id": ["a"], "values": [["x"]]}, {}, ": column 'values' holds string values, not numbers"),
         ({"id": ["a"], "values": [[[[1.0]]]]}, {}, ": column 'values' holds list<element: double> values, not numbers"),
         ({"id": ["a", "b"], "tokens": [["x"], ["y", None]]}, {}, ", row 2: sequence 'b', step 1 is null"),
         ({"id": ["a", "b"], "tokens": [["x"], ["y", ""]]}, {}, ", row 2: sequence 'b', step 1: token is empty"),
         ({"id": ["a"], "tokens": [["x\ny"]]}, {}, ", row 1: sequence 'a', step 0: token ('x\\ny') contains"),
-        ({"id": ["a"], "tokens": [[1.5]]}, {}, ": column 'tokens' holds double values; tokens must be strings or integers"),
+        (
+            {"id": ["a"], "tokens": [[1.5]]},
+            {},
+            ": column 'tokens' holds double values; tokens must be strings or integers",
+        ),
         ({"id": ["a"], "tokens": [[]]}, {}, ", row 1: sequence 'a' is empty"),
     ],
 )
@@ -202,7 +258,15 @@ def row_table(draw):
     for _ in ids:
         n = draw(st.integers(1, 4))
         if tokens:
-            col.append(draw(st.lists(st.text(min_size=1, max_size=4).filter(lambda t: not any(c in t for c in "\x00\r\n")), min_size=n, max_size=n)))
+            col.append(
+                draw(
+                    st.lists(
+                        st.text(min_size=1, max_size=4).filter(lambda t: not any(c in t for c in "\x00\r\n")),
+                        min_size=n,
+                        max_size=n,
+                    )
+                )
+            )
         else:
             col.append([draw(st.lists(_VAL, min_size=width, max_size=width)) for _ in range(n)])
     return tokens, ids, col
@@ -269,7 +333,11 @@ def mutated(draw):
     else:
         tokens, ids, col = draw(row_table())
         key = "tokens" if tokens else "values"
-        kind = draw(st.sampled_from(["none", "null_row", "empty_row", "null_item", "ragged", "dup_id", "bytes", "truncate", "flip"]))
+        kind = draw(
+            st.sampled_from(
+                ["none", "null_row", "empty_row", "null_item", "ragged", "dup_id", "bytes", "truncate", "flip"]
+            )
+        )
         k = draw(st.integers(0, len(ids) - 1))
         if kind == "null_row":
             col[k] = None
