@@ -146,6 +146,5 @@ def check_unique_ids(ids: np.ndarray, shown: str, where: Callable[[int], str], w
     if repeat is not None:
         first, second = repeat
         raise DataError(
-            f"{shown}: id {show(str(ids[second]))} appears more than once {what} "
-            f"({where(first)} and {where(second)})"
+            f"{shown}: id {show(str(ids[second]))} appears more than once {what} ({where(first)} and {where(second)})"
         )

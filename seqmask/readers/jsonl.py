@@ -196,9 +196,7 @@ def _values(v: object, where: str, key: str) -> np.ndarray:
     return checked_float32(x.reshape(-1, width), place)  # (steps, features)
 
 
-def _flat_numbers(
-    v: list[Any], where: str, key: str, place: Callable[[int, int], str]
-) -> tuple[list[Any], int]:
+def _flat_numbers(v: list[Any], where: str, key: str, place: Callable[[int, int], str]) -> tuple[list[Any], int]:
     """The numbers of ``v`` step by step, and the number of features per step.
     The types are checked in C (``set(map(type, ...))``); only a bad list takes a
     Python loop, to find the bad item."""

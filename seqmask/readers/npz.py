@@ -67,9 +67,7 @@ def _layout(keys: list[str], shown: str) -> str:
             "(lengths [N], or offsets [N+1] from 0 to the number of rows of 'values')"
         )
     if "lengths" not in keys and "offsets" not in keys:
-        raise DataError(
-            f"{shown}: missing array 'lengths' (or 'offsets') (arrays in the file: {cols(keys) or 'none'})"
-        )
+        raise DataError(f"{shown}: missing array 'lengths' (or 'offsets') (arrays in the file: {cols(keys) or 'none'})")
     return "lengths" if "lengths" in keys else "offsets"
 
 
@@ -122,9 +120,7 @@ def _offsets_to_lengths(offsets: np.ndarray, n_rows: int, shown: str) -> np.ndar
     return np.diff(offsets.astype(np.int64))
 
 
-def _to_sequences(
-    values: np.ndarray, lengths: np.ndarray, ids: np.ndarray | None, shown: str, by: str
-) -> Sequences:
+def _to_sequences(values: np.ndarray, lengths: np.ndarray, ids: np.ndarray | None, shown: str, by: str) -> Sequences:
     """``values`` ``(total_steps, features)`` cut by ``lengths`` ``(N,)`` into
     sequences; ``by`` names the array the lengths came from, for the messages."""
     if lengths.ndim != 1:
