@@ -27,6 +27,7 @@ from rich.table import Table
 
 # Typer vendors click (typer._click) and exports no public name for the base class of its
 # usage errors; typer.BadParameter is one of its subclasses.
+from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
@@ -54,7 +55,7 @@ class _Group(TyperGroup):
     """Usage errors (a bad option value, an unknown option) get the same one-line
     `error:` form and exit code 2 as every other error, instead of Typer's panel."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         try:
             with warnings.catch_warnings():  # restores the previous handler afterwards
                 warnings.simplefilter("always", SeqmaskDeprecationWarning)

@@ -250,11 +250,6 @@ class TrainConfig:
     # batches (optimizer updates), as the name says: "steps" are time steps everywhere else.
     checkpoint_every_batches: int | None = None
 
-    @property
-    def checkpoint_every_steps(self) -> int | None:
-        """The old name of `checkpoint_every_batches`, kept while train.py still reads it."""
-        return self.checkpoint_every_batches
-
 
 @dataclass(frozen=True)
 class Config:

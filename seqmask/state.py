@@ -31,7 +31,8 @@ class EpochRow:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> EpochRow:
         raw = {_RENAMED_ROW_KEYS.get(k, k): v for k, v in raw.items()}
-        return cls(**{f.name: raw.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: raw.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
 
 @dataclass

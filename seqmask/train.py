@@ -28,7 +28,7 @@ import seqmask
 from seqmask import native, runs
 from seqmask.batching import batch_time_len, padded_batch, training_batches
 from seqmask.checkpoints import load_checkpoint, save_checkpoint
-from seqmask.config import Config, TrainConfig, apply_resume_overrides
+from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
 from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform
 from seqmask.devices import configure_device
@@ -38,6 +38,7 @@ from seqmask.progress import Reporter, TrainStart
 from seqmask.runs import RunDir
 from seqmask.scoring import batch_signature, make_eval_step, make_loss_fn, score
 from seqmask.state import EpochRow, TrainState
+from seqmask.vocab import Vocabulary
 
 StepFn = Callable[..., Any]
 
@@ -155,12 +156,12 @@ def _new_model(cfg: Config, splits: Splits, device: str) -> keras.Model:
     # The one use of global random state: the initial weights. Batches are drawn from
     # (seed, epoch) alone (batching.py) and the step itself is deterministic, so nothing
     # is re-seeded per epoch (re-seeding TensorFlow's global generator every epoch makes
-    # every later step slower: BENCHMARKS.md, "Speed").
+    # every later step slower: BENCHMARKS.md, "Training throughput").
     keras.utils.set_random_seed(cfg.train.seed)
-    tokens = cfg.input.kind == "tokens"
+    vocab_size = len(splits.transform) if isinstance(splits.transform, Vocabulary) else None
     model = build_autoencoder(
         cfg.model, splits.train.num_features, cfg.data.padding, fused=device == "cpu",
-        vocab_size=len(splits.transform) if tokens else None, embedding_dim=cfg.input.embedding_dim,
+        vocab_size=vocab_size, embedding_dim=cfg.input.embedding_dim,
     )
     optimizer = keras.optimizers.Adam(learning_rate=cfg.train.learning_rate, global_clipnorm=cfg.train.clip_norm)
     model.compile(optimizer=optimizer)  # so checkpoints carry the optimizer state
@@ -321,7 +322,7 @@ def _stop_reason(state: TrainState, train_cfg: TrainConfig, monitor: str) -> str
 # --------------------------------------------------------------------------- the end
 
 
-def _padding_fraction(seqs: Sequences, batch_size: int, batching: str, seed: int, max_len: int) -> float:
+def _padding_fraction(seqs: Sequences, batch_size: int, batching: Batching, seed: int, max_len: int) -> float:
     """Fraction of the steps of one epoch's training batches that are padding."""
     padded = 0
     for b in training_batches(seqs.lengths, batch_size, batching, seed, 1):

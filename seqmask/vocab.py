@@ -68,10 +68,11 @@ class Vocabulary:
             problem = _bad_token(tok)
             if problem is not None:
                 raise ValueError(f"token {i} ({tok!r}) {problem}")
-        if len(set(tokens)) != len(tokens):
-            seen: set[str] = set()
-            dup = next(t for t in tokens if t in seen or seen.add(t))
-            raise ValueError(f"token {dup!r} appears more than once in the vocabulary")
+        seen: set[str] = set()
+        for tok in tokens:
+            if tok in seen:
+                raise ValueError(f"token {tok!r} appears more than once in the vocabulary")
+            seen.add(tok)
         object.__setattr__(self, "tokens", tokens)
 
     def __len__(self) -> int:

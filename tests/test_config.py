@@ -602,10 +602,6 @@ def test_a_config_saved_before_the_rename_loads_silently() -> None:
     assert "checkpoint_every_steps" not in config_to_dict(cfg)["train"]
 
 
-def test_the_old_name_stays_readable_on_the_dataclass() -> None:
-    assert TrainConfig(checkpoint_every_batches=3).checkpoint_every_steps == 3
-
-
 def test_both_names_is_an_error_naming_both(tmp_path: Path) -> None:
     both = f"'{OLD}' and '{NEW}' are both set in"
     assert error_of(with_("train", checkpoint_every_steps=1, checkpoint_every_batches=2), source="c.yaml") == (
