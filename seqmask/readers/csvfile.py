@@ -39,7 +39,7 @@ def read_csv(p: Path, shown: str, opts: Options) -> Sequences:
     """Long format: sequences gathered by id, in order of each id's first row."""
     t = _load(p, shown, opts, "no sequences (the file has a header row but no data rows)")
     id_col = t.columns.id_col
-    assert id_col is not None  # _load names it when opts ask for one
+    assert id_col is not None  # id_required (the default): long_columns found it
     id_array = t.table.column(id_col).combine_chunks()
     return group_rows(t.x, id_array, t.steps, shown, id_col, t.lines.where, t.step_text)
 
@@ -98,8 +98,8 @@ def _parse(raw: bytes, shown: str, columns: Columns) -> pa.Table:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
+    read, parse, convert = _arrow_options(columns)
     try:
-        read, parse, convert = _arrow_options(columns)
         return pacsv.read_csv(pa.BufferReader(raw), read_options=read, parse_options=parse, convert_options=convert)
     except (pa.ArrowException, ValueError, OSError, MemoryError) as e:
         problem = scan_csv(raw, columns)
