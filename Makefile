@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench bench-quick data clean
+.PHONY: install demo lint test test-fast bench bench-quick data clean
 
 install: $(STAMP)
 
@@ -25,10 +25,16 @@ demo: install
 	@echo
 	@echo "Results in runs/demo: history.csv, metrics.json, checkpoints/, evaluation_best.csv, latent.csv"
 
-test: install
+# Lint, import order, layout and types: part of `make test`, so CI enforces them.
+lint: install
+	$(BIN)/ruff check seqmask tests bench scripts
+	$(BIN)/ruff format --check seqmask tests bench scripts
+	$(BIN)/mypy
+
+test: install lint
 	$(BIN)/python -m pytest -q
 
-test-fast: install
+test-fast: install lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: install

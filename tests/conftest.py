@@ -35,11 +35,6 @@ def make_sequences(lengths, num_features=2, seed=0):
     return Sequences(values, lengths, ids, source="<test>")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _quiet_tensorflow():
-    yield
-
-
 def _has_gpu():
     import tensorflow as tf
 

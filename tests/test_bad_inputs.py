@@ -28,7 +28,7 @@ from seqmask.cli import app
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
 CASES = yaml.safe_load((CORPUS / "cases.yaml").read_text(encoding="utf-8"))
-CASE_KEYS = {"name", "command", "exit_code", "expect", "setup", "requires_format"}
+CASE_KEYS = {"name", "command", "exit_code", "expect", "setup"}
 SETUP_KEYS = ("run", "run_config", "copy", "truncate", "delete", "write")
 
 runner = CliRunner()
@@ -83,12 +83,6 @@ def test_the_corpus_is_well_formed():
     assert dirs <= set(names), f"directories with no case in cases.yaml: {sorted(dirs - set(names))}"
 
 
-def _supported_formats():
-    import seqmask.readers
-
-    return set(getattr(seqmask.readers, "SUPPORTED_FORMATS", ()))
-
-
 def _setup(case, fill, request):
     setup = case.get("setup") or {}
     run_copy = None
@@ -119,9 +113,6 @@ def _setup(case, fill, request):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("case", CASES, ids=[case["name"] for case in CASES])
 def test_bad_input_gives_one_clear_message(case, tmp_path, monkeypatch, request):
-    if case.get("requires_format") and case["requires_format"] not in _supported_formats():
-        pytest.skip(f"seqmask.readers does not support {case['requires_format']!r} yet")
-
     case_dir = CORPUS / case["name"]
     tmp = tmp_path / "tmp"
     tmp.mkdir()
