@@ -9,7 +9,7 @@ names the file and the line / row / sequence in that format's terms.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 
 import numpy as np
 
@@ -107,6 +107,12 @@ def common_width(widths: np.ndarray, place: Callable[[int], str], first: str) ->
         s = int(ragged[0])
         raise DataError(f"{place(s)} has {int(widths[s])} features but {first} has {width}")
     return width
+
+
+def lengths_of(parts: Sequence[Sized]) -> np.ndarray:
+    """The length of each part ``(parts,)`` int64: the steps of each sequence read
+    one by one, or the features of each step."""
+    return np.fromiter(map(len, parts), dtype=np.int64, count=len(parts))
 
 
 def locate_step(lengths: Sequence[int] | np.ndarray, k: int) -> tuple[int, int]:

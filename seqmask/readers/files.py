@@ -19,7 +19,7 @@ import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._arrays import check_unique_ids, checked_float32, load_array, numeric_steps
+from seqmask.readers._arrays import check_unique_ids, checked_float32, lengths_of, load_array, numeric_steps
 from seqmask.readers._common import Options, read_nonempty, reject_column_options
 
 # File-name suffix (lower case) -> format.
@@ -113,8 +113,7 @@ def _files_of(p: Path, shown: str, fmt: str) -> list[Path]:
 def _assemble(parts: list[np.ndarray], files: list[Path], shown: str) -> Sequences:
     ids = np.asarray([_stem(f.name) for f in files], dtype=str)
     check_unique_ids(ids, shown, lambda i: str(files[i]), "among the files")
-    lengths = np.fromiter((len(x) for x in parts), dtype=np.int64, count=len(parts))
-    return Sequences(np.concatenate(parts), lengths, ids, shown)
+    return Sequences(np.concatenate(parts), lengths_of(parts), ids, shown)
 
 
 def read_csv_dir(p: Path, shown: str, opts: Options) -> Sequences:

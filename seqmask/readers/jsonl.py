@@ -25,7 +25,7 @@ import numpy as np
 
 from seqmask.data import Sequences
 from seqmask.errors import DataError
-from seqmask.readers._arrays import checked_float32, common_width
+from seqmask.readers._arrays import checked_float32, common_width, lengths_of
 from seqmask.readers._common import (
     Options,
     check_tokens,
@@ -148,11 +148,9 @@ class _Seen:
         """Everything read, end to end, as :class:`Sequences`."""
         ids = np.asarray(self.ids, dtype=str)  # (sequences,)
         if self.mode == self.opts.values_key:
-            lengths = np.fromiter((len(x) for x in self.parts), dtype=np.int64, count=len(self.parts))
-            return Sequences(np.concatenate(self.parts), lengths, ids, shown)
-        lengths = np.fromiter((len(t) for t in self.token_parts), dtype=np.int64, count=len(self.token_parts))
+            return Sequences(np.concatenate(self.parts), lengths_of(self.parts), ids, shown)
         tokens = np.asarray(list(itertools.chain.from_iterable(self.token_parts)), dtype=str)  # (total_tokens,)
-        return Sequences(tokens, lengths, ids, shown)
+        return Sequences(tokens, lengths_of(self.token_parts), ids, shown)
 
 
 def _record_id(record: dict[str, Any], id_key: str, at: str) -> str:
@@ -204,7 +202,7 @@ def _flat_numbers(v: list[Any], where: str, key: str, place: Callable[[int, int]
     if types <= _NUMBER_TYPES:
         return v, 1
     if types == {list}:
-        widths = np.fromiter(map(len, v), dtype=np.int64, count=len(v))  # (steps,)
+        widths = lengths_of(v)  # (steps,)
         width = common_width(widths, lambda s: f"{where}: step {s}", "step 0")
         if width == 0:
             raise DataError(f"{where}: step 0 is an empty list (no features)")
