@@ -133,7 +133,7 @@ class _Interrupt:
 class _PlainReporter(Reporter):
     """One line per epoch: for logs and --quiet."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console) -> None:
         self.console = console
 
     def start(self, info: TrainStart) -> None:
@@ -168,7 +168,7 @@ class _PlainReporter(Reporter):
 class _RichReporter(_PlainReporter):
     """The plain lines, plus a live bar for the epoch in progress."""
 
-    def __init__(self, console: Console):
+    def __init__(self, console: Console) -> None:
         super().__init__(console)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 

@@ -11,9 +11,11 @@ used.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from seqmask.config import Config, DataConfig, TrainConfig
 from seqmask.data import Normalizer, Sequences, split, truncate
 from seqmask.errors import DataError, RunError
 from seqmask.readers import read_sequences
@@ -29,7 +31,7 @@ class Splits:
     max_len: int  # the time length no batch exceeds
 
 
-def load(path, cfg):
+def load(path: str | Path, cfg: Config) -> Sequences:
     """One file, read, checked against `input.kind` and truncated as the config says."""
     data_cfg = cfg.data
     seqs = read_sequences(
@@ -47,11 +49,11 @@ def load(path, cfg):
     return truncate(seqs, data_cfg.max_len, data_cfg.truncating)
 
 
-def _json_keys(data_cfg):
+def _json_keys(data_cfg: DataConfig) -> dict[str, str]:
     return {"id_key": data_cfg.id_key, "values_key": data_cfg.values_key, "tokens_key": data_cfg.tokens_key}
 
 
-def check_targets(seqs, train_cfg):
+def check_targets(seqs: Sequences, train_cfg: TrainConfig) -> None:
     """Every sequence must have something to score, or the loss would silently skip it."""
     if train_cfg.target != "next_step":
         return
@@ -68,7 +70,7 @@ def check_targets(seqs, train_cfg):
         )
 
 
-def raw_splits(cfg):
+def raw_splits(cfg: Config) -> tuple[Sequences, Sequences]:
     """(train, validation) as the config defines them, checked, not transformed."""
     train = load(cfg.data.train, cfg)
     if cfg.data.validation:
@@ -86,7 +88,7 @@ def raw_splits(cfg):
     return train, validation
 
 
-def fit_transform(cfg, train):
+def fit_transform(cfg: Config, train: Sequences) -> Normalizer | Vocabulary:
     """The transform for this run, fitted on the (raw) training split."""
     if cfg.input.kind == "tokens":
         if cfg.input.vocabulary:
@@ -97,18 +99,18 @@ def fit_transform(cfg, train):
     return Normalizer.identity(train.num_features)
 
 
-def apply_transform(transform, seqs):
+def apply_transform(transform: Normalizer | Vocabulary, seqs: Sequences) -> Sequences:
     return transform.encode(seqs) if isinstance(transform, Vocabulary) else transform.apply(seqs)
 
 
-def save_transform(run: RunDir, transform):
+def save_transform(run: RunDir, transform: Normalizer | Vocabulary) -> None:
     if isinstance(transform, Vocabulary):
         transform.save(run.file(VOCABULARY))
     else:
         run.write_json(NORMALIZATION, transform.to_dict())
 
 
-def load_transform(run: RunDir, cfg):
+def load_transform(run: RunDir, cfg: Config) -> Normalizer | Vocabulary:
     name = VOCABULARY if cfg.input.kind == "tokens" else NORMALIZATION
     if not run.file(name).is_file():
         kind = "token run" if cfg.input.kind == "tokens" else "run"
@@ -118,13 +120,13 @@ def load_transform(run: RunDir, cfg):
     return Normalizer.from_dict(run.read_json(name))
 
 
-def same_transform(a, b):
+def same_transform(a: Normalizer | Vocabulary, b: Normalizer | Vocabulary) -> bool:
     if isinstance(a, Vocabulary) or isinstance(b, Vocabulary):
         return isinstance(a, Vocabulary) and isinstance(b, Vocabulary) and a.tokens == b.tokens
     return np.allclose(a.mean, b.mean) and np.allclose(a.std, b.std)
 
 
-def prepare(cfg):
+def prepare(cfg: Config) -> Splits:
     """Training and validation data for `cfg`, transformed with training statistics."""
     train, validation = raw_splits(cfg)
     transform = fit_transform(cfg, train)

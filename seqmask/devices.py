@@ -4,13 +4,13 @@ import os
 
 import tensorflow as tf
 
+from seqmask.config import Device
 from seqmask.errors import DeviceError
-
 
 _cpu_shards = 1
 
 
-def _usable_cores():
+def _usable_cores() -> int:
     """The cores this process may run on (os.cpu_count() counts the whole host)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -18,12 +18,12 @@ def _usable_cores():
         return os.cpu_count() or 1
 
 
-def cpu_shards():
+def cpu_shards() -> int:
     """Into how many parallel slices the fused LSTM cuts a batch (1 on GPU)."""
     return _cpu_shards
 
 
-def configure_device(device, cpu_threads=None):
+def configure_device(device: Device, cpu_threads: int | None = None) -> str:
     """Applies `train.device` (auto | cpu | gpu) and `train.cpu_threads`; returns a short
     description of the device used.
 

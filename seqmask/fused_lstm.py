@@ -26,13 +26,17 @@ Initialization as Keras's LSTM: Glorot-uniform kernel, orthogonal recurrent kern
 bias except 1 on the forget gate.
 """
 
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
 import keras
 import tensorflow as tf
 from keras import ops
 
 from seqmask import native
 from seqmask.devices import cpu_shards
-from seqmask.layers import PACKAGE
+from seqmask.layers import PACKAGE, Shape, Tensor
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -51,11 +55,13 @@ class FusedLSTM(keras.layers.Layer):
     model's own input values, which nothing trains.
     """
 
-    def __init__(self, units, repeat_input=False, input_gradient=True, use_lengths=False,
-                 return_sequences=True, **kwargs):
+    def __init__(self, units: int, repeat_input: bool = False, input_gradient: bool = True, use_lengths: bool = False,
+                 return_sequences: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not return_sequences and not use_lengths:
-            raise ValueError("return_sequences=False needs use_lengths=True: the last real step is found from the lengths")
+            raise ValueError(
+                "return_sequences=False needs use_lengths=True: the last real step is found from the lengths"
+            )
         self.units = units
         self.repeat_input = repeat_input
         self.input_gradient = input_gradient
@@ -63,8 +69,9 @@ class FusedLSTM(keras.layers.Layer):
         self.return_sequences = return_sequences
         self.supports_masking = True  # accepts a mask (and ignores it: see module docstring)
 
-    def _unpack(self, inputs):
+    def _unpack(self, inputs: Any) -> tuple[Any, Any, Any]:
         """(x, reference or None, lengths or None) from the layer's inputs."""
+        # Any: it unpacks the inputs (tensors) and, for build and compute_output_shape, their shapes.
         if not (self.repeat_input or self.use_lengths):
             return inputs, None, None
         inputs = list(inputs)
@@ -72,7 +79,7 @@ class FusedLSTM(keras.layers.Layer):
         lengths = inputs[-1] if self.use_lengths else None
         return inputs[0], reference, lengths
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape | Sequence[Shape]) -> None:
         input_dim, u = self._unpack(input_shape)[0][-1], self.units
         self.kernel = self.add_weight(
             shape=(input_dim, 4 * u), initializer="glorot_uniform", name="kernel"
@@ -81,13 +88,13 @@ class FusedLSTM(keras.layers.Layer):
             shape=(u, 4 * u), initializer="orthogonal", name="recurrent_kernel"
         )
 
-        def bias_init(shape, dtype=None):
+        def bias_init(shape: Shape, dtype: str | None = None) -> Tensor:
             # gates i, f, c̃, o: only the forget gate starts at 1, so early training remembers.
             return ops.concatenate([ops.zeros((u,)), ops.ones((u,)), ops.zeros((2 * u,))])
 
         self.bias = self.add_weight(shape=(4 * u,), initializer=bias_init, name="bias")
 
-    def call(self, inputs, mask=None):
+    def call(self, inputs: Tensor | Sequence[Tensor], mask: Any = None) -> Tensor:
         x, reference, lengths = self._unpack(inputs)
         if self.repeat_input:
             x = ops.cast(x, self.compute_dtype)[:, None, :]  # (batch, 1, features)
@@ -115,12 +122,12 @@ class FusedLSTM(keras.layers.Layer):
         # Zero after each sequence's end, as the kernel (which does not compute those steps).
         return h * tf.cast(tf.sequence_mask(lengths, time), h.dtype)[:, :, None]
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Tensor | Sequence[Tensor], mask: Any = None) -> Tensor | None:
         if self.repeat_input or not self.return_sequences:
             return None
         return mask[0] if isinstance(mask, (list, tuple)) else mask
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape | Sequence[Shape]) -> Shape:
         x_shape, reference_shape, _ = self._unpack(input_shape)
         if not self.return_sequences:
             return (x_shape[0], self.units)
@@ -128,7 +135,7 @@ class FusedLSTM(keras.layers.Layer):
             return (*reference_shape[:2], self.units)
         return (*x_shape[:-1], self.units)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
             "units": self.units,
@@ -139,18 +146,30 @@ class FusedLSTM(keras.layers.Layer):
         }
 
 
-def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, lengths, time, input_gradient=True, last_only=False):
+def _native_lstm(
+    kernels: ModuleType,
+    x: tf.Tensor,
+    kernel: keras.Variable,
+    recurrent_kernel: keras.Variable,
+    bias: keras.Variable,
+    lengths: tf.Tensor,
+    time: tf.Tensor,
+    input_gradient: bool = True,
+    last_only: bool = False,
+) -> tf.Tensor:
     """seqmask's kernel: x (batch, 1 or time, features) -> h (batch, time, units), or
     (batch, units) with `last_only`."""
     shards = cpu_shards()
 
     @tf.custom_gradient
-    def lstm(x, kernel, recurrent_kernel, bias):
+    def lstm(
+        x: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor
+    ) -> tuple[tf.Tensor, Callable[[tf.Tensor], Any]]:
         h, c, gates, kept = kernels.seqmask_lstm(
             x, kernel, recurrent_kernel, bias, lengths, time, shards=shards, last_only=last_only
         )
 
-        def grad(dh):
+        def grad(dh: tf.Tensor) -> Any:
             return kernels.seqmask_lstm_grad(
                 x, kernel, recurrent_kernel, lengths, c, gates, kept, dh, shards=shards,
                 last_only=last_only, input_gradient=input_gradient,
@@ -161,7 +180,9 @@ def _native_lstm(kernels, x, kernel, recurrent_kernel, bias, lengths, time, inpu
     return lstm(x, tf.identity(kernel), tf.identity(recurrent_kernel), tf.identity(bias))
 
 
-def _sharded_block_lstm(x, kernel, recurrent_kernel, bias):
+def _sharded_block_lstm(
+    x: tf.Tensor, kernel: keras.Variable, recurrent_kernel: keras.Variable, bias: keras.Variable
+) -> tf.Tensor:
     """TensorFlow's BlockLSTMV2: x (batch, time, features) -> h (batch, time, units)."""
     w = tf.concat([kernel, recurrent_kernel], axis=0)  # (features + units, 4 units)
     b = tf.identity(bias)  # a tensor: custom_gradient handles variables separately
@@ -170,11 +191,11 @@ def _sharded_block_lstm(x, kernel, recurrent_kernel, bias):
     if shards > 1:
         # Independent slices of the batch, one op each: TensorFlow's inter-op threads
         # run them on separate cores, which beats splitting each small matmul
-        # (bench/profile_step.py: 1.5x on 2 cores). Never an empty slice: the gradient
+        # (BENCHMARKS.md, bench/profile_step.py --threads/--shards). Never an empty slice: the gradient
         # op returns garbage weights' gradients for a batch of 0.
         batch = tf.shape(x)[0]
 
-        def sharded():
+        def sharded() -> tf.Tensor:
             parts = tf.split(time_major, _split_sizes(batch, shards), axis=1)
             return tf.concat([_block_lstm(part, w, b) for part in parts], axis=1)
 
@@ -184,14 +205,16 @@ def _sharded_block_lstm(x, kernel, recurrent_kernel, bias):
     return tf.transpose(h, [1, 0, 2])  # (batch, time, units)
 
 
-def _split_sizes(batch, shards):
+def _split_sizes(batch: tf.Tensor, shards: int) -> tf.Tensor:
     """Sizes of `shards` slices of a batch, as equal as possible: (shards,) int32."""
     base = batch // shards
     return tf.concat([tf.fill([shards - 1], base), [batch - base * (shards - 1)]], axis=0)
 
 
 @tf.custom_gradient
-def _block_lstm(x, w, b):
+def _block_lstm(
+    x: tf.Tensor, w: tf.Tensor, b: tf.Tensor
+) -> tuple[tf.Tensor, Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]]:
     """h of every step for time-major x (time, batch, features), zero initial state.
 
     The gradient is given here because TensorFlow registers BlockLSTMV2's gradient as the
@@ -209,7 +232,7 @@ def _block_lstm(x, w, b):
         **common, cell_clip=-1.0, use_peephole=False  # negative cell_clip: no clipping
     )
 
-    def grad(h_grad):
+    def grad(h_grad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         grads = tf.raw_ops.BlockLSTMGradV2(
             **common, i=i, cs=cs, f=f, o=o, ci=ci, co=co, h=h,
             cs_grad=tf.zeros_like(cs), h_grad=h_grad, use_peephole=False,

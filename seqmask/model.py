@@ -12,16 +12,29 @@ Layers have fixed names (`latent` above all) so `encoder_from` can cut the encod
 loaded autoencoder: one saved file serves evaluate and encode.
 """
 
+from collections.abc import Callable
+
 import keras
 
+from seqmask.config import Decoder, ModelConfig, Padding
 from seqmask.fused_lstm import FusedLSTM
 from seqmask.layers import ClearPadding, CropByMask, LastStep, LengthMask, ReattachMask, RepeatToTime
 
 LATENT = "latent"
 
 
-def _lstm_stack(x, units, num_layers, prefix, mask, fused, lengths=None, repeat_of=None,
-                input_gradient=True, last_only=False):
+def _lstm_stack(
+    x: keras.KerasTensor,
+    units: int,
+    num_layers: int,
+    prefix: str,
+    mask: keras.KerasTensor | None,
+    fused: bool,
+    lengths: keras.KerasTensor | None = None,
+    repeat_of: keras.KerasTensor | None = None,
+    input_gradient: bool = True,
+    last_only: bool = False,
+) -> keras.KerasTensor:
     """num_layers LSTMs. `mask` is given only where the recurrence itself must skip padded
     steps; elsewhere the fused kernel is exact (see fused_lstm.py) and faster.
 
@@ -51,12 +64,27 @@ def _lstm_stack(x, units, num_layers, prefix, mask, fused, lengths=None, repeat_
     return x  # (batch, time, units); last_only: (batch, units)
 
 
-def _decoder_lstms(x, model_cfg, mask=None, fused=False, repeat_of=None, lengths=None):
+def _decoder_lstms(
+    x: keras.KerasTensor,
+    model_cfg: ModelConfig,
+    mask: keras.KerasTensor | None = None,
+    fused: bool = False,
+    repeat_of: keras.KerasTensor | None = None,
+    lengths: keras.KerasTensor | None = None,
+) -> keras.KerasTensor:
     units = model_cfg.decoder_units or model_cfg.units
     return _lstm_stack(x, units, model_cfg.num_layers, "decoder", mask, fused, lengths, repeat_of)
 
 
-def _repeat(latent, values, lengths, step_mask, model_cfg, padding, fused):
+def _repeat(
+    latent: keras.KerasTensor,
+    values: keras.KerasTensor,
+    lengths: keras.KerasTensor,
+    step_mask: keras.KerasTensor,
+    model_cfg: ModelConfig,
+    padding: Padding,
+    fused: bool,
+) -> keras.KerasTensor:
     """The latent vector at every step.
 
     With post padding the padded steps come after the real ones, so they cannot change a
@@ -68,7 +96,15 @@ def _repeat(latent, values, lengths, step_mask, model_cfg, padding, fused):
     return _decoder_lstms(latent, model_cfg, fused=fused, repeat_of=values, lengths=lengths)
 
 
-def _remask(latent, values, lengths, step_mask, model_cfg, padding, fused):
+def _remask(
+    latent: keras.KerasTensor,
+    values: keras.KerasTensor,
+    lengths: keras.KerasTensor,
+    step_mask: keras.KerasTensor,
+    model_cfg: ModelConfig,
+    padding: Padding,
+    fused: bool,
+) -> keras.KerasTensor:
     """As repeat, with the input mask put back, so the decoder skips padded steps.
 
     `RepeatToTime` (like `RepeatVector`) drops the mask; `ReattachMask` restores it. This
@@ -83,15 +119,35 @@ def _remask(latent, values, lengths, step_mask, model_cfg, padding, fused):
     return _decoder_lstms(x, model_cfg, mask=step_mask, fused=fused)
 
 
-def _crop(latent, values, lengths, step_mask, model_cfg, padding, fused):
+def _crop(
+    latent: keras.KerasTensor,
+    values: keras.KerasTensor,
+    lengths: keras.KerasTensor,
+    step_mask: keras.KerasTensor,
+    model_cfg: ModelConfig,
+    padding: Padding,
+    fused: bool,
+) -> keras.KerasTensor:
     """As repeat; the caller multiplies the output by the mask (zero output and gradient)."""
     return _repeat(latent, values, lengths, step_mask, model_cfg, padding, fused)
 
 
-DECODERS = {"repeat": _repeat, "remask": _remask, "crop": _crop}
+# (latent, values, lengths, step_mask, model_cfg, padding, fused) -> the decoder's output.
+DecoderFn = Callable[
+    [keras.KerasTensor, keras.KerasTensor, keras.KerasTensor, keras.KerasTensor, ModelConfig, Padding, bool],
+    keras.KerasTensor,
+]
+DECODERS: dict[Decoder, DecoderFn] = {"repeat": _repeat, "remask": _remask, "crop": _crop}
 
 
-def build_autoencoder(model_cfg, num_features, padding="post", fused=False, vocab_size=None, embedding_dim=32):
+def build_autoencoder(
+    model_cfg: ModelConfig,
+    num_features: int,
+    padding: Padding = "post",
+    fused: bool = False,
+    vocab_size: int | None = None,
+    embedding_dim: int = 32,
+) -> keras.Model:
     """The autoencoder: [values, lengths] -> reconstruction (batch, time, num_features).
 
     `fused=True` uses the one-op LSTM kernel (fused_lstm.py, the fast path on CPU) wherever
@@ -138,6 +194,6 @@ def build_autoencoder(model_cfg, num_features, padding="post", fused=False, voca
     return keras.Model([values, lengths], output, name="autoencoder")
 
 
-def encoder_from(autoencoder):
+def encoder_from(autoencoder: keras.Model) -> keras.Model:
     """The encoder half of a (built or loaded) autoencoder: [values, lengths] -> latent."""
     return keras.Model(autoencoder.inputs, autoencoder.get_layer(LATENT).output, name="encoder")

@@ -4,11 +4,11 @@ The kernel is a TensorFlow custom op, so it must be compiled against the TensorF
 is installed; it is, once per (source, TensorFlow version, CPU), with the C++ compiler
 that `pip` itself needs for packages that compile (`$CXX`, else `g++`), into
 `$SEQMASK_CACHE_DIR` (default `~/.cache/seqmask`). `make install` builds it ahead of time
-(`python -m seqmask.native`); otherwise the first CPU training does (~25 s).
+(`python -m seqmask.native`); otherwise the first CPU training does (BENCHMARKS.md gives the build time).
 
 Where it cannot be built or loaded (no compiler, a read-only home, an unusual platform),
 or with `SEQMASK_NATIVE=0`, seqmask falls back to TensorFlow's own fused LSTM op
-(`BlockLSTMV2`): the same results, about 1.9x slower (BENCHMARKS.md). `status()` says which is in use.
+(`BlockLSTMV2`): the same results, slower (BENCHMARKS.md says by how much). `status()` says which is in use.
 """
 
 import fcntl
@@ -19,23 +19,24 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import tensorflow as tf
 
 SOURCE = Path(__file__).parent / "kernels" / "lstm.cc"
 
-_module = None
-_error = None
+_module: ModuleType | None = None  # the loaded ops, once load() succeeded
+_error: str | None = None  # why load() failed, once it did
 
 
-def cache_dir():
+def cache_dir() -> Path:
     if os.environ.get("SEQMASK_CACHE_DIR"):
         return Path(os.environ["SEQMASK_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "seqmask"
 
 
-def _cpu_signature():
+def _cpu_signature() -> str:
     """What -march=native depends on: a build is reused only on the same kind of CPU."""
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
@@ -45,7 +46,7 @@ def _cpu_signature():
     return "\n".join(dict.fromkeys(line for line in lines if line.startswith(wanted)))
 
 
-def _command(source, output):
+def _command(source: str | Path, output: str | Path) -> list[str]:
     compiler = os.environ.get("CXX", "g++")
     # On CPUs with AVX512-FP16 (Sapphire Rapids and later) -march=native enables it, and the
     # Eigen headers TensorFlow ships then fail to compile under g++ 12 ("expected initializer
@@ -57,7 +58,7 @@ def _command(source, output):
     ]
 
 
-def _library_path():
+def _library_path() -> Path:
     key = hashlib.sha256()
     for part in (SOURCE.read_bytes(), tf.__version__.encode(), _cpu_signature().encode(),
                  " ".join(_command("src", "out")).encode()):
@@ -65,18 +66,18 @@ def _library_path():
     return cache_dir() / f"lstm-{key.hexdigest()[:16]}.so"
 
 
-def _disabled():
+def _disabled() -> bool:
     return os.environ.get("SEQMASK_NATIVE", "1") == "0"
 
 
-def needs_build():
+def needs_build() -> bool:
     """True when load() would compile first (no cached build, nothing loaded or disabled)."""
     if _module is not None or _error is not None or _disabled():
         return False
     return not _library_path().exists()
 
 
-def build():
+def build() -> Path:
     """Compiles the kernel unless a matching build is cached; returns the library's path.
 
     Raises RuntimeError saying why it could not.
@@ -110,7 +111,7 @@ def build():
     return path
 
 
-def load():
+def load() -> ModuleType | None:
     """The compiled ops' module, or None (then `status()` says why). Tried once per process."""
     global _module, _error
     if _module is not None or _error is not None:
@@ -125,7 +126,7 @@ def load():
     return _module
 
 
-def status():
+def status() -> str:
     """'seqmask kernel', or 'BlockLSTM (why)' after load()."""
     load()
     return "seqmask kernel" if _module is not None else f"BlockLSTM ({_error})"

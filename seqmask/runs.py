@@ -192,7 +192,7 @@ class RunLock:
     by a killed process is stale by construction: the next `acquire` simply takes it over.
     """
 
-    def __init__(self, path: Path, fd: int):
+    def __init__(self, path: Path, fd: int) -> None:
         self.path, self.fd = path, fd
 
     @classmethod
