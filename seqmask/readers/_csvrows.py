@@ -15,11 +15,15 @@ import math
 import operator
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from seqmask.readers._arrays import F32_MAX
 from seqmask.readers._common import show
+
+if TYPE_CHECKING:
+    from _csv import Reader
 
 # A plain decimal number, blanks around it allowed: a strict subset of what pyarrow
 # parses, so a row whose numeric cells all match needs no closer look. It only
@@ -157,23 +161,16 @@ def scan_csv(raw: bytes, columns: Columns) -> str | None:
     cheap (one regex over a row's numeric cells) and checks each cell only in the
     rare rows that the fast test does not pass.
     """
-    check = _RowCheck(columns)
     reader = csv.reader(io.StringIO(raw.decode("utf-8", "surrogateescape"), newline=""))
     try:
         next(reader)  # the header, already checked
-        for cells in reader:
-            if not cells:
-                continue  # a blank line: pyarrow skips it too
-            problem = check(cells)
-            if problem is not None:
-                return f"line {reader.line_num}: {problem}"
+        return _RowCheck(columns).first_problem(reader)
     except csv.Error as e:
         return f"line {reader.line_num}: cannot be parsed as CSV ({e})"
-    return None
 
 
 class _RowCheck:
-    """What is wrong with one row of cells, or None."""
+    """What is wrong with a row of cells: the fast test, then each cell."""
 
     def __init__(self, columns: Columns) -> None:
         header, id_col = columns.header, columns.id_col
@@ -184,24 +181,32 @@ class _RowCheck:
             (k, c) for k, c in enumerate(header) if c == columns.step_col or (c in columns.features and c != id_col)
         ]
         self.checks = sorted(self.num_positions + ([] if id_col is None else [(header.index(id_col), id_col)]))
-        self.pick_numbers = operator.itemgetter(*[k for k, _ in self.num_positions])
-        self.single = len(self.num_positions) == 1  # itemgetter then gives a str, not a tuple
 
-    def __call__(self, cells: list[str]) -> str | None:
-        if len(cells) != len(self.header):
-            return f"expected {len(self.header)} cells ({', '.join(self.header)}), found {len(cells)}"
-        id_cell = cells[self.id_pos] if self.id_pos is not None else "-"
-        numbers = self.pick_numbers(cells)
-        joined = numbers if self.single else ",".join(numbers)
-        # Overflowing values (1e400) pass this fast test; pyarrow does not fail on
-        # them (they become Inf), so they are reported by the vectorized checks.
-        if (
-            id_cell == ""
-            or (not id_cell.isascii() and _SURROGATE.search(id_cell))
-            or not _PLAIN_NUMBERS.fullmatch(joined)
-            or joined.count(",") != len(self.num_positions) - 1  # a cell held a comma
-        ):
-            return self._cell_by_cell(cells)
+    def first_problem(self, reader: Reader) -> str | None:
+        """``"line N: ..."`` for the first bad row that ``reader`` (a ``csv.reader``) gives."""
+        n_cols, id_pos, n_commas = len(self.header), self.id_pos, len(self.num_positions) - 1
+        pick_numbers = operator.itemgetter(*[k for k, _ in self.num_positions])
+        single = n_commas == 0  # itemgetter then gives a str, not a tuple
+        plain = _PLAIN_NUMBERS.fullmatch
+        for cells in reader:  # a loop per line: the names above are locals for speed
+            if not cells:
+                continue  # a blank line: pyarrow skips it too
+            if len(cells) != n_cols:
+                return f"line {reader.line_num}: expected {n_cols} cells ({', '.join(self.header)}), found {len(cells)}"
+            id_cell = cells[id_pos] if id_pos is not None else "-"
+            numbers = pick_numbers(cells)
+            joined = numbers if single else ",".join(numbers)
+            # Overflowing values (1e400) pass this fast test; pyarrow does not fail on
+            # them (they become Inf), so they are reported by the vectorized checks.
+            if (
+                id_cell == ""
+                or (not id_cell.isascii() and _SURROGATE.search(id_cell))
+                or not plain(joined)
+                or joined.count(",") != n_commas  # a cell held a comma
+            ):
+                problem = self._cell_by_cell(cells)
+                if problem is not None:
+                    return f"line {reader.line_num}: {problem}"
         return None
 
     def _cell_by_cell(self, cells: list[str]) -> str | None:
