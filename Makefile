@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo lint test test-fast bench bench-quick data clean
+.PHONY: install demo lint test test-fast bench bench-quick bench-quality bench-quality-quick data clean
 
 install: $(STAMP)
 
@@ -44,6 +44,16 @@ bench: install
 bench-quick: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/bench.py --quick
+
+# Quality on real data: linear-probe accuracy and reconstruction R² against baselines
+# (about 30 minutes on 2 cores; BENCHMARKS.md, "Quality").
+bench-quality: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/quality.py
+
+bench-quality-quick: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python bench/quality.py --quick
 
 data: install
 	$(BIN)/python scripts/make_example_data.py

@@ -223,7 +223,8 @@ def _kernel_messages(monkeypatch, tmp_path, data=None, model=None):
     import yaml
 
     from seqmask.config import load_config
-    from seqmask.train import Reporter, train
+    from seqmask.progress import Reporter
+    from seqmask.train import train
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 9, 20)
@@ -238,7 +239,7 @@ def _kernel_messages(monkeypatch, tmp_path, data=None, model=None):
             heard.append("building")
 
         def start(self, info):
-            heard.append(info["lstm_kernel"])
+            heard.append(info.lstm_kernel)
 
     monkeypatch.setattr(native, "needs_build", lambda: True)  # as on a machine with no build yet
     train(load_config(tmp_path / "c.yaml"), tmp_path / "run", reporter=Recorder())
@@ -246,7 +247,7 @@ def _kernel_messages(monkeypatch, tmp_path, data=None, model=None):
 
 
 def test_training_says_when_it_builds_the_kernel_and_which_kernel_runs(monkeypatch, tmp_path):
-    """The first CPU training on a machine compiles the kernel (~25 s): the reporter hears
+    """The first CPU training on a machine compiles the kernel (a pause): the reporter hears
     of it before the pause, and the start line names the kernel in use."""
     assert _kernel_messages(monkeypatch, tmp_path) == ["building", "seqmask kernel"]
 
