@@ -121,14 +121,20 @@ def main():
     rows.append(("output Dense (64 -> 12): forward + backward", best_ms(dense_fb, h)))
     rows.append(("masked loss: forward + backward", best_ms(loss_fb, x, lengths, x)))
     seqs = Sequences(
-        np.concatenate([x.numpy()[i, :n] for i, n in enumerate(lengths.numpy())]), lengths.numpy(),
+        np.concatenate([x.numpy()[i, :n] for i, n in enumerate(lengths.numpy())]),
+        lengths.numpy(),
         np.arange(BATCH).astype(str),
     )
-    rows.append(("padding the batch (numpy)", best_ms(lambda: padded_batch(seqs, np.arange(BATCH), "bucket", time_len, "post"))))
+    rows.append(
+        ("padding the batch (numpy)", best_ms(lambda: padded_batch(seqs, np.arange(BATCH), "bucket", time_len, "post")))
+    )
 
     model_cfg = SimpleNamespace(units=UNITS, num_layers=1, latent_dim=LATENT, decoder="repeat", decoder_units=None)
-    cfg = SimpleNamespace(train=SimpleNamespace(loss="per_step", error="mse", target="reconstruct"),
-                          data=SimpleNamespace(padding="post"), input=SimpleNamespace(kind="values"))
+    cfg = SimpleNamespace(
+        train=SimpleNamespace(loss="per_step", error="mse", target="reconstruct"),
+        data=SimpleNamespace(padding="post"),
+        input=SimpleNamespace(kind="values"),
+    )
     model = build_autoencoder(model_cfg, FEATURES, "post", fused=True)
     loss_fn = make_loss_fn(cfg)
 
@@ -151,8 +157,7 @@ def main():
     rows.append(("full training step (+ clip + Adam)", best_ms(step, x, lengths)))
     full_step_ms = rows[-1][1]
     tiny = tf.constant(rng.normal(size=(BATCH, 2, FEATURES)).astype(np.float32))
-    rows.append(("the same step on 64 x 2 steps (fixed cost)",
-                 best_ms(step, tiny, tf.fill([BATCH], 2))))
+    rows.append(("the same step on 64 x 2 steps (fixed cost)", best_ms(step, tiny, tf.fill([BATCH], 2))))
 
     real = int(lengths.numpy().sum())
     print(f"batch {BATCH} x {time_len} steps ({real} real), {FEATURES} features, LSTM {UNITS}, latent {LATENT}")

@@ -110,7 +110,7 @@ def write(out_dir: Path, seed: int = SEED) -> None:
     with open(out_dir / "trajectories_labels.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["id", "family"])
-        w.writerows(zip(ids, families))
+        w.writerows(zip(ids, families, strict=True))
     print(
         f"wrote {len(ids)} sequences, {int(lengths.sum())} steps, lengths "
         f"{int(lengths.min())}..{int(lengths.max())} (median {int(np.median(lengths))}) to {out_dir}/"

@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import numpy as np
 import typer
@@ -82,7 +82,6 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any, *
         err.print(f"[yellow]warning:[/] {escape(str(message))}", markup=True, soft_wrap=True)
     else:
         warnings._showwarnmsg_impl(warnings.WarningMessage(message, category, *args, **kwargs))  # type: ignore[attr-defined]
-
 
 
 def _import_tensorflow() -> None:
@@ -226,11 +225,13 @@ def _train_target(run_dir: Path | None, old_run_dir: Path | None, config: Path |
 @app.command()
 def train(
     run_dir: Annotated[
-        Optional[Path],
-        typer.Argument(help="Where to write the run (default: runs/<config name>); with --resume, the run to continue.",
-                       show_default=False),
+        Path | None,
+        typer.Argument(
+            help="Where to write the run (default: runs/<config name>); with --resume, the run to continue.",
+            show_default=False,
+        ),
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
     set_: Annotated[
         list[str],
         typer.Option("--set", help="Override a config key: --set train.learning_rate=0.01 (repeatable)."),
@@ -240,7 +241,7 @@ def train(
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing run directory.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines, no progress bar.")] = False,
-    old_run_dir: Annotated[Optional[Path], typer.Option("--run-dir", hidden=True)] = None,
+    old_run_dir: Annotated[Path | None, typer.Option("--run-dir", hidden=True)] = None,
 ) -> None:
     """Train an autoencoder; write checkpoints, history and metrics to a run directory."""
     from seqmask.config import load_config
@@ -262,8 +263,13 @@ def train(
         try:
             with _Interrupt() as interrupt:
                 metrics = run_training(
-                    cfg, target, resume=resume, overwrite=overwrite, overrides=set_ if resume else (),
-                    reporter=reporter, should_stop=interrupt,
+                    cfg,
+                    target,
+                    resume=resume,
+                    overwrite=overwrite,
+                    overrides=set_ if resume else (),
+                    reporter=reporter,
+                    should_stop=interrupt,
                 )
         finally:
             if isinstance(reporter, _RichReporter):
@@ -291,11 +297,11 @@ def train(
 def evaluate(
     run_dir: RunDirArg,
     data: Annotated[
-        Optional[Path], typer.Option("--data", help="Data to score (default: the run's validation data).")
+        Path | None, typer.Option("--data", help="Data to score (default: the run's validation data).")
     ] = None,
     checkpoint: CheckpointOpt = "best",
     output: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--output", "-o", help="Per-sequence CSV (default: RUN_DIR/evaluation_<checkpoint>.csv)."),
     ] = None,
 ) -> None:
@@ -334,7 +340,8 @@ def encode(
     run_dir: RunDirArg,
     data: Annotated[Path, typer.Option("--data", help="Sequences to encode.", show_default=False)],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Where to write the latent vectors: .npy or .csv.", show_default=False)
+        Path,
+        typer.Option("--output", "-o", help="Where to write the latent vectors: .npy or .csv.", show_default=False),
     ],
     checkpoint: CheckpointOpt = "best",
 ) -> None:

@@ -65,9 +65,7 @@ def check_targets(seqs: Sequences, train_cfg: TrainConfig) -> None:
             f"({len(short)} such sequence(s)); drop them or use target: reconstruct"
         )
     if len(short) == len(seqs):
-        raise DataError(
-            f"{seqs.source}: every sequence has length 1: target: next_step has nothing to predict"
-        )
+        raise DataError(f"{seqs.source}: every sequence has length 1: target: next_step has nothing to predict")
 
 
 def raw_splits(cfg: Config) -> tuple[Sequences, Sequences]:

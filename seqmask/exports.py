@@ -32,13 +32,14 @@ def write_latent(path: str | Path, seqs: Sequences, latent: np.ndarray) -> None:
     path = str(path)
     if path.endswith(".csv"):
         header = ["id", "length"] + [f"z{i}" for i in range(latent.shape[1])]
-        rows = ([str(sid), int(length)] + [f"{v:.9g}" for v in row] for sid, length, row in zip(seqs.ids, seqs.lengths, latent, strict=True))
+        rows = (
+            [str(sid), int(length)] + [f"{v:.9g}" for v in row]
+            for sid, length, row in zip(seqs.ids, seqs.lengths, latent, strict=True)
+        )
         write_csv(path, header, rows)
         return
     width = max(1, max((len(str(i)) for i in seqs.ids), default=1))
-    records = np.zeros(
-        len(seqs), dtype=[("id", f"U{width}"), ("length", "i8"), ("latent", "f4", (latent.shape[1],))]
-    )
+    records = np.zeros(len(seqs), dtype=[("id", f"U{width}"), ("length", "i8"), ("latent", "f4", (latent.shape[1],))])
     records["id"], records["length"], records["latent"] = seqs.ids, seqs.lengths, latent
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

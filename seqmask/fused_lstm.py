@@ -55,8 +55,15 @@ class FusedLSTM(keras.layers.Layer):
     model's own input values, which nothing trains.
     """
 
-    def __init__(self, units: int, repeat_input: bool = False, input_gradient: bool = True, use_lengths: bool = False,
-                 return_sequences: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        units: int,
+        repeat_input: bool = False,
+        input_gradient: bool = True,
+        use_lengths: bool = False,
+        return_sequences: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not return_sequences and not use_lengths:
             raise ValueError(
@@ -81,12 +88,8 @@ class FusedLSTM(keras.layers.Layer):
 
     def build(self, input_shape: Shape | Sequence[Shape]) -> None:
         input_dim, u = self._unpack(input_shape)[0][-1], self.units
-        self.kernel = self.add_weight(
-            shape=(input_dim, 4 * u), initializer="glorot_uniform", name="kernel"
-        )
-        self.recurrent_kernel = self.add_weight(
-            shape=(u, 4 * u), initializer="orthogonal", name="recurrent_kernel"
-        )
+        self.kernel = self.add_weight(shape=(input_dim, 4 * u), initializer="glorot_uniform", name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(u, 4 * u), initializer="orthogonal", name="recurrent_kernel")
 
         def bias_init(shape: Shape, dtype: str | None = None) -> Tensor:
             # gates i, f, c̃, o: only the forget gate starts at 1, so early training remembers.
@@ -108,8 +111,15 @@ class FusedLSTM(keras.layers.Layer):
         kernels = native.load()
         if kernels is not None:
             return _native_lstm(
-                kernels, x, self.kernel, self.recurrent_kernel, self.bias, lengths, time,
-                self.input_gradient, last_only=not self.return_sequences,
+                kernels,
+                x,
+                self.kernel,
+                self.recurrent_kernel,
+                self.bias,
+                lengths,
+                time,
+                self.input_gradient,
+                last_only=not self.return_sequences,
             )
         if self.repeat_input:
             x = tf.broadcast_to(x, tf.stack([tf.shape(x)[0], time, tf.shape(x)[2]]))
@@ -171,8 +181,17 @@ def _native_lstm(
 
         def grad(dh: tf.Tensor) -> Any:
             return kernels.seqmask_lstm_grad(
-                x, kernel, recurrent_kernel, lengths, c, gates, kept, dh, shards=shards,
-                last_only=last_only, input_gradient=input_gradient,
+                x,
+                kernel,
+                recurrent_kernel,
+                lengths,
+                c,
+                gates,
+                kept,
+                dh,
+                shards=shards,
+                last_only=last_only,
+                input_gradient=input_gradient,
             )  # dx, dkernel, drecurrent_kernel, dbias
 
         return h, grad
@@ -226,16 +245,34 @@ def _block_lstm(
     peephole = tf.zeros(tf.reshape(units, [1]), x.dtype)  # unused: use_peephole=False
     common = dict(
         seq_len_max=tf.cast(tf.shape(x)[0], tf.int64),
-        x=x, cs_prev=zeros, h_prev=zeros, w=w, wci=peephole, wcf=peephole, wco=peephole, b=b,
+        x=x,
+        cs_prev=zeros,
+        h_prev=zeros,
+        w=w,
+        wci=peephole,
+        wcf=peephole,
+        wco=peephole,
+        b=b,
     )
     i, cs, f, o, ci, co, h = tf.raw_ops.BlockLSTMV2(
-        **common, cell_clip=-1.0, use_peephole=False  # negative cell_clip: no clipping
+        **common,
+        cell_clip=-1.0,
+        use_peephole=False,  # negative cell_clip: no clipping
     )
 
     def grad(h_grad: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         grads = tf.raw_ops.BlockLSTMGradV2(
-            **common, i=i, cs=cs, f=f, o=o, ci=ci, co=co, h=h,
-            cs_grad=tf.zeros_like(cs), h_grad=h_grad, use_peephole=False,
+            **common,
+            i=i,
+            cs=cs,
+            f=f,
+            o=o,
+            ci=ci,
+            co=co,
+            h=h,
+            cs_grad=tf.zeros_like(cs),
+            h_grad=h_grad,
+            use_peephole=False,
         )
         return grads.x_grad, grads.w_grad, grads.b_grad
 

@@ -53,15 +53,29 @@ def _command(source: str | Path, output: str | Path) -> list[str]:
     # before '<' token" in PacketMathFP16.h). The kernel computes in float32 and needs no FP16.
     no_fp16 = ["-mno-avx512fp16"] if "avx512_fp16" in _cpu_signature() else []
     return [
-        compiler, "-O3", "-march=native", *no_fp16, "-fPIC", "-shared", "-w", str(source), "-o", str(output),
-        *tf.sysconfig.get_compile_flags(), *tf.sysconfig.get_link_flags(),
+        compiler,
+        "-O3",
+        "-march=native",
+        *no_fp16,
+        "-fPIC",
+        "-shared",
+        "-w",
+        str(source),
+        "-o",
+        str(output),
+        *tf.sysconfig.get_compile_flags(),
+        *tf.sysconfig.get_link_flags(),
     ]
 
 
 def _library_path() -> Path:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), tf.__version__.encode(), _cpu_signature().encode(),
-                 " ".join(_command("src", "out")).encode()):
+    for part in (
+        SOURCE.read_bytes(),
+        tf.__version__.encode(),
+        _cpu_signature().encode(),
+        " ".join(_command("src", "out")).encode(),
+    ):
         key.update(part)
     return cache_dir() / f"lstm-{key.hexdigest()[:16]}.so"
 

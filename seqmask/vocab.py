@@ -81,7 +81,7 @@ class Vocabulary:
     # -- making one --------------------------------------------------------------
 
     @classmethod
-    def build(cls, seqs: Sequences, min_count: int = 1, max_size: int | None = None) -> "Vocabulary":
+    def build(cls, seqs: Sequences, min_count: int = 1, max_size: int | None = None) -> Vocabulary:
         """The tokens of ``seqs`` (the training split), most frequent first, ties
         broken by token string (code point order), so the result is deterministic.
 
@@ -106,7 +106,7 @@ class Vocabulary:
         return cls(_RESERVED + tuple(uniq[order].tolist()))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         """Read a vocabulary file (UTF-8, one token per line, ``<pad>`` and ``<unk>``
         first). ``DataError`` naming the file, and the line where there is one."""
         from seqmask.readers._common import read_bytes
@@ -115,7 +115,9 @@ class Vocabulary:
         shown = str(path)
         lines = decode_lines(read_bytes(Path(path), shown), shown)
         if not lines:
-            raise DataError(f"{shown}: the vocabulary file is empty; it needs {PAD_TOKEN!r} and {UNKNOWN_TOKEN!r} first")
+            raise DataError(
+                f"{shown}: the vocabulary file is empty; it needs {PAD_TOKEN!r} and {UNKNOWN_TOKEN!r} first"
+            )
         for k, expected in enumerate(_RESERVED):
             if k >= len(lines) or lines[k] != expected:
                 got = repr(lines[k]) if k < len(lines) else "the end of the file"

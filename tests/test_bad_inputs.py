@@ -43,10 +43,7 @@ def _snapshot(root):
     root = Path(root)
     if not root.exists():
         return {}
-    return {
-        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
-        for p in sorted(root.rglob("*"))
-    }
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
 def _describe_changes(before, after):
@@ -60,9 +57,7 @@ def _describe_changes(before, after):
 def trained_run(tmp_path_factory):
     """A finished tiny run (trained once for the whole module)."""
     run_dir = tmp_path_factory.mktemp("bad_inputs_run") / "run"
-    result = _invoke(
-        ["train", run_dir, "--config", CORPUS / "_trained_run" / "config.yaml", "--quiet"]
-    )
+    result = _invoke(["train", run_dir, "--config", CORPUS / "_trained_run" / "config.yaml", "--quiet"])
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == 0, result.output

@@ -41,16 +41,30 @@ def trained(tmp_path_factory):
 
 @pytest.mark.slow
 def test_train_writes_a_complete_run_directory(trained):
-    for name in ("config.yaml", "normalization.json", "history.csv", "metrics.json",
-                 "checkpoints/best.keras", "checkpoints/last.keras"):
+    for name in (
+        "config.yaml",
+        "normalization.json",
+        "history.csv",
+        "metrics.json",
+        "checkpoints/best.keras",
+        "checkpoints/last.keras",
+    ):
         assert (trained / name).is_file(), name
     assert list((trained / "tensorboard").glob("events.out.tfevents.*"))
     history = (trained / "history.csv").read_text().splitlines()
     assert history[0] == "epoch,loss,val_loss,seconds,learning_rate,train_real_steps,accuracy,val_accuracy"
     assert len(history) == 3
     metrics = json.loads((trained / "metrics.json").read_text())
-    for key in ("best_val_loss", "final_loss", "train_sequences", "train_real_steps",
-                "padding_fraction", "versions", "device", "lstm_kernel"):
+    for key in (
+        "best_val_loss",
+        "final_loss",
+        "train_sequences",
+        "train_real_steps",
+        "padding_fraction",
+        "versions",
+        "device",
+        "lstm_kernel",
+    ):
         assert key in metrics
     assert metrics["lstm_kernel"] == "seqmask kernel"  # the compiled CPU kernel, not the fallback
     assert set(metrics["versions"]) == {"seqmask", "tensorflow", "keras"}
@@ -86,9 +100,7 @@ def test_encode_writes_one_vector_per_sequence(trained, tmp_path):
     assert records["latent"].shape == (len(source["lengths"]), 4)
     csv_rows = (tmp_path / "latent.csv").read_text().splitlines()
     assert csv_rows[0] == "id,length,z0,z1,z2,z3" and len(csv_rows) == len(records) + 1
-    np.testing.assert_allclose(
-        np.array(csv_rows[1].split(",")[2:], float), records["latent"][0], rtol=1e-6
-    )
+    np.testing.assert_allclose(np.array(csv_rows[1].split(",")[2:], float), records["latent"][0], rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -103,8 +115,7 @@ def test_existing_run_directory_is_never_overwritten(trained):
 def write_config(tmp_path, data_name, **sections):
     import yaml
 
-    cfg = {"data": {"train": data_name}, "model": {"units": 4, "latent_dim": 2},
-           "train": {"epochs": 1}}
+    cfg = {"data": {"train": data_name}, "model": {"units": 4, "latent_dim": 2}, "train": {"epochs": 1}}
     for section, values in sections.items():
         cfg.setdefault(section, {}).update(values)
     path = tmp_path / "config.yaml"
@@ -178,8 +189,11 @@ def test_help_lists_each_command_with_its_summary():
     result = invoke("--help")
     assert result.exit_code == 0
     rows = {line.strip(" │").split()[0]: line for line in result.output.splitlines() if line.strip(" │")}
-    for command, summary in (("train", "Train an autoencoder"), ("evaluate", "The masked loss"),
-                             ("encode", "Export one latent vector")):
+    for command, summary in (
+        ("train", "Train an autoencoder"),
+        ("evaluate", "The masked loss"),
+        ("encode", "Export one latent vector"),
+    ):
         assert command in rows and summary in rows[command], result.output
 
 
@@ -268,5 +282,7 @@ def test_a_run_saved_before_the_kernel_took_lengths_still_evaluates_and_encodes(
     want = (ROOT / "tests/fixtures/run_before_lengths/latent_head.csv").read_text().splitlines()
     got = out.read_text().splitlines()[: len(want)]
     assert got[0] == want[0]
-    for g, w in zip(got[1:], want[1:]):
-        np.testing.assert_allclose(np.array(g.split(",")[1:], float), np.array(w.split(",")[1:], float), rtol=1e-5, atol=1e-6)
+    for g, w in zip(got[1:], want[1:], strict=True):
+        np.testing.assert_allclose(
+            np.array(g.split(",")[1:], float), np.array(w.split(",")[1:], float), rtol=1e-5, atol=1e-6
+        )

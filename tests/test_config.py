@@ -300,11 +300,15 @@ def test_float_keys_accept_ints_and_float_strings() -> None:
     ("section", "key", "value", "expected"),
     [
         (
-            "model", "decoder", "remsk",
+            "model",
+            "decoder",
+            "remsk",
             "'model.decoder' must be one of 'repeat', 'remask', 'crop', got 'remsk'; did you mean 'remask'?",
         ),
         (
-            "train", "device", "GPU",
+            "train",
+            "device",
+            "GPU",
             "'train.device' must be one of 'auto', 'cpu', 'gpu', got 'GPU'; did you mean 'gpu'?",
         ),
         ("model", "decoder", "zzzzz", "'model.decoder' must be one of 'repeat', 'remask', 'crop', got 'zzzzz'"),
@@ -643,14 +647,23 @@ def test_resume_overridable_keys_exist() -> None:
 def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
     saved = _saved(tmp_path)
     allowed = [
-        "train.epochs=50", "train.patience=0", "train.min_delta=0.01", "train.lr_patience=4",
-        "train.min_learning_rate=1e-6", "train.checkpoint_every_batches=20",
+        "train.epochs=50",
+        "train.patience=0",
+        "train.min_delta=0.01",
+        "train.lr_patience=4",
+        "train.min_learning_rate=1e-6",
+        "train.checkpoint_every_batches=20",
     ]
     assert len(allowed) == len(config_module.RESUME_OVERRIDABLE)
     cfg = apply_resume_overrides(saved, allowed, source="run/config.yaml")
     expected = dataclasses.replace(
-        config_from_dict(saved).train, epochs=50, patience=0, min_delta=0.01, lr_patience=4,
-        min_learning_rate=1e-6, checkpoint_every_batches=20,
+        config_from_dict(saved).train,
+        epochs=50,
+        patience=0,
+        min_delta=0.01,
+        lr_patience=4,
+        min_learning_rate=1e-6,
+        checkpoint_every_batches=20,
     )
     assert cfg.train == expected
     assert (cfg.data, cfg.input, cfg.model) == (config_from_dict(saved).data, InputConfig(), ModelConfig())
@@ -742,7 +755,11 @@ def test_config_to_dict_writes_absolute_paths(tmp_path: Path, monkeypatch: pytes
     assert plain["data"]["validation"] is None
     assert set(plain) == {"data", "input", "model", "train"}
     assert plain["input"] == {
-        "kind": "values", "min_count": 1, "max_size": None, "vocabulary": None, "embedding_dim": 32
+        "kind": "values",
+        "min_count": 1,
+        "max_size": None,
+        "vocabulary": None,
+        "embedding_dim": 32,
     }
 
 

@@ -13,8 +13,11 @@ def tiny_config(tmp_path, device):
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 20, 60)
     np.savez(tmp_path / "d.npz", values=rng.normal(size=(lengths.sum(), 3)).astype(np.float32), lengths=lengths)
-    cfg = {"data": {"train": "d.npz"}, "model": {"units": 8, "latent_dim": 4},
-           "train": {"epochs": 2, "batch_size": 8, "device": device}}
+    cfg = {
+        "data": {"train": "d.npz"},
+        "model": {"units": 8, "latent_dim": 4},
+        "train": {"epochs": 2, "batch_size": 8, "device": device},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     return load_config(tmp_path / "c.yaml")
 

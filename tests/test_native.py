@@ -66,9 +66,15 @@ def _select(h, lengths, output):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    batch=st.integers(1, 6), time=st.integers(1, 9), features=st.integers(1, 5),
-    units=st.integers(1, 9), shards=st.integers(1, 4), repeat=st.booleans(),
-    output=st.sampled_from(["all", "sequences", "last"]), data=st.data(), seed=st.integers(0, 99),
+    batch=st.integers(1, 6),
+    time=st.integers(1, 9),
+    features=st.integers(1, 5),
+    units=st.integers(1, 9),
+    shards=st.integers(1, 4),
+    repeat=st.booleans(),
+    output=st.sampled_from(["all", "sequences", "last"]),
+    data=st.data(),
+    seed=st.integers(0, 99),
 )
 def test_kernel_matches_keras_lstm(batch, time, features, units, shards, repeat, output, data, seed):
     """Outputs and every gradient equal Keras's LSTM with the same weights, for any batch
@@ -113,7 +119,7 @@ def test_kernel_matches_keras_lstm(batch, time, features, units, shards, repeat,
     d_ref = grads_ref[0].sum(axis=1) if repeat else grads_ref[0]
     np.testing.assert_allclose(h, h_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(d_input, d_ref, rtol=1e-4, atol=1e-5)
-    for got, want in zip(grads, grads_ref[1:]):
+    for got, want in zip(grads, grads_ref[1:], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -128,7 +134,7 @@ def test_input_gradient_false_leaves_weights_gradients_unchanged():
     (h1, g1), (h2, g2) = (_outputs_and_grads(layer, x, upstream) for layer in (full, without))
     np.testing.assert_array_equal(h1, h2)
     assert np.abs(g1[0]).max() > 0 and np.abs(g2[0]).max() == 0  # dx: computed / skipped
-    for a, b in zip(g1[1:], g2[1:]):
+    for a, b in zip(g1[1:], g2[1:], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
@@ -144,7 +150,7 @@ def test_kernel_is_deterministic(monkeypatch):
     layer.build([(None, None, 3), (None,)])
     first, second = (_outputs_and_grads(layer, x, upstream, lengths) for _ in range(2))
     np.testing.assert_array_equal(first[0], second[0])
-    for a, b in zip(first[1], second[1]):
+    for a, b in zip(first[1], second[1], strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -170,7 +176,7 @@ def test_fallback_gives_the_same_results(output, monkeypatch):
         results.append((h.numpy(), [g.numpy() for g in tape.gradient(loss, [x, *layer.trainable_variables])]))
     (h_kernel, g_kernel), (h_block, g_block) = results
     np.testing.assert_allclose(h_block, h_kernel, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g_block, g_kernel):
+    for a, b in zip(g_block, g_kernel, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -229,9 +235,15 @@ def _kernel_messages(monkeypatch, tmp_path, data=None, model=None):
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 9, 20)
     np.savez(tmp_path / "d.npz", values=rng.normal(size=(lengths.sum(), 2)).astype(np.float32), lengths=lengths)
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(
-        {"data": {"train": "d.npz", **(data or {})}, "model": {"units": 4, "latent_dim": 2, **(model or {})},
-         "train": {"epochs": 1, "batch_size": 8, "device": "cpu"}}))
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "data": {"train": "d.npz", **(data or {})},
+                "model": {"units": 4, "latent_dim": 2, **(model or {})},
+                "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+            }
+        )
+    )
     heard = []
 
     class Recorder(Reporter):

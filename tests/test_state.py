@@ -24,8 +24,9 @@ def test_a_checkpoint_written_before_the_typed_state_loads():
 
 def test_round_trip_through_json():
     state = TrainState(epoch=3, batch=2, epoch_sum=1.5, epoch_count=3.0, best_loss=0.25, best_epoch=2)
-    state.history.append(EpochRow(epoch=1, loss=0.5, val_loss=0.4, seconds=1.0, learning_rate=0.01,
-                                  train_real_steps=12))
+    state.history.append(
+        EpochRow(epoch=1, loss=0.5, val_loss=0.4, seconds=1.0, learning_rate=0.01, train_real_steps=12)
+    )
     assert TrainState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
 
 

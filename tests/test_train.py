@@ -14,8 +14,11 @@ from seqmask.train import Diverged, train
 
 def write(tmp_path, values, lengths, **train):
     np.savez(tmp_path / "d.npz", values=np.asarray(values, np.float32), lengths=np.asarray(lengths))
-    cfg = {"data": {"train": "d.npz", "normalize": "none"}, "model": {"units": 4, "latent_dim": 2},
-           "train": {"epochs": 2, "batch_size": 4, **train}}
+    cfg = {
+        "data": {"train": "d.npz", "normalize": "none"},
+        "model": {"units": 4, "latent_dim": 2},
+        "train": {"epochs": 2, "batch_size": 4, **train},
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     return load_config(tmp_path / "c.yaml")
 
@@ -45,8 +48,7 @@ def test_history_loss_is_the_exact_mean_over_real_steps(tmp_path):
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 12, 50)
-    cfg = write(tmp_path, rng.normal(size=(lengths.sum(), 2)), lengths, epochs=1, batch_size=7,
-                learning_rate=1e-12)
+    cfg = write(tmp_path, rng.normal(size=(lengths.sum(), 2)), lengths, epochs=1, batch_size=7, learning_rate=1e-12)
     train(cfg, tmp_path / "run")
     reported = float((tmp_path / "run" / "history.csv").read_text().splitlines()[1].split(",")[1])
     model, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.keras")
@@ -63,8 +65,9 @@ def test_history_loss_is_the_exact_mean_over_real_steps(tmp_path):
 def test_schedule_and_early_stopping(tmp_path):
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 12, 40)
-    cfg = write(tmp_path, rng.normal(size=(lengths.sum(), 2)), lengths, epochs=30, patience=2,
-                lr_patience=1, learning_rate=0.5)
+    cfg = write(
+        tmp_path, rng.normal(size=(lengths.sum(), 2)), lengths, epochs=30, patience=2, lr_patience=1, learning_rate=0.5
+    )
     metrics = train(cfg, tmp_path / "run")
     rows = (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]
     rates = [float(r.split(",")[4]) for r in rows]
@@ -91,7 +94,7 @@ def test_resume_with_more_epochs_continues_a_finished_run_exactly(tmp_path):
     resumed = (tmp_path / "run" / "history.csv").read_text().splitlines()
     straight = (tmp_path / "straight" / "history.csv").read_text().splitlines()
     assert len(resumed) == len(straight) == 5
-    for a, b in zip(resumed[1:], straight[1:]):
+    for a, b in zip(resumed[1:], straight[1:], strict=True):
         a, b = a.split(","), b.split(",")
         assert a[:3] == b[:3] and a[4:] == b[4:]  # all but the seconds column
 

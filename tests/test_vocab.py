@@ -188,7 +188,11 @@ _TOKEN = st.text(min_size=1, max_size=4).filter(lambda t: not any(c in t for c i
 )
 def test_build_encode_decode_properties(tmp_path_factory, train, other, min_count, max_size):
     def seqs(lists):
-        return Sequences(np.array([t for s in lists for t in s], dtype=str), [len(s) for s in lists], [str(i) for i in range(len(lists))])
+        return Sequences(
+            np.array([t for s in lists for t in s], dtype=str),
+            [len(s) for s in lists],
+            [str(i) for i in range(len(lists))],
+        )
 
     v = Vocabulary.build(seqs(train), min_count=min_count, max_size=max_size)
     counts: dict[str, int] = {}
@@ -216,7 +220,10 @@ def test_build_encode_decode_properties(tmp_path_factory, train, other, min_coun
 
 
 @FUZZ
-@given(raw=st.binary(max_size=60) | st.lists(_TOKEN | st.sampled_from(["", "<pad>", "<unk>", " "]), max_size=6).map(lambda t: "\n".join(t).encode()))
+@given(
+    raw=st.binary(max_size=60)
+    | st.lists(_TOKEN | st.sampled_from(["", "<pad>", "<unk>", " "]), max_size=6).map(lambda t: "\n".join(t).encode())
+)
 def test_fuzz_load_never_crashes(tmp_path_factory, raw):
     p = write(tmp_path_factory.mktemp("vocab") / "v.txt", raw)
     try:

@@ -22,8 +22,13 @@ def values(rows, features=2, seed=0):
 
 def main():
     # The run every run-directory case copies: 8 sequences, 2 features.
-    savez("_trained_run", "tiny.npz", values=values(26), lengths=np.array([2, 3, 4, 5, 2, 3, 4, 3]),
-          ids=np.array([f"s{i}" for i in range(8)]))
+    savez(
+        "_trained_run",
+        "tiny.npz",
+        values=values(26),
+        lengths=np.array([2, 3, 4, 5, 2, 3, 4, 3]),
+        ids=np.array([f"s{i}" for i in range(8)]),
+    )
 
     savez("npz_missing_lengths", values=values(5), ids=np.array(["a", "b"]))
     savez("npz_lengths_wrong_sum", values=values(5), lengths=np.array([2, 2]), ids=np.array(["a", "b"]))
@@ -40,15 +45,29 @@ def main():
     with open(HERE / "npz_single_npy" / "data.npz", "wb") as f:
         np.save(f, values(4))
     savez("max_len_exceeded", values=values(7), lengths=np.array([2, 5]), ids=np.array(["a", "b"]))
-    savez("next_step_length_one", values=values(10), lengths=np.array([3, 1, 3, 3]),
-          ids=np.array(["a", "b", "c", "d"]))
-    savez("validation_feature_mismatch", "three_features.npz", values=values(6, features=3),
-          lengths=np.array([3, 3]), ids=np.array(["a", "b"]))
-    savez("evaluate_wrong_features", "three_features.npz", values=values(6, features=3),
-          lengths=np.array([3, 3]), ids=np.array(["a", "b"]))
+    savez("next_step_length_one", values=values(10), lengths=np.array([3, 1, 3, 3]), ids=np.array(["a", "b", "c", "d"]))
+    savez(
+        "validation_feature_mismatch",
+        "three_features.npz",
+        values=values(6, features=3),
+        lengths=np.array([3, 3]),
+        ids=np.array(["a", "b"]),
+    )
+    savez(
+        "evaluate_wrong_features",
+        "three_features.npz",
+        values=values(6, features=3),
+        lengths=np.array([3, 3]),
+        ids=np.array(["a", "b"]),
+    )
     # Same shape as the trained run's data, other values: the normalization differs.
-    savez("resume_changed_data", "other.npz", values=values(26, seed=7) * 5 + 3,
-          lengths=np.array([2, 3, 4, 5, 2, 3, 4, 3]), ids=np.array([f"s{i}" for i in range(8)]))
+    savez(
+        "resume_changed_data",
+        "other.npz",
+        values=values(26, seed=7) * 5 + 3,
+        lengths=np.array([2, 3, 4, 5, 2, 3, 4, 3]),
+        ids=np.array([f"s{i}" for i in range(8)]),
+    )
 
     import pyarrow as pa
     import pyarrow.parquet as pq
