@@ -66,6 +66,8 @@ __all__ = [
     "Truncating",
     "RENAMED_KEYS",
     "RESUME_OVERRIDABLE",
+    "KEYS_ADDED",
+    "with_keys_added",
     "apply_overrides",
     "apply_resume_overrides",
     "check_choice",
@@ -88,7 +90,8 @@ InputKind = Literal["values", "tokens"]
 Decoder = Literal["repeat", "remask", "crop"]
 Loss = Literal["per_step", "last_step"]
 StepError = Literal["mse", "mae"]
-Target = Literal["reconstruct", "next_step"]
+Target = Literal["reconstruct", "next_step", "reverse"]
+Pooling = Literal["none", "mean", "max", "mean_max"]
 Device = Literal["auto", "cpu", "gpu"]
 Batching = Literal["bucket", "pad_to_max"]
 
@@ -199,6 +202,26 @@ class ModelConfig:
     decoder: Decoder = "repeat"
     # None: the decoder is as wide as the encoder, the usual symmetric autoencoder.
     decoder_units: int | None = None
+    # A second encoder LSTM reads each sequence backwards from its own last real step, so
+    # the latent vector also holds a summary that ends at step 0, the one a forward LSTM
+    # remembers least. On the quality benchmark it lifts reconstruction most of all
+    # (BENCHMARKS.md, "Quality": ablation).
+    bidirectional: bool = True
+    # What else the latent vector is built from besides the encoder's final state(s): the
+    # mean and/or max of the encoder's last layer over each sequence's real steps. The
+    # pooled outputs carry whole-sequence statistics that a last state forgets; with
+    # bidirectional they give the best probe accuracy of the options measured.
+    pooling: Pooling = "mean_max"
+    # Dropout between stacked LSTM layers and on what feeds the latent Dense; training only.
+    # Off: within a 60-epoch budget the benchmark's models underfit rather than overfit, and
+    # dropout, input noise and weight decay together gave mixed results (BENCHMARKS.md).
+    dropout: float = 0.0
+    # Dropout on the encoder's input steps; training only.
+    input_dropout: float = 0.0
+    # Standard deviation of Gaussian noise added to the encoder's input in training (a
+    # denoising autoencoder: the target stays the clean input). In the standardized units
+    # of data.normalize, so 0.1 is a tenth of each feature's spread.
+    input_noise: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -237,7 +260,12 @@ class TrainConfig:
     # "mse" is the standard reconstruction error on standardized features.
     error: StepError = "mse"
     # "reconstruct" is the autoencoder's job. "next_step" predicts each step's successor.
+    # "reverse" reconstructs each sequence's real steps in reverse order (the decoder's first
+    # output is the last step): Srivastava et al. (2015) found it easier for LSTM
+    # autoencoders, since the steps the encoder saw last are decoded first.
     target: Target = "reconstruct"
+    # AdamW's decoupled weight decay (Loshchilov & Hutter): 0 is plain Adam.
+    weight_decay: float = 0.0
     # "auto" uses a GPU when TensorFlow sees one, and the CPU otherwise.
     device: Device = "auto"
     # CPU cores to train on. None: all of them. Each TensorFlow op runs on one thread (the
@@ -293,7 +321,7 @@ class _Range:
 class _Spec:
     """How one key is checked. Its default lives on the dataclass field."""
 
-    kind: Literal["int", "float", "str", "path", "choice", "columns"]
+    kind: Literal["int", "float", "bool", "str", "path", "choice", "columns"]
     range: _Range | None = None
     choices: tuple[str, ...] = ()
     nullable: bool = False
@@ -326,6 +354,10 @@ _MODEL_SPEC: dict[str, _Spec] = {
     "num_layers": _Spec("int", _Range(1, 8)),
     "latent_dim": _Spec("int", _Range(1)),
     "decoder_units": _Spec("int", _Range(1), nullable=True),
+    "bidirectional": _Spec("bool"),
+    "dropout": _Spec("float", _Range(0, 1, hi_open=True)),
+    "input_dropout": _Spec("float", _Range(0, 1, hi_open=True)),
+    "input_noise": _Spec("float", _Range(0)),
 }
 
 _TRAIN_SPEC: dict[str, _Spec] = {
@@ -338,12 +370,12 @@ _TRAIN_SPEC: dict[str, _Spec] = {
     "lr_factor": _Spec("float", _Range(0, 1, lo_open=True, hi_open=True)),
     "min_learning_rate": _Spec("float", _Range(0)),
     "clip_norm": _Spec("float", _Range(0, lo_open=True), nullable=True),
+    "weight_decay": _Spec("float", _Range(0)),
     # NumPy's legacy seeding, used under Keras' set_random_seed, takes 0 .. 2**32 - 1.
     "seed": _Spec("int", _Range(0, 2**32 - 1)),
     "cpu_threads": _Spec("int", _Range(1), nullable=True),
     "checkpoint_every_batches": _Spec("int", _Range(1), nullable=True),
 }
-
 
 
 def _section_spec(cls: type, rows: dict[str, _Spec]) -> dict[str, _Spec]:
@@ -376,6 +408,33 @@ RENAMED_KEYS: dict[str, str] = {
     "train.checkpoint_every_steps": "train.checkpoint_every_batches",
 }
 
+# Keys added after runs were already being saved, with the value that a run saved before
+# the key existed had in effect. A run's config.yaml holds every key (config_to_dict), so a
+# missing one means the run predates it: reading it with today's default would describe a
+# model the checkpoint does not hold. Applied to saved run configs only (runs.RunDir).
+KEYS_ADDED: dict[str, Any] = {
+    "model.bidirectional": False,
+    "model.pooling": "none",
+    "model.dropout": 0.0,
+    "model.input_dropout": 0.0,
+    "model.input_noise": 0.0,
+    "train.weight_decay": 0.0,
+}
+
+
+def with_keys_added(saved: Any) -> Any:
+    """A saved run config with each key of KEYS_ADDED it lacks set to its old value."""
+    if not isinstance(saved, dict):
+        return saved
+    out = {name: dict(section) if isinstance(section, dict) else section for name, section in saved.items()}
+    for path, value in KEYS_ADDED.items():
+        section, key = path.split(".")
+        current = out.get(section)
+        if isinstance(current, dict) and key not in current:
+            current[key] = value
+    return out
+
+
 # The keys `train --resume --set` may change: none of them changes the model, the data or
 # the batches, so the resumed run stays the run it continues, only trained longer or stopped
 # otherwise. epochs is a ceiling; patience and min_delta decide when early stopping ends
@@ -396,6 +455,7 @@ _SECTION_NAMES = ", ".join(repr(s) for s in list(_SECTIONS)[:-1]) + f" and {list
 
 _KIND_WORDS = {
     "int": "an integer",
+    "bool": "true or false",
     "float": "a number",
     "str": "a non-empty string",
     "path": "a file path (a non-empty string)",
@@ -467,6 +527,10 @@ def _parse_value(key_path: str, value: Any, spec: _Spec, base_dir: str) -> Any:
         raise ConfigError(message + (_show(value) if isinstance(value, str) else _show_typed(value)))
 
     wrong_type = ConfigError(f"{key_path!r} must be {_KIND_WORDS[spec.kind]}{or_null}, got {_show_typed(value)}")
+    if spec.kind == "bool":
+        if not isinstance(value, bool):  # YAML's true/false only: 0, 1 and "yes" are refused
+            raise wrong_type
+        return value
     if spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise wrong_type
@@ -498,9 +562,7 @@ def _parse_value(key_path: str, value: Any, spec: _Spec, base_dir: str) -> Any:
             raise wrong_type
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise ConfigError(
-                    f"{key_path!r} must be {_KIND_WORDS['columns']}, but it holds {_show_typed(item)}"
-                )
+                raise ConfigError(f"{key_path!r} must be {_KIND_WORDS['columns']}, but it holds {_show_typed(item)}")
         seen: set[str] = set()
         for item in value:
             if item in seen:
@@ -554,8 +616,7 @@ def _check_combinations(cfg: Config) -> None:
     for a, b in (("id_key", "values_key"), ("id_key", "tokens_key"), ("values_key", "tokens_key")):
         if keys[a] == keys[b]:
             raise ConfigError(
-                f"'data.{a}' and 'data.{b}' are both {keys[a]!r}; "
-                "each names a different key of a JSONL record"
+                f"'data.{a}' and 'data.{b}' are both {keys[a]!r}; each names a different key of a JSONL record"
             )
     if inp.vocabulary is not None:
         if inp.kind != "tokens":
@@ -637,9 +698,7 @@ def config_from_dict(raw: Any, base_dir: Path | str | None = None, source: str =
     if raw is None:
         raise ConfigError(f"{source} is empty; a config needs at least 'data.train'")
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{source} must hold a mapping with the sections {_SECTION_NAMES}, got {_show_typed(raw)}"
-        )
+        raise ConfigError(f"{source} must hold a mapping with the sections {_SECTION_NAMES}, got {_show_typed(raw)}")
     for key in raw:
         if key not in _SECTIONS:
             raise _unknown_key(key, list(_SECTIONS), None, source)
@@ -774,8 +833,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
         raise ConfigError(f"config file {source} is empty; it needs at least 'data.train'")
     if not isinstance(raw, dict):
         raise ConfigError(
-            f"config file {source} must hold a mapping with the sections {_SECTION_NAMES}, "
-            f"got {_show_typed(raw)}"
+            f"config file {source} must hold a mapping with the sections {_SECTION_NAMES}, got {_show_typed(raw)}"
         )
     raw = _renamed(raw, source, warn=True)
     return _from_overrides(raw, overrides, path.absolute().parent, source)

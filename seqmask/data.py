@@ -85,9 +85,7 @@ class Sequences:
                 raise ValueError(f"token values must be 1-D (total_steps,), got shape {values.shape}")
         else:
             if values.ndim != 2:
-                raise ValueError(
-                    f"values must be 2-D (total_steps, num_features), got shape {values.shape}"
-                )
+                raise ValueError(f"values must be 2-D (total_steps, num_features), got shape {values.shape}")
             if values.dtype.kind not in "fiub":
                 raise ValueError(f"values must be numbers or tokens (str), got dtype {values.dtype}")
             if values.dtype != np.float32 and values.dtype != np.int32:
@@ -101,9 +99,7 @@ class Sequences:
         if lengths.size and int(lengths.min()) < 1:
             raise ValueError("every sequence must have at least 1 step")
         if int(lengths.sum()) != values.shape[0]:
-            raise ValueError(
-                f"lengths add up to {int(lengths.sum())} steps but values has {values.shape[0]} rows"
-            )
+            raise ValueError(f"lengths add up to {int(lengths.sum())} steps but values has {values.shape[0]} rows")
         ids = np.asarray(self.ids)
         if ids.size == 0:
             ids = np.zeros(0, dtype="<U1")
@@ -302,9 +298,7 @@ class Normalizer:
     def apply(self, seqs: Sequences) -> Sequences:
         _check_numbers(seqs, "normalize")
         if seqs.num_features != self.num_features:
-            raise ValueError(
-                f"normalizer has {self.num_features} features but the data has {seqs.num_features}"
-            )
+            raise ValueError(f"normalizer has {self.num_features} features but the data has {seqs.num_features}")
         out = (seqs.values.astype(np.float64) - self.mean) / self.std
         return seqs.with_values(out.astype(np.float32))
 
@@ -402,3 +396,18 @@ def last_step_index_np(lengths: np.ndarray, time_len: int, padding: Padding) -> 
     if padding == "post":
         return lengths - 1
     return np.full(lengths.shape, int(time_len) - 1, dtype=np.int64)
+
+
+def reverse_by_length_np(x: np.ndarray, lengths: np.ndarray, padding: Padding) -> np.ndarray:
+    """``(n, time, dim)``: each row's real steps in reverse order, padding left in place.
+
+    The numpy form, written for clarity; ``seqmask.layers.reverse_by_length_ops`` computes
+    the same in keras.ops.
+    """
+    check_choice("padding", padding, Padding)
+    out = np.array(x, copy=True)
+    time_len = out.shape[1]
+    for row, length in enumerate(np.asarray(lengths, dtype=np.int64).reshape(-1)):
+        start = 0 if padding == "post" else time_len - int(length)
+        out[row, start : start + length] = x[row, start : start + length][::-1]
+    return out

@@ -55,6 +55,32 @@ def last_step_index_ops(lengths: Tensor, time_len: Any, padding: Padding) -> Ten
     return ops.full_like(lengths, time_len - 1)
 
 
+def reverse_index_ops(lengths: Tensor, time_len: Any, padding: Padding) -> Tensor:
+    """For each (b, t), the step whose value lands at t when each sequence's real steps are
+    reversed by its own length; padded steps stay where they are. (batch,) -> (batch, time).
+
+    Real steps run from s to e (post: s = 0, e = L - 1; pre: s = T - L, e = T - 1), and the
+    reversal maps t -> s + e - t. Reversing by the padded length instead would move the
+    padding to the front of a post-padded sequence.
+    """
+    check_choice("padding", padding, Padding)
+    steps = ops.arange(time_len, dtype="int32")[None, :]  # (1, time)
+    lengths = ops.cast(lengths, "int32")[:, None]  # (batch, 1)
+    if padding == "post":
+        first_plus_last = lengths - 1  # s + e = 0 + (L - 1)
+    else:
+        first_plus_last = 2 * time_len - lengths - 1  # (T - L) + (T - 1)
+    real = length_mask_ops(lengths[:, 0], time_len, padding)  # (batch, time)
+    return ops.where(real, first_plus_last - steps, steps)  # (batch, time)
+
+
+def reverse_by_length_ops(x: Tensor, lengths: Tensor, padding: Padding) -> Tensor:
+    """x (batch, time, dim) with each sequence's real steps in reverse order (keras.ops;
+    `seqmask.data.reverse_by_length_np` is the numpy twin)."""
+    index = reverse_index_ops(lengths, ops.shape(x)[1], padding)  # (batch, time)
+    return ops.take_along_axis(x, index[:, :, None], axis=1)  # (batch, time, dim)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class LengthMask(keras.layers.Layer):
     """Builds the step mask from lengths: [values, lengths] -> (batch, time) bool."""
@@ -189,3 +215,117 @@ class CropByMask(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
         return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ReverseByLength(keras.layers.Layer):
+    """Reverses each sequence's real steps: [x, lengths] -> x reversed, masked as x was.
+
+    The backward direction of a bidirectional encoder: an LSTM run forward over the
+    reversed sequence starts at the sequence's own last real step, never in the padding,
+    and its state at the last real step has seen the whole sequence back to step 0.
+    Applied twice it is the identity, so it also puts backward outputs back in order.
+    """
+
+    def __init__(self, padding: Padding = "post", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.padding = check_choice("padding", padding, Padding)
+
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
+        x, lengths = inputs  # (batch, time, dim), (batch,)
+        return reverse_by_length_ops(x, lengths, self.padding)  # (batch, time, dim)
+
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
+        # The real steps are the same set of positions, reversed among themselves.
+        return mask[0] if isinstance(mask, (list, tuple)) else mask
+
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
+        return input_shape[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "padding": self.padding}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class MaskedPooling(keras.layers.Layer):
+    """Mean and/or max over each sequence's real steps: [sequence, mask] -> (batch, k * units).
+
+        mean = Σ_t m[t] h[t] / Σ_t m[t]        max = max over {t : m[t]} of h[t]
+
+    The mask, not the values, decides: Keras's masked LSTM carries its last output over
+    the padded steps, and the fused kernel writes zeros there; neither reaches the pool.
+    `modes` is ("mean",), ("max",) or ("mean", "max"), concatenated in that order.
+    """
+
+    def __init__(self, modes: Sequence[str] = ("mean",), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not modes or any(m not in ("mean", "max") for m in modes):
+            raise ValueError(f"modes must be a non-empty subset of ('mean', 'max'), got {modes!r}")
+        self.modes = tuple(modes)
+
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
+        sequence, step_mask = inputs  # (batch, time, units), (batch, time)
+        real = ops.cast(step_mask, "bool")[:, :, None]  # (batch, time, 1)
+        pooled = []
+        if "mean" in self.modes:
+            total = ops.sum(ops.where(real, sequence, 0.0), axis=1)  # (batch, units)
+            count = ops.sum(ops.cast(real, sequence.dtype), axis=1)  # (batch, 1)
+            pooled.append(total / ops.maximum(count, 1.0))
+        if "max" in self.modes:
+            lowest = ops.full_like(sequence, -3.0e38)  # below any LSTM output (|h| < 1)
+            pooled.append(ops.max(ops.where(real, sequence, lowest), axis=1))  # (batch, units)
+        return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
+
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
+        return None  # one vector per sequence: nothing left to mask
+
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
+        sequence_shape, _ = input_shape
+        units = sequence_shape[2]
+        return (sequence_shape[0], None if units is None else units * len(self.modes))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "modes": list(self.modes)}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class TrainingNoise(keras.layers.Layer):
+    """Dropout and/or additive Gaussian noise, in training only: x -> x (mask kept).
+
+        training:  x * keep / (1 - rate) + stddev * N(0, 1),   keep ~ Bernoulli(1 - rate)
+        otherwise: x
+
+    so evaluate, encode and detect see the model without it and stay deterministic. Its
+    random state (a SeedGenerator, seeded from `seed`) is saved with the layer's weights
+    (Keras saves no seed state of its own), so a run resumed from a checkpoint draws the
+    same noise as one never interrupted.
+    """
+
+    def __init__(self, rate: float = 0.0, stddev: float = 0.0, seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0 or stddev < 0.0:
+            raise ValueError(f"need 0 <= rate < 1 and stddev >= 0, got rate={rate!r}, stddev={stddev!r}")
+        self.rate, self.stddev, self.seed = float(rate), float(stddev), int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.supports_masking = True
+
+    def call(self, x: Tensor, training: bool | None = None) -> Tensor:
+        if not training:
+            return x
+        if self.rate > 0.0:
+            x = keras.random.dropout(x, self.rate, seed=self.seed_generator)
+        if self.stddev > 0.0:
+            x = x + keras.random.normal(ops.shape(x), stddev=self.stddev, dtype=x.dtype, seed=self.seed_generator)
+        return x
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return input_shape
+
+    def save_own_variables(self, store: Any) -> None:
+        store["seed_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store: Any) -> None:
+        self.seed_generator.state.assign(store["seed_state"])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate, "stddev": self.stddev, "seed": self.seed}

@@ -17,7 +17,8 @@ batch means, and does not depend on the batch size or on how much padding a batc
 
 Targets: `reconstruct` scores ŷ[t] against x[t]; `next_step` scores ŷ[t] against x[t+1], so
 a step has a target only if it and the step after it are both real: the last real step has
-none, and a length-1 sequence has none at all.
+none, and a length-1 sequence has none at all. `reverse` scores ŷ[t] against the real step
+that mirrors t, x[s + e - t] (s, e: the sequence's first and last real step).
 """
 
 from typing import Literal
@@ -25,7 +26,7 @@ from typing import Literal
 from keras import ops
 
 from seqmask.config import Loss, Padding, StepError, Target, check_choice
-from seqmask.layers import Tensor, length_mask_ops
+from seqmask.layers import Tensor, length_mask_ops, reverse_by_length_ops
 
 # The errors loss_terms scores: the config's `train.error` choices for numeric values, plus
 # cross_entropy, which token input (input.kind: tokens) always uses: it is the error of the
@@ -66,6 +67,10 @@ def targets_and_mask(values: Tensor, lengths: Tensor, target: Target, padding: P
     real = length_mask_ops(lengths, time_len, padding)  # (batch, time)
     if target == "reconstruct":
         return values, real
+    if target == "reverse":
+        # labels[t] = the real step that mirrors t within the sequence: the decoder's first
+        # output is scored against the last real step. Padded labels stay padding.
+        return reverse_by_length_ops(values, lengths, padding), real
     # next_step: labels[t] = values[t + 1]; the appended zero step is never scored, because
     # has_target[t] needs step t + 1 to be real too.
     labels = ops.concatenate([values[:, 1:], ops.zeros_like(values[:, :1])], axis=1)  # (batch, time, features)

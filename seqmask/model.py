@@ -2,8 +2,11 @@
 
     values (batch, time, features), lengths (batch,)
       -> mask from lengths                         (batch, time)
+      -> [training: input dropout / noise]
       -> num_layers x LSTM(units), masked          (batch, time, units)
-      -> state at each sequence's last real step   (batch, units)
+         [bidirectional: and over each sequence reversed by its own length]
+      -> state at each sequence's last real step   (batch, units) per direction
+         [pooling: and the mean / max over its real steps]
       -> Dense(latent_dim) = the latent vector     (batch, latent_dim)
       -> decoder (one of DECODERS)                 (batch, time, decoder_units)
       -> Dense(features), the reconstruction       (batch, time, features)
@@ -18,7 +21,17 @@ import keras
 
 from seqmask.config import Decoder, ModelConfig, Padding
 from seqmask.fused_lstm import FusedLSTM
-from seqmask.layers import ClearPadding, CropByMask, LastStep, LengthMask, ReattachMask, RepeatToTime
+from seqmask.layers import (
+    ClearPadding,
+    CropByMask,
+    LastStep,
+    LengthMask,
+    MaskedPooling,
+    ReattachMask,
+    RepeatToTime,
+    ReverseByLength,
+    TrainingNoise,
+)
 
 LATENT = "latent"
 
@@ -53,9 +66,12 @@ def _lstm_stack(
             if lengths is not None:
                 inputs.append(lengths)
             x = FusedLSTM(
-                units, repeat_input=repeat, input_gradient=input_gradient or i > 0,
+                units,
+                repeat_input=repeat,
+                input_gradient=input_gradient or i > 0,
                 use_lengths=lengths is not None,
-                return_sequences=not (last_only and i == num_layers - 1), name=name,
+                return_sequences=not (last_only and i == num_layers - 1),
+                name=name,
             )(inputs if len(inputs) > 1 else x)
         else:
             if i == 0 and repeat_of is not None:
@@ -140,6 +156,102 @@ DecoderFn = Callable[
 DECODERS: dict[Decoder, DecoderFn] = {"repeat": _repeat, "remask": _remask, "crop": _crop}
 
 
+def _named(prefix: str, what: str) -> str:
+    """The forward direction's layers keep the names unidirectional models always had."""
+    return what if prefix == "encoder" else f"backward_{what}"
+
+
+_POOLS: dict[str, tuple[str, ...]] = {"none": (), "mean": ("mean",), "max": ("max",), "mean_max": ("mean", "max")}
+
+
+def _encoder_lstm(
+    x: keras.KerasTensor,
+    lengths: keras.KerasTensor,
+    step_mask: keras.KerasTensor,
+    units: int,
+    name: str,
+    fast: bool,
+    input_gradient: bool,
+    return_sequences: bool,
+) -> keras.KerasTensor:
+    """One encoder LSTM: the fused kernel on the fast path (CPU, post padding; lengths
+    instead of a mask), else Keras's masked LSTM, always returning every step."""
+    if fast:
+        layer = FusedLSTM(
+            units, input_gradient=input_gradient, use_lengths=True, return_sequences=return_sequences, name=name
+        )
+        return layer([x, lengths])  # (batch, time, units), or (batch, units)
+    return keras.layers.LSTM(units, return_sequences=True, name=name)(x, mask=step_mask)  # (batch, time, units)
+
+
+def _encoder(
+    x: keras.KerasTensor,
+    lengths: keras.KerasTensor,
+    step_mask: keras.KerasTensor,
+    model_cfg: ModelConfig,
+    padding: Padding,
+    fast: bool,
+    input_gradient: bool,
+    seed: int,
+) -> keras.KerasTensor:
+    """(batch, time, features) -> what the latent Dense reads, (batch, k * units): each
+    direction's state at the last real step, then its pooled outputs.
+
+    The backward direction is a forward LSTM over the sequence reversed by its own length
+    (`ReverseByLength`), so it starts at the last real step and runs the fused kernel too.
+    Between bidirectional layers each direction reads [forward, backward] at every step, in
+    its own order.
+    """
+    pools = _POOLS[model_cfg.pooling]
+    reverse = ReverseByLength(padding, name="reverse_input")
+    directions = (
+        {"encoder": x, "encoder_backward": reverse([x, lengths])} if model_cfg.bidirectional else {"encoder": x}
+    )
+    summary: list[keras.KerasTensor] = []
+    for i in range(model_cfg.num_layers):
+        last_layer = i == model_cfg.num_layers - 1
+        outputs = {
+            prefix: _encoder_lstm(
+                inputs,
+                lengths,
+                step_mask,
+                model_cfg.units,
+                f"{prefix}_lstm_{i}",
+                fast,
+                input_gradient=input_gradient or i > 0,
+                return_sequences=not last_layer or bool(pools),
+            )
+            for prefix, inputs in directions.items()
+        }  # each (batch, time, units); the fast path's last layer without pooling: (batch, units)
+        if last_layer:
+            for prefix, h in outputs.items():
+                last = h if fast and not pools else LastStep(padding, name=_named(prefix, "last_step"))([h, lengths])
+                summary.append(last)  # (batch, units)
+            for prefix, h in outputs.items() if pools else ():
+                summary.append(MaskedPooling(pools, name=_named(prefix, "pooling"))([h, step_mask]))
+            break
+        if model_cfg.bidirectional:
+            forward, backward = outputs["encoder"], outputs["encoder_backward"]
+            both = keras.layers.Concatenate(name=f"encoder_both_{i}")(
+                [forward, ReverseByLength(padding, name=f"reverse_backward_{i}")([backward, lengths])]
+            )  # (batch, time, 2 units), each step's two directions side by side
+            directions = {
+                "encoder": both,
+                "encoder_backward": ReverseByLength(padding, name=f"reverse_both_{i}")([both, lengths]),
+            }
+        else:
+            directions = {"encoder": outputs["encoder"]}
+        if model_cfg.dropout:
+            directions = {
+                prefix: TrainingNoise(model_cfg.dropout, seed=seed + 2 * i + j + 1, name=f"{prefix}_dropout_{i}")(h)
+                for j, (prefix, h) in enumerate(directions.items())
+            }
+    features = summary[0] if len(summary) == 1 else keras.layers.Concatenate(name="summary")(summary)
+    if model_cfg.dropout:
+        features = TrainingNoise(model_cfg.dropout, seed=seed + 1000, name="summary_dropout")(features)
+    return features  # (batch, k * units)
+
+
 def build_autoencoder(
     model_cfg: ModelConfig,
     num_features: int,
@@ -147,6 +259,7 @@ def build_autoencoder(
     fused: bool = False,
     vocab_size: int | None = None,
     embedding_dim: int = 32,
+    seed: int = 0,
 ) -> keras.Model:
     """The autoencoder: [values, lengths] -> reconstruction (batch, time, num_features).
 
@@ -157,6 +270,9 @@ def build_autoencoder(
     Tokens (`vocab_size` given): values are token ids (batch, time, 1) int32, embedded
     before the encoder, and the output is one logit per vocabulary entry
     (batch, time, vocab_size); the loss applies the softmax (cross-entropy from logits).
+
+    `seed` seeds the training-only noise layers (dropout, input noise), whose random state
+    then lives in the saved weights.
     """
     if model_cfg.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {model_cfg.decoder!r}; expected one of {sorted(DECODERS)}")
@@ -171,18 +287,15 @@ def build_autoencoder(
     if tokens:
         x = keras.layers.Reshape((-1,), name="token_ids")(x)  # (batch, time)
         x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(x)  # (batch, time, embedding_dim)
+    if model_cfg.input_dropout or model_cfg.input_noise:
+        # Before ClearPadding, so the padded steps are exactly zero again after it.
+        x = TrainingNoise(model_cfg.input_dropout, model_cfg.input_noise, seed=seed, name="input_noise")(x)
     x = ClearPadding(name="clear_padding")([x, step_mask])  # (batch, time, features)
-    if fused and padding == "post":
-        # The state at t = L - 1 never saw a padded step: no mask needed, and the kernel
-        # returns it directly.
-        last = _lstm_stack(
-            x, model_cfg.units, model_cfg.num_layers, "encoder", None, True, lengths,
-            input_gradient=tokens, last_only=True,  # the embedding trains; the values do not
-        )  # (batch, units)
-    else:
-        x = _lstm_stack(x, model_cfg.units, model_cfg.num_layers, "encoder", step_mask, False)
-        last = LastStep(padding, name="last_step")([x, lengths])  # (batch, units)
-    latent = keras.layers.Dense(model_cfg.latent_dim, name=LATENT)(last)  # (batch, latent_dim)
+    # With post padding the state at t = L - 1 never saw a padded step: the fused kernel
+    # needs no mask and returns it directly.
+    fast = fused and padding == "post"
+    summary = _encoder(x, lengths, step_mask, model_cfg, padding, fast, input_gradient=tokens, seed=seed)
+    latent = keras.layers.Dense(model_cfg.latent_dim, name=LATENT)(summary)  # (batch, latent_dim)
 
     decoded = DECODERS[model_cfg.decoder](latent, values, lengths, step_mask, model_cfg, padding, fused)
     # Dense on the 3-D tensor is the per-step map; unlike TimeDistributed it works with an

@@ -27,7 +27,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from seqmask import atomic
-from seqmask.config import Config, config_from_dict, config_to_dict
+from seqmask.config import Config, config_from_dict, config_to_dict, with_keys_added
 from seqmask.errors import RunError
 from seqmask.state import EpochRow
 
@@ -43,8 +43,14 @@ CHECKPOINTS = "checkpoints"
 TENSORBOARD = "tensorboard"
 LOCK = "train.lock"
 HISTORY_FIELDS = (
-    "epoch", "loss", "val_loss", "seconds", "learning_rate", "train_real_steps",
-    "accuracy", "val_accuracy",  # token runs only; empty otherwise
+    "epoch",
+    "loss",
+    "val_loss",
+    "seconds",
+    "learning_rate",
+    "train_real_steps",
+    "accuracy",
+    "val_accuracy",  # token runs only; empty otherwise
 )
 
 # Every file a run directory can hold: name -> what it is.
@@ -122,10 +128,12 @@ class RunDir:
     # -- reading -------------------------------------------------------------------
 
     def read_config(self) -> Config:
-        return config_from_dict(read_yaml(self.config_path), source=str(self.config_path))
+        return config_from_dict(self.read_raw_config(), source=str(self.config_path))
 
-    def read_raw_config(self) -> dict[str, Any]:
-        return read_yaml(self.config_path)
+    def read_raw_config(self) -> Any:
+        """The saved config as parsed YAML, keys added since the run was saved filled in
+        with the values it trained with (config.KEYS_ADDED)."""
+        return with_keys_added(read_yaml(self.config_path))
 
     def read_json(self, name: str) -> Any:
         return read_json(self.path / name)

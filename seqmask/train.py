@@ -124,7 +124,15 @@ def _open(cfg: Config | None, run: RunDir, resume: bool, overrides: Sequence[str
         state.finished = state.stop_reason is not None
     loss_fn = make_loss_fn(cfg)
     return _Session(
-        cfg, run, splits, model, model.optimizer, state, device, lstm_kernel, from_checkpoint,
+        cfg,
+        run,
+        splits,
+        model,
+        model.optimizer,
+        state,
+        device,
+        lstm_kernel,
+        from_checkpoint,
         train_step=_make_train_step(model, model.optimizer, loss_fn),
         eval_step=make_eval_step(model, loss_fn),
         writer=tf.summary.create_file_writer(str(run.tensorboard_dir)),
@@ -160,12 +168,24 @@ def _new_model(cfg: Config, splits: Splits, device: str) -> keras.Model:
     keras.utils.set_random_seed(cfg.train.seed)
     vocab_size = len(splits.transform) if isinstance(splits.transform, Vocabulary) else None
     model = build_autoencoder(
-        cfg.model, splits.train.num_features, cfg.data.padding, fused=device == "cpu",
-        vocab_size=vocab_size, embedding_dim=cfg.input.embedding_dim,
+        cfg.model,
+        splits.train.num_features,
+        cfg.data.padding,
+        fused=device == "cpu",
+        vocab_size=vocab_size,
+        embedding_dim=cfg.input.embedding_dim,
+        seed=cfg.train.seed,
     )
-    optimizer = keras.optimizers.Adam(learning_rate=cfg.train.learning_rate, global_clipnorm=cfg.train.clip_norm)
-    model.compile(optimizer=optimizer)  # so checkpoints carry the optimizer state
+    model.compile(optimizer=_optimizer(cfg.train))  # so checkpoints carry the optimizer state
     return model
+
+
+def _optimizer(train_cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    """Adam with gradient clipping on the global norm; AdamW where weight decay is asked for."""
+    rate, clip = train_cfg.learning_rate, train_cfg.clip_norm
+    if train_cfg.weight_decay:
+        return keras.optimizers.AdamW(learning_rate=rate, weight_decay=train_cfg.weight_decay, global_clipnorm=clip)
+    return keras.optimizers.Adam(learning_rate=rate, global_clipnorm=clip)
 
 
 def _lstm_kernel(device: str, padding: str, reporter: Reporter) -> str:
@@ -195,7 +215,7 @@ def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, 
             # The batch's own exact mean; max() guards a batch with nothing scored.
             loss = total / tf.maximum(count, 1.0)
         grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return tf.stack([total, count, tf.reduce_sum(hits)])  # one tensor: one copy out per step
 
     return train_step

@@ -2,8 +2,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from types import SimpleNamespace  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -18,11 +16,12 @@ settings.register_profile(
 settings.load_profile("seqmask")
 
 
-def tiny_model_cfg(decoder="repeat", num_layers=1, units=5, latent_dim=3):
-    """A ModelConfig-shaped namespace for building tiny models directly."""
-    return SimpleNamespace(
-        units=units, num_layers=num_layers, latent_dim=latent_dim, decoder=decoder, decoder_units=None
-    )
+def tiny_model_cfg(decoder="repeat", num_layers=1, units=5, latent_dim=3, **options):
+    """A small ModelConfig for building models directly; `options` set the other keys
+    (bidirectional, pooling, dropout, ...)."""
+    from seqmask.config import ModelConfig
+
+    return ModelConfig(units=units, num_layers=num_layers, latent_dim=latent_dim, decoder=decoder, **options)
 
 
 def make_sequences(lengths, num_features=2, seed=0):

@@ -10,7 +10,7 @@ import pytest
 from conftest import make_sequences, tiny_model_cfg
 
 from seqmask.batching import inference_batches, padded_batch
-from seqmask.config import Decoder, Loss, Padding, StepError, Target
+from seqmask.config import Decoder, Loss, Padding, StepError, Target, choices_of
 from seqmask.data import length_mask_np
 from seqmask.losses import loss_terms, step_errors, step_weights
 from seqmask.model import build_autoencoder
@@ -35,6 +35,8 @@ def numpy_loss_terms(
         x, y = values[b][real].astype(np.float64), preds[b][real].astype(np.float64)  # (length, features)
         if target == "next_step":
             x, y = x[1:], y[:-1]  # ŷ[t] is scored against x[t + 1]
+        elif target == "reverse":
+            x = x[::-1]  # ŷ[t] is scored against x[L - 1 - t] (the real steps, reversed)
         diff = y - x
         e = (diff**2).mean(axis=1) if error == "mse" else np.abs(diff).mean(axis=1)
         if len(e) == 0:
@@ -49,8 +51,9 @@ def numpy_loss_terms(
 
 
 COMBOS = list(
-    itertools.product(("repeat", "remask", "crop"), ("per_step", "last_step"), ("mse", "mae"),
-                      ("reconstruct", "next_step"), ("post", "pre"))
+    itertools.product(
+        ("repeat", "remask", "crop"), ("per_step", "last_step"), ("mse", "mae"), choices_of(Target), ("post", "pre")
+    )
 )
 
 
@@ -78,8 +81,11 @@ def test_parity_one_batch_and_epoch(
     lengths = [1, 4, 7, 2, 9, 3, 5, 1, 8, 6, 2]
     seqs = make_sequences(lengths, seed=3)
     seqs.values[seqs.offsets[2] + 6] = 0.0  # sequence 2's last real step is all zeros
-    cfg = SimpleNamespace(train=SimpleNamespace(loss=loss, error=error, target=target),
-                          data=SimpleNamespace(padding=padding), input=SimpleNamespace(kind="values"))
+    cfg = SimpleNamespace(
+        train=SimpleNamespace(loss=loss, error=error, target=target),
+        data=SimpleNamespace(padding=padding),
+        input=SimpleNamespace(kind="values"),
+    )
     loss_fn = make_loss_fn(cfg)
 
     # One batch, padded with garbage beyond the real steps.
@@ -119,16 +125,18 @@ def test_last_step_finds_all_zero_last_step_and_length_one() -> None:
     values[1, :2] = 4.0  # sequence 1: [4, 4, 0] then padding
     values[:, 3:] = 9.0  # padding garbage
     preds = np.ones_like(values)
-    s, c, _ = loss_terms(values, np.array([1, 3]), preds, loss="last_step", error="mse",
-                      target="reconstruct", padding="post")
+    s, c, _ = loss_terms(
+        values, np.array([1, 3]), preds, loss="last_step", error="mse", target="reconstruct", padding="post"
+    )
     np.testing.assert_allclose(np.asarray(s), [1.0, 1.0])  # (1 - 0)² at t=0 and at t=2
     np.testing.assert_allclose(np.asarray(c), [1.0, 1.0])
 
 
 def test_next_step_length_one_has_no_target() -> None:
     values = np.arange(8, dtype=np.float32).reshape(2, 4, 1)
-    s, c, _ = loss_terms(values, np.array([1, 3]), np.zeros_like(values), loss="per_step", error="mae",
-                      target="next_step", padding="pre")
+    s, c, _ = loss_terms(
+        values, np.array([1, 3]), np.zeros_like(values), loss="per_step", error="mae", target="next_step", padding="pre"
+    )
     # sequence 1 (pre padding, time 4): real steps t = 1..3 hold 5, 6, 7; targets are 6, 7.
     np.testing.assert_allclose(np.asarray(c), [0.0, 2.0])
     np.testing.assert_allclose(np.asarray(s), [0.0, 13.0])
@@ -142,8 +150,9 @@ def test_infinite_padding_gives_finite_loss_and_gradient() -> None:
     preds = tf.zeros((1, 4, 2))
     with tf.GradientTape() as tape:
         tape.watch(preds)
-        s, c, _ = loss_terms(values, np.array([2]), preds, loss="per_step", error="mse",
-                          target="reconstruct", padding="post")
+        s, c, _ = loss_terms(
+            values, np.array([2]), preds, loss="per_step", error="mse", target="reconstruct", padding="post"
+        )
         total = tf.reduce_sum(s)
     grad = tape.gradient(total, preds).numpy()
     assert np.isfinite(float(s[0])) and np.all(np.isfinite(grad))
@@ -151,7 +160,7 @@ def test_infinite_padding_gives_finite_loss_and_gradient() -> None:
 
 
 @pytest.mark.parametrize("loss", ["per_step", "last_step"])
-@pytest.mark.parametrize("target", ["reconstruct", "next_step"])
+@pytest.mark.parametrize("target", choices_of(Target))
 @pytest.mark.parametrize("padding", ["post", "pre"])
 def test_token_cross_entropy_parity(loss: Loss, target: Target, padding: Padding) -> None:
     """Masked sparse cross-entropy and token accuracy against plain numpy."""
@@ -161,12 +170,16 @@ def test_token_cross_entropy_parity(loss: Loss, target: Target, padding: Padding
     real = length_mask_np(lengths, time_len, padding)
     ids = np.where(real, rng.integers(1, vocab, (4, time_len)), 0).astype(np.int32)[:, :, None]
     logits = rng.normal(size=(4, time_len, vocab)).astype(np.float32)
-    s, c, h = (np.asarray(t) for t in loss_terms(ids, lengths, logits, loss=loss, error="cross_entropy",
-                                                 target=target, padding=padding))
+    s, c, h = (
+        np.asarray(t)
+        for t in loss_terms(ids, lengths, logits, loss=loss, error="cross_entropy", target=target, padding=padding)
+    )
     for b in range(len(lengths)):
         y, z = ids[b, real[b], 0], logits[b][real[b]].astype(np.float64)  # (length,), (length, vocab)
         if target == "next_step":
             y, z = y[1:], z[:-1]
+        elif target == "reverse":
+            y = y[::-1]
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         ce = -logp[np.arange(len(y)), y]
         hit = (z.argmax(axis=1) == y).astype(float)
@@ -182,7 +195,7 @@ def test_token_cross_entropy_parity(loss: Loss, target: Target, padding: Padding
     [
         ("loss", "loss must be one of ('per_step', 'last_step'), got 'x'"),
         ("error", "error must be one of ('mse', 'mae', 'cross_entropy'), got 'x'"),
-        ("target", "target must be one of ('reconstruct', 'next_step'), got 'x'"),
+        ("target", "target must be one of ('reconstruct', 'next_step', 'reverse'), got 'x'"),
         ("padding", "padding must be one of ('post', 'pre'), got 'x'"),
     ],
 )

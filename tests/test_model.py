@@ -11,28 +11,44 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seqmask.config import Decoder, Padding, choices_of
-from seqmask.data import last_step_index_np, length_mask_np, pad
-from seqmask.layers import last_step_index_ops, length_mask_ops
+from seqmask.data import last_step_index_np, length_mask_np, pad, reverse_by_length_np
+from seqmask.layers import (
+    MaskedPooling,
+    TrainingNoise,
+    last_step_index_ops,
+    length_mask_ops,
+    reverse_by_length_ops,
+)
 from seqmask.losses import loss_terms
 from seqmask.model import DECODERS, build_autoencoder, encoder_from
 
 # Every decoder is padding-invariant with post padding; with pre padding only remask is
 # (repeat and crop would run the decoder over the leading padded steps: the config refuses them).
 # The third element: the fused (mask-free) LSTM kernel, or Keras's masked LSTM.
-VALID = [(decoder, "post", fused) for decoder in ("repeat", "remask", "crop") for fused in (False, True)]
-VALID += [("remask", "pre", False), ("remask", "pre", True)]
+# The fourth: the encoder's options (ENCODERS), the plain encoder or the bidirectional one
+# with pooled outputs, which keeps every guarantee on both LSTM paths and both paddings.
+ENCODERS: dict[str, dict[str, object]] = {
+    "plain": {},
+    "bidirectional": {"bidirectional": True},
+    "bidirectional_pooled": {"bidirectional": True, "pooling": "mean_max"},
+}
+VALID = [(decoder, "post", fused, "plain") for decoder in ("repeat", "remask", "crop") for fused in (False, True)]
+VALID += [("remask", "pre", False, "plain"), ("remask", "pre", True, "plain")]
+VALID += [("repeat", "post", fused, "bidirectional_pooled") for fused in (False, True)]
+VALID += [("crop", "post", True, "bidirectional"), ("remask", "pre", True, "bidirectional_pooled")]
 
-Combo = tuple[Decoder, Padding, bool]
+Combo = tuple[Decoder, Padding, bool, str]
 Models = dict[Combo, tuple[keras.Model, keras.Model]]  # (autoencoder, its encoder)
 
 
 @pytest.fixture(scope="module")
 def models() -> Models:
     out: Models = {}
-    for decoder, padding, fused in VALID:
+    for decoder, padding, fused, encoder in VALID:
         keras.utils.set_random_seed(0)
-        model = build_autoencoder(tiny_model_cfg(decoder, num_layers=2), 2, padding, fused=fused)
-        out[decoder, padding, fused] = (model, encoder_from(model))
+        cfg = tiny_model_cfg(decoder, num_layers=2, **ENCODERS[encoder])
+        model = build_autoencoder(cfg, 2, padding, fused=fused)
+        out[decoder, padding, fused, encoder] = (model, encoder_from(model))
     return out
 
 
@@ -50,10 +66,13 @@ def test_fused_and_keras_lstm_agree(shards: int, kernel: str, monkeypatch: pytes
         monkeypatch.setattr(native, "_error", "forced by the test")
     seqs = make_sequences([3, 7, 1, 5], seed=2)
     values, lengths = pad(seqs, np.arange(4), 8, "post"), seqs.lengths.astype(np.int32)
-    for decoder in ("repeat", "remask", "crop"):
+    combos = [(decoder, "plain") for decoder in ("repeat", "remask", "crop")]
+    combos += [("repeat", "bidirectional"), ("crop", "bidirectional_pooled")]
+    for decoder, encoder in combos:
         keras.utils.set_random_seed(0)
-        slow = build_autoencoder(tiny_model_cfg(decoder, num_layers=2), 2, "post", fused=False)
-        fast = build_autoencoder(tiny_model_cfg(decoder, num_layers=2), 2, "post", fused=True)
+        cfg = tiny_model_cfg(decoder, num_layers=2, **ENCODERS[encoder])
+        slow = build_autoencoder(cfg, 2, "post", fused=False)
+        fast = build_autoencoder(cfg, 2, "post", fused=True)
         fast.set_weights(slow.get_weights())
         (s_slow, g_slow, z_slow), (s_fast, g_fast, z_fast) = (
             _loss_grads_latent(m, encoder_from(m), values, lengths, "post") for m in (slow, fast)
@@ -62,8 +81,9 @@ def test_fused_and_keras_lstm_agree(shards: int, kernel: str, monkeypatch: pytes
         # TensorFlow's registered BlockLSTMV2 gradient is wrong (fused_lstm.py): guard ours.
         for a, b in zip(g_fast, g_slow, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(encoder_from(fast)([values, lengths]),
-                                   encoder_from(slow)([values, lengths]), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            encoder_from(fast)([values, lengths]), encoder_from(slow)([values, lengths]), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_there_is_a_decoder_for_each_config_choice() -> None:
@@ -73,6 +93,10 @@ def test_there_is_a_decoder_for_each_config_choice() -> None:
 @pytest.mark.parametrize("padding", ["post", "pre"])
 def test_ops_forms_match_their_numpy_twins(padding: Padding) -> None:
     lengths = np.array([1, 5, 3, 6, 6], np.int32)
+    x = np.random.default_rng(0).normal(size=(5, 9, 2)).astype(np.float32)
+    np.testing.assert_array_equal(
+        np.asarray(reverse_by_length_ops(x, lengths, padding)), reverse_by_length_np(x, lengths, padding)
+    )
     for time_len in (6, 9):
         np.testing.assert_array_equal(
             np.asarray(length_mask_ops(lengths, time_len, padding)), length_mask_np(lengths, time_len, padding)
@@ -88,8 +112,9 @@ def _loss_grads_latent(
     """Per-sequence loss sums, the gradient of the mean loss, and the latent vectors."""
     with tf.GradientTape() as tape:
         preds = model([values, lengths], training=True)
-        s, c, _ = loss_terms(values, lengths, preds, loss="per_step", error="mse",
-                          target="reconstruct", padding=padding)
+        s, c, _ = loss_terms(
+            values, lengths, preds, loss="per_step", error="mse", target="reconstruct", padding=padding
+        )
         loss = tf.reduce_sum(s) / tf.reduce_sum(c)
     grads = tape.gradient(loss, model.trainable_variables)
     return s.numpy(), [g.numpy() for g in grads], encoder([values, lengths]).numpy()
@@ -107,7 +132,7 @@ def test_pad_value_and_padded_length_change_nothing(
 ) -> None:
     model, encoder = models[combo]
     padding = combo[1]
-    seqs = make_sequences(lengths, seed=len(lengths))
+    seqs = make_sequences(lengths, seed=len(lengths))  # the same real steps, padded two ways
     idx = np.arange(len(seqs))
     lengths = seqs.lengths.astype(np.int32)
     base = _loss_grads_latent(model, encoder, pad(seqs, idx, max(lengths), padding), lengths, padding)
@@ -132,10 +157,18 @@ def test_neighbours_change_nothing(models: Models, combo: Combo, neighbours: lis
     z_alone = encoder([alone, lengths[:1]]).numpy()[0]
     z_crowd = encoder([crowd, lengths]).numpy()[0]
     np.testing.assert_allclose(z_crowd, z_alone, rtol=1e-5, atol=1e-6)
-    s_alone, _, _ = loss_terms(alone, lengths[:1], model([alone, lengths[:1]]), loss="per_step",
-                            error="mse", target="reconstruct", padding=padding)
-    s_crowd, _, _ = loss_terms(crowd, lengths, model([crowd, lengths]), loss="per_step",
-                            error="mse", target="reconstruct", padding=padding)
+    s_alone, _, _ = loss_terms(
+        alone,
+        lengths[:1],
+        model([alone, lengths[:1]]),
+        loss="per_step",
+        error="mse",
+        target="reconstruct",
+        padding=padding,
+    )
+    s_crowd, _, _ = loss_terms(
+        crowd, lengths, model([crowd, lengths]), loss="per_step", error="mse", target="reconstruct", padding=padding
+    )
     np.testing.assert_allclose(s_crowd.numpy()[0], s_alone.numpy()[0], rtol=1e-5)
 
 
@@ -196,8 +229,11 @@ def test_saved_model_loads_in_safe_mode(tmp_path: Path) -> None:
 
 
 @settings(max_examples=8, deadline=None)
-@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4), extra=st.integers(1, 4),
-       decoder=st.sampled_from(["repeat", "remask", "crop"]))
+@given(
+    lengths=st.lists(st.integers(1, 6), min_size=1, max_size=4),
+    extra=st.integers(1, 4),
+    decoder=st.sampled_from(["repeat", "remask", "crop"]),
+)
 def test_token_model_ignores_padding(lengths: list[int], extra: int, decoder: Decoder) -> None:
     """Token ids: neither the padded length nor the ids in the padding change the
     cross-entropy or the latent vectors."""
@@ -213,8 +249,88 @@ def test_token_model_ignores_padding(lengths: list[int], extra: int, decoder: De
     out = []
     for ids in (base, longer):
         ids = ids.astype(np.int32)[:, :, None]  # (batch, time, 1)
-        s, _, _ = loss_terms(ids, lengths, model([ids, lengths]), loss="per_step",
-                             error="cross_entropy", target="reconstruct", padding="post")
+        s, _, _ = loss_terms(
+            ids,
+            lengths,
+            model([ids, lengths]),
+            loss="per_step",
+            error="cross_entropy",
+            target="reconstruct",
+            padding="post",
+        )
         out.append((s.numpy(), encoder([ids, lengths]).numpy()))
     np.testing.assert_allclose(out[1][0], out[0][0], rtol=1e-5)
     np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-5, atol=1e-6)
+
+
+def test_reverse_by_length_hand_checked() -> None:
+    """Real steps reversed within each sequence's own length; padding stays put."""
+    x = np.array([[1, 2, 3, 0], [4, 5, 0, 0], [6, 0, 0, 0]], np.float32)[:, :, None]  # (3, 4, 1)
+    lengths = np.array([3, 2, 1], np.int32)
+    post = np.asarray(reverse_by_length_ops(x, lengths, "post"))[:, :, 0]
+    assert post.tolist() == [[3, 2, 1, 0], [5, 4, 0, 0], [6, 0, 0, 0]]
+    pre = np.array([[0, 1, 2, 3], [0, 0, 4, 5]], np.float32)[:, :, None]
+    assert np.asarray(reverse_by_length_ops(pre, lengths[:2], "pre"))[:, :, 0].tolist() == [[0, 3, 2, 1], [0, 0, 5, 4]]
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 9), min_size=1, max_size=5), padding=st.sampled_from(["post", "pre"]))
+def test_reversing_twice_is_the_identity(lengths: list[int], padding: Padding) -> None:
+    x = np.random.default_rng(len(lengths)).normal(size=(len(lengths), 9, 2)).astype(np.float32)
+    lens = np.array(lengths, np.int32)
+    twice = reverse_by_length_ops(reverse_by_length_ops(x, lens, padding), lens, padding)
+    np.testing.assert_array_equal(np.asarray(twice), x)
+
+
+@pytest.mark.parametrize("padding", ["post", "pre"])
+def test_masked_pooling_equals_numpy_over_the_real_steps(padding: Padding) -> None:
+    rng = np.random.default_rng(3)
+    lengths = np.array([1, 4, 6], np.int32)
+    h = rng.uniform(-1, 1, size=(3, 6, 4)).astype(np.float32)
+    mask = length_mask_np(lengths, 6, padding)
+    h[~mask] = 50.0  # padding that would win a max and move a mean
+    pooled = np.asarray(MaskedPooling(("mean", "max"))([h, mask]))
+    for b in range(3):
+        real = h[b][mask[b]]  # (length, units)
+        np.testing.assert_allclose(pooled[b], np.concatenate([real.mean(0), real.max(0)]), rtol=1e-6)
+
+
+def test_training_noise_is_off_outside_training_and_its_state_is_saved(tmp_path: Path) -> None:
+    """Deterministic at inference; in training the draws continue after a save and load
+    exactly where they would have without it (exact resume)."""
+    keras.utils.set_random_seed(0)
+    cfg = tiny_model_cfg("repeat", dropout=0.3, input_dropout=0.2, input_noise=0.5, bidirectional=True)
+    model = build_autoencoder(cfg, 2, fused=True, seed=7)
+    seqs = make_sequences([3, 5], seed=1)
+    values, lengths = pad(seqs, np.arange(2), 5, "post"), seqs.lengths.astype(np.int32)
+    np.testing.assert_array_equal(np.asarray(model([values, lengths])), np.asarray(model([values, lengths])))
+    first = np.asarray(model([values, lengths], training=True))
+    assert not np.allclose(first, np.asarray(model([values, lengths])))  # noise in training
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    for _ in range(2):
+        np.testing.assert_array_equal(
+            np.asarray(loaded([values, lengths], training=True)), np.asarray(model([values, lengths], training=True))
+        )
+    with pytest.raises(ValueError, match="rate"):
+        TrainingNoise(rate=1.0)
+
+
+def test_training_noise_does_not_see_the_padding_values() -> None:
+    """With dropout and input noise on, what sits in the padding (same shape) changes no
+    loss and no gradient of a training step: the padded steps are cleared after the noise."""
+    seqs = make_sequences([2, 6, 4], seed=5)
+    idx, lengths = np.arange(3), seqs.lengths.astype(np.int32)
+    results = []
+    for pad_value in (0.0, 1e30):
+        keras.utils.set_random_seed(0)
+        cfg = tiny_model_cfg(
+            "repeat", num_layers=2, dropout=0.3, input_dropout=0.2, input_noise=0.5, bidirectional=True, pooling="mean"
+        )
+        model = build_autoencoder(cfg, 2, fused=True, seed=3)
+        results.append(
+            _loss_grads_latent(model, encoder_from(model), pad(seqs, idx, 8, "post", pad_value), lengths, "post")
+        )
+    np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
+    for a, b in zip(results[1][1], results[0][1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

@@ -30,10 +30,13 @@ def test_is_run_is_having_a_config(tmp_path):
     assert make_run(tmp_path / "run").is_run()
 
 
-@pytest.mark.parametrize("setup, expected", [
-    (lambda p: None, "is not a directory"),
-    (lambda p: p.mkdir(), "has no config.yaml"),
-])
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        (lambda p: None, "is not a directory"),
+        (lambda p: p.mkdir(), "has no config.yaml"),
+    ],
+)
 def test_require_says_why_it_is_not_a_run(tmp_path, setup, expected):
     setup(tmp_path / "x")
     with pytest.raises(RunError, match=f"x is not a seqmask run directory: it {expected}"):
@@ -163,3 +166,14 @@ def test_lock_holder_message_survives_an_empty_lock_file(tmp_path):
     finally:
         os.close(fd)
     RunLock.acquire(run.path / LOCK).release()
+
+
+def test_a_run_saved_before_the_encoder_options_reads_as_the_model_it_trained():
+    """The fixture's config.yaml predates model.bidirectional, model.pooling, dropout and
+    weight decay: read from the run it says what the run trained with, not today's defaults."""
+    from seqmask.config import KEYS_ADDED
+
+    cfg = RunDir(ROOT / "tests" / "fixtures" / "run_before_lengths").read_config()
+    for path, value in KEYS_ADDED.items():
+        section, key = path.split(".")
+        assert getattr(getattr(cfg, section), key) == value, path
