@@ -212,6 +212,11 @@ class ModelConfig:
     # pooled outputs carry whole-sequence statistics that a last state forgets; with
     # bidirectional they give the best probe accuracy of the options measured.
     pooling: Pooling = "mean_max"
+    # The latent vector also reads each input feature's mean, std, min and max over the
+    # sequence's real steps (after normalization): moments an LSTM state carries only
+    # approximately, and that a probe and the decoder's scale both need. On the quality
+    # benchmark it adds probe accuracy on the long sets at no cost in R² (BENCHMARKS.md).
+    input_stats: bool = True
     # Dropout between stacked LSTM layers and on what feeds the latent Dense; training only.
     # Off: within a 60-epoch budget the benchmark's models underfit rather than overfit, and
     # dropout, input noise and weight decay together gave mixed results (BENCHMARKS.md).
@@ -355,6 +360,7 @@ _MODEL_SPEC: dict[str, _Spec] = {
     "latent_dim": _Spec("int", _Range(1)),
     "decoder_units": _Spec("int", _Range(1), nullable=True),
     "bidirectional": _Spec("bool"),
+    "input_stats": _Spec("bool"),
     "dropout": _Spec("float", _Range(0, 1, hi_open=True)),
     "input_dropout": _Spec("float", _Range(0, 1, hi_open=True)),
     "input_noise": _Spec("float", _Range(0)),
@@ -415,6 +421,7 @@ RENAMED_KEYS: dict[str, str] = {
 KEYS_ADDED: dict[str, Any] = {
     "model.bidirectional": False,
     "model.pooling": "none",
+    "model.input_stats": False,
     "model.dropout": 0.0,
     "model.input_dropout": 0.0,
     "model.input_noise": 0.0,

@@ -248,32 +248,40 @@ class ReverseByLength(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MaskedPooling(keras.layers.Layer):
-    """Mean and/or max over each sequence's real steps: [sequence, mask] -> (batch, k * units).
+    """Statistics over each sequence's real steps: [sequence, mask] -> (batch, k * units).
 
-        mean = Σ_t m[t] h[t] / Σ_t m[t]        max = max over {t : m[t]} of h[t]
+        mean = Σ_t m[t] h[t] / Σ_t m[t]              max = max over {t : m[t]} of h[t]
+        std  = sqrt(Σ_t m[t] (h[t] - mean)² / Σ_t m[t] + 1e-6)    min = -max of -h
 
     The mask, not the values, decides: Keras's masked LSTM carries its last output over
     the padded steps, and the fused kernel writes zeros there; neither reaches the pool.
-    `modes` is ("mean",), ("max",) or ("mean", "max"), concatenated in that order.
+    `modes` is a non-empty subset of POOL_MODES, concatenated in the order given. The 1e-6
+    keeps the gradient of std finite for a constant (or length-1) sequence.
     """
+
+    POOL_MODES = ("mean", "std", "min", "max")
 
     def __init__(self, modes: Sequence[str] = ("mean",), **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if not modes or any(m not in ("mean", "max") for m in modes):
-            raise ValueError(f"modes must be a non-empty subset of ('mean', 'max'), got {modes!r}")
+        if not modes or any(m not in self.POOL_MODES for m in modes):
+            raise ValueError(f"modes must be a non-empty subset of {self.POOL_MODES}, got {modes!r}")
         self.modes = tuple(modes)
 
     def call(self, inputs: Sequence[Tensor]) -> Tensor:
         sequence, step_mask = inputs  # (batch, time, units), (batch, time)
         real = ops.cast(step_mask, "bool")[:, :, None]  # (batch, time, 1)
-        pooled = []
-        if "mean" in self.modes:
-            total = ops.sum(ops.where(real, sequence, 0.0), axis=1)  # (batch, units)
-            count = ops.sum(ops.cast(real, sequence.dtype), axis=1)  # (batch, 1)
-            pooled.append(total / ops.maximum(count, 1.0))
-        if "max" in self.modes:
-            lowest = ops.full_like(sequence, -3.0e38)  # below any LSTM output (|h| < 1)
-            pooled.append(ops.max(ops.where(real, sequence, lowest), axis=1))  # (batch, units)
+        count = ops.maximum(ops.sum(ops.cast(real, sequence.dtype), axis=1), 1.0)  # (batch, 1)
+        mean = ops.sum(ops.where(real, sequence, 0.0), axis=1) / count  # (batch, units)
+        lowest = ops.full_like(sequence, -3.0e38)  # below any value a real step holds
+        stats = {
+            "mean": lambda: mean,
+            "std": lambda: ops.sqrt(
+                ops.sum(ops.where(real, ops.square(sequence - mean[:, None, :]), 0.0), axis=1) / count + 1e-6
+            ),
+            "min": lambda: -ops.max(ops.where(real, -sequence, lowest), axis=1),
+            "max": lambda: ops.max(ops.where(real, sequence, lowest), axis=1),
+        }
+        pooled = [stats[mode]() for mode in self.modes]  # each (batch, units)
         return pooled[0] if len(pooled) == 1 else ops.concatenate(pooled, axis=-1)
 
     def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:

@@ -246,6 +246,8 @@ def _encoder(
                 prefix: TrainingNoise(model_cfg.dropout, seed=seed + 2 * i + j + 1, name=f"{prefix}_dropout_{i}")(h)
                 for j, (prefix, h) in enumerate(directions.items())
             }
+    if model_cfg.input_stats:
+        summary.append(MaskedPooling(("mean", "std", "min", "max"), name="input_stats")([x, step_mask]))
     features = summary[0] if len(summary) == 1 else keras.layers.Concatenate(name="summary")(summary)
     if model_cfg.dropout:
         features = TrainingNoise(model_cfg.dropout, seed=seed + 1000, name="summary_dropout")(features)

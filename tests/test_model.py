@@ -31,11 +31,13 @@ ENCODERS: dict[str, dict[str, object]] = {
     "plain": {},
     "bidirectional": {"bidirectional": True},
     "bidirectional_pooled": {"bidirectional": True, "pooling": "mean_max"},
+    "everything": {"bidirectional": True, "pooling": "mean", "input_stats": True},
 }
 VALID = [(decoder, "post", fused, "plain") for decoder in ("repeat", "remask", "crop") for fused in (False, True)]
 VALID += [("remask", "pre", False, "plain"), ("remask", "pre", True, "plain")]
 VALID += [("repeat", "post", fused, "bidirectional_pooled") for fused in (False, True)]
 VALID += [("crop", "post", True, "bidirectional"), ("remask", "pre", True, "bidirectional_pooled")]
+VALID += [("repeat", "post", True, "everything"), ("remask", "pre", False, "everything")]
 
 Combo = tuple[Decoder, Padding, bool, str]
 Models = dict[Combo, tuple[keras.Model, keras.Model]]  # (autoencoder, its encoder)
@@ -67,7 +69,7 @@ def test_fused_and_keras_lstm_agree(shards: int, kernel: str, monkeypatch: pytes
     seqs = make_sequences([3, 7, 1, 5], seed=2)
     values, lengths = pad(seqs, np.arange(4), 8, "post"), seqs.lengths.astype(np.int32)
     combos = [(decoder, "plain") for decoder in ("repeat", "remask", "crop")]
-    combos += [("repeat", "bidirectional"), ("crop", "bidirectional_pooled")]
+    combos += [("repeat", "bidirectional"), ("crop", "bidirectional_pooled"), ("repeat", "everything")]
     for decoder, encoder in combos:
         keras.utils.set_random_seed(0)
         cfg = tiny_model_cfg(decoder, num_layers=2, **ENCODERS[encoder])
@@ -289,10 +291,11 @@ def test_masked_pooling_equals_numpy_over_the_real_steps(padding: Padding) -> No
     h = rng.uniform(-1, 1, size=(3, 6, 4)).astype(np.float32)
     mask = length_mask_np(lengths, 6, padding)
     h[~mask] = 50.0  # padding that would win a max and move a mean
-    pooled = np.asarray(MaskedPooling(("mean", "max"))([h, mask]))
+    pooled = np.asarray(MaskedPooling(("mean", "std", "min", "max"))([h, mask]))
     for b in range(3):
         real = h[b][mask[b]]  # (length, units)
-        np.testing.assert_allclose(pooled[b], np.concatenate([real.mean(0), real.max(0)]), rtol=1e-6)
+        expected = np.concatenate([real.mean(0), np.sqrt(real.var(0) + 1e-6), real.min(0), real.max(0)])
+        np.testing.assert_allclose(pooled[b], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_training_noise_is_off_outside_training_and_its_state_is_saved(tmp_path: Path) -> None:
