@@ -6,9 +6,10 @@ One workload, the one in the issue: 4096 sequences of 12 float32 features with l
 lengths (median ≈ 50, clipped to 1..400), an LSTM autoencoder of 64 units with a latent
 vector of 32 and the `repeat` decoder, batch 64, per-step MSE, a learning rate of 1e-3, no
 gradient clipping. The bench sets only these; the model options (a bidirectional encoder,
-mean/max pooling, dropout, input dropout and noise, weight decay) are whatever seqmask's
-defaults are, so the bench follows them as they change. `--set section.key=value` sets one
-explicitly (`--set model.bidirectional=false`), for seqmask and the PyTorch reference alike.
+mean/max pooling, the input's per-feature statistics in the latent, dropout, input dropout
+and noise, weight decay) are whatever seqmask's defaults are, so the bench follows them as
+they change. `--set section.key=value` sets one explicitly (`--set model.bidirectional=false`),
+for seqmask and the PyTorch reference alike.
 The options in force are printed in the header and written to the JSON. On it:
 
 1. seqmask           `seqmask.train.train` on an NPZ file, through the public API only, so
@@ -17,16 +18,19 @@ The options in force are printed in the header and written to the JSON. On it:
 2. PyTorch           the same architecture in plain torch, whatever the options in force:
                      the backward direction of a bidirectional encoder runs over each
                      sequence reversed by its own length, pooling is over the real steps,
-                     dropout and noise sit where seqmask has them, AdamW when weight decay
-                     is on. Same bucketing (sorted by length, cut into batches, batch order
-                     shuffled every epoch; each batch padded to its own longest sequence)
+                     so are the input statistics (each feature's mean, std, min and max,
+                     appended last to what the latent reads), dropout and noise sit where
+                     seqmask has them, AdamW when weight decay is on. Same bucketing
+                     (sorted by length, cut into batches, batch order shuffled every
+                     epoch; each batch padded to its own longest sequence)
                      and the same masked loss: what a careful hand-written trainer gets on
                      this CPU.
 3. naive Keras       every sequence padded to 400, `Masking(0.0)`, `model.fit`: what a user
                      gets without seqmask. It computes on every padded step (and its loss
                      averages over them), which is the waste bucketing avoids. It is the
-                     issue's plain model (one direction, no pooling, dropout, noise or weight
-                     decay) whatever the options, so its FLOP per step is its own.
+                     issue's plain model (one direction, no pooling, input statistics,
+                     dropout, noise or weight decay) whatever the options, so its FLOP per
+                     step is its own.
 4. sgemm             a numpy float32 matrix product: this machine's practical peak, in this
                      run, so GFLOP/s figures can be read as a fraction of what the CPU can do.
 5. CSV load          `seqmask.readers.read_sequences` against `pandas.read_csv` on one
@@ -122,9 +126,9 @@ def workload_config(data, epochs):
 
     It holds what defines the workload, including what the PyTorch reference implements
     and so must not move with seqmask's defaults (post padding, the repeat decoder, the
-    per-step MSE of the reconstruction). The model options (bidirectional, pooling,
-    dropout, input dropout and noise, weight decay) are not written, so seqmask's defaults
-    decide them; `--set` then sets any key through `apply_overrides`.
+    per-step MSE of the reconstruction). The model options (bidirectional, pooling, input
+    statistics, dropout, input dropout and noise, weight decay) are not written, so
+    seqmask's defaults decide them; `--set` then sets any key through `apply_overrides`.
     """
     return {
         "data": {"train": str(data), "validation_split": 0.0, "normalize": "none", "padding": "post"},
@@ -157,6 +161,7 @@ class Architecture:
     decoder_units: int  # resolved: seqmask's None means as wide as the encoder
     bidirectional: bool
     pooling: str
+    input_stats: bool  # each input feature's mean, std, min and max over the real steps, into the latent
     dropout: float
     input_dropout: float
     input_noise: float
@@ -178,6 +183,7 @@ class Architecture:
             self,
             bidirectional=False,
             pooling="none",
+            input_stats=False,
             dropout=0.0,
             input_dropout=0.0,
             input_noise=0.0,
@@ -196,8 +202,9 @@ class Architecture:
         if self.weight_decay:
             optimizer = f"AdamW {self.learning_rate} (weight decay {self.weight_decay})"
         return (
-            f"{encoder} x {self.num_layers} layer(s), pooling {self.pooling}, dropout {self.dropout}, "
-            f"input dropout {self.input_dropout}, input noise {self.input_noise}; latent {self.latent_dim}; "
+            f"{encoder} x {self.num_layers} layer(s), pooling {self.pooling}, input stats {self.input_stats}, "
+            f"dropout {self.dropout}, input dropout {self.input_dropout}, input noise {self.input_noise}; "
+            f"latent {self.latent_dim}; "
             f"repeat decoder {self.decoder_units} units; batch {self.batch_size}, {optimizer}, "
             f"clip norm {self.clip_norm}; per-step MSE"
         )
@@ -211,6 +218,7 @@ MODEL_KEYS = (
     "decoder_units",
     "bidirectional",
     "pooling",
+    "input_stats",
     "dropout",
     "input_dropout",
     "input_noise",
@@ -221,6 +229,7 @@ SETTABLE = tuple(f"model.{k}" for k in MODEL_KEYS) + tuple(f"train.{k}" for k in
 OPTIONS = (
     "model.bidirectional",
     "model.pooling",
+    "model.input_stats",
     "model.dropout",
     "model.input_dropout",
     "model.input_noise",
@@ -261,7 +270,10 @@ def flop_per_step(arch, features=NUM_FEATURES):
     inputs, one for the gradient of the weights): 268,800 FLOP for the plain model; the
     issue's "≈ 264 kFLOP" is its two LSTMs alone. Left out as small: the latent Dense (once
     per sequence, not per step), pooling, dropout, noise and gate nonlinearities
-    (elementwise), and the optimizer update (once per batch).
+    (elementwise), and the optimizer update (once per batch). So are the input statistics
+    (`input_stats`): a few elementwise ops per feature per step (sum; difference, square
+    and sum; min; max: about 8 FLOP × 12 features, under 0.1% of the forward pass), plus
+    4 · features more inputs to the latent Dense, once per sequence.
     """
     directions = 2 if arch.bidirectional else 1
     encoder, width = 0, features
@@ -458,7 +470,7 @@ def torch_autoencoder(arch):
     kernel instead of oneDNN's. Unpacked `bidirectional=True` is fast but wrong here: its
     backward direction would start in the padding. With post padding a forward LSTM's
     state at the last real step never sees a padded step, so both directions run on padded
-    tensors and the padding needs no clearing; pooling masks it out.
+    tensors and the padding needs no clearing; pooling and the input statistics mask it out.
     """
     import torch
     from torch import nn
@@ -482,6 +494,23 @@ def torch_autoencoder(arch):
         if "max" in arch.pools:
             stats.append(h.masked_fill(padded, float("-inf")).amax(1))
         return stats
+
+    def input_statistics(x, real):  # x (batch, time, f) -> (batch, 4 f): [mean, std, min, max] per feature
+        # seqmask's MaskedPooling(("mean", "std", "min", "max")) on the encoder input: over
+        # the real steps, std = sqrt(population variance + 1e-6).
+        padded = ~real.unsqueeze(-1)
+        count = real.sum(1, keepdim=True).to(x.dtype)  # (batch, 1), at least 1
+        mean = x.masked_fill(padded, 0.0).sum(1) / count
+        variance = (x - mean.unsqueeze(1)).square().masked_fill(padded, 0.0).sum(1) / count
+        return torch.cat(
+            [
+                mean,
+                torch.sqrt(variance + 1e-6),
+                x.masked_fill(padded, float("inf")).amin(1),
+                x.masked_fill(padded, float("-inf")).amax(1),
+            ],
+            dim=-1,
+        )
 
     directions = 2 if arch.bidirectional else 1
 
@@ -519,6 +548,8 @@ def torch_autoencoder(arch):
             summary = [h[rows, lengths - 1] for h in outputs]  # each (batch, units)
             for h in outputs:  # the backward outputs are in reversed order; a pool does not care
                 summary += pooled(h, real)
+            if arch.input_stats:  # last, of the input as the LSTMs read it (after input dropout and noise)
+                summary.append(input_statistics(x, real))
             return self.summary_dropout(torch.cat(summary, dim=-1))  # (batch, k * units)
 
     class Autoencoder(nn.Module):
@@ -526,6 +557,7 @@ def torch_autoencoder(arch):
             super().__init__()
             self.encoder = Encoder()
             summary_width = directions * arch.units * (1 + len(arch.pools))
+            summary_width += 4 * NUM_FEATURES if arch.input_stats else 0  # [mean, std, min, max] per feature
             self.latent = nn.Linear(summary_width, arch.latent_dim)
             self.decoder = nn.LSTM(arch.latent_dim, arch.decoder_units, num_layers=arch.num_layers, batch_first=True)
             self.output = nn.Linear(arch.decoder_units, NUM_FEATURES)
