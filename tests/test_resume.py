@@ -86,9 +86,14 @@ def wait_for_progress(proc, last, timeout=120):
 REGULARIZED = {"bidirectional": True, "pooling": "mean_max", "dropout": 0.2, "input_dropout": 0.1, "input_noise": 0.1}
 
 
-@pytest.mark.parametrize("model, kills", [(None, KILLS), (REGULARIZED, 6)], ids=["plain", "regularized"])
+# The mechanics of resuming (20 kills) on the plain, quickest model; the regularized one,
+# whose noise draws must resume too, with fewer kills.
+PLAIN = {"bidirectional": False, "pooling": "none", "input_stats": False}
+
+
+@pytest.mark.parametrize("model, kills", [(PLAIN, KILLS), (REGULARIZED, 4)], ids=["plain", "regularized"])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model, kills):
-    config = make_run_config(tmp_path, model=model, **({"weight_decay": 0.01} if model else {}))
+    config = make_run_config(tmp_path, model=model, **({"weight_decay": 0.01} if model is REGULARIZED else {}))
     reference = tmp_path / "reference"
     train(load_config(config), reference)
 
