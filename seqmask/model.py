@@ -203,10 +203,9 @@ def _encoder(
     its own order.
     """
     pools = _POOLS[model_cfg.pooling]
-    reverse = ReverseByLength(padding, name="reverse_input")
-    directions = (
-        {"encoder": x, "encoder_backward": reverse([x, lengths])} if model_cfg.bidirectional else {"encoder": x}
-    )
+    directions = {"encoder": x}
+    if model_cfg.bidirectional:
+        directions["encoder_backward"] = ReverseByLength(padding, name="reverse_input")([x, lengths])
     summary: list[keras.KerasTensor] = []
     for i in range(model_cfg.num_layers):
         last_layer = i == model_cfg.num_layers - 1

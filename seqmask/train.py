@@ -67,7 +67,7 @@ class _Session:
     @property
     def monitor(self) -> str:
         """The figure early stopping and the schedule watch."""
-        return "val_loss" if len(self.splits.validation) else "loss"
+        return _monitor(self.splits)
 
     def save_last(self) -> None:
         save_checkpoint(self.model, self.run.checkpoint("last"), self.state.to_dict())
@@ -120,7 +120,7 @@ def _open(cfg: Config | None, run: RunDir, resume: bool, overrides: Sequence[str
         save_transform(run, splits.transform)
         model, state = _new_model(cfg, splits, device), TrainState()
     if resume and state.batch == 0:  # a finished run given more epochs or patience trains on
-        state.stop_reason = _stop_reason(state, cfg.train, "val_loss" if len(splits.validation) else "loss")
+        state.stop_reason = _stop_reason(state, cfg.train, _monitor(splits))
         state.finished = state.stop_reason is not None
     loss_fn = make_loss_fn(cfg)
     return _Session(
@@ -137,6 +137,11 @@ def _open(cfg: Config | None, run: RunDir, resume: bool, overrides: Sequence[str
         eval_step=make_eval_step(model, loss_fn),
         writer=tf.summary.create_file_writer(str(run.tensorboard_dir)),
     )
+
+
+def _monitor(splits: Splits) -> str:
+    """The figure early stopping and the schedule watch: the validation loss if there is one."""
+    return "val_loss" if len(splits.validation) else "loss"
 
 
 def _resumed_config(run: RunDir, overrides: Sequence[str]) -> Config:
