@@ -148,7 +148,7 @@ class _PlainReporter(Reporter):
         self.console.print(
             f"training on {info.device} (LSTM: {info.lstm_kernel}): {info.train_sequences} sequences "
             f"({info.validation_sequences} for validation), {info.num_features} features, "
-            f"{info.parameters:,} parameters -> {info.run_dir}"
+            f"batch {info.batch_size}, {info.parameters:,} parameters -> {info.run_dir}"
         )
 
     def building_kernel(self) -> None:

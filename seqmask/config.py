@@ -90,7 +90,7 @@ InputKind = Literal["values", "tokens"]
 Decoder = Literal["repeat", "remask", "crop"]
 Loss = Literal["per_step", "last_step"]
 StepError = Literal["mse", "mae"]
-Target = Literal["reconstruct", "next_step", "reverse"]
+Target = Literal["reconstruct", "next_step", "reverse", "composite"]
 Pooling = Literal["none", "mean", "max", "mean_max"]
 Device = Literal["auto", "cpu", "gpu"]
 Batching = Literal["bucket", "pad_to_max"]
@@ -195,8 +195,11 @@ class ModelConfig:
     units: int = 64
     # One layer is usually enough for an autoencoder. Past 8, LSTMs rarely train well.
     num_layers: int = 1
-    # Half the encoder width: a real bottleneck that still leaves room to reconstruct.
-    latent_dim: int = 32
+    # 128: on the quality benchmark a linear probe reads a 128-number vector clearly
+    # better than 32, at the same reconstruction; 256 adds little and costs time
+    # (BENCHMARKS.md, "Quality"). Still a bottleneck: what feeds it (last states, pooled
+    # outputs, input statistics) is several times wider.
+    latent_dim: int = 128
     # "repeat" (the latent vector fed to the decoder at every step) is the classic,
     # simplest LSTM autoencoder decoder.
     decoder: Decoder = "repeat"
@@ -217,6 +220,14 @@ class ModelConfig:
     # approximately, and that a probe and the decoder's scale both need. On the quality
     # benchmark it adds probe accuracy on the long sets at no cost in R² (BENCHMARKS.md).
     input_stats: bool = True
+    # The decoder also reads, at each step, sines and cosines of the step's index (counted
+    # from the sequence's first real step) at decoder_positions / 2 frequencies, from
+    # period 2 steps to period 10 000 (geometric). A decoder fed only the latent vector
+    # has to count steps in its own state to place anything in time; with these it does
+    # not. On the quality benchmark they lift reconstruction most on the long sets, and
+    # the period-2 pair lets the decoder follow a signal that alternates every step
+    # (BENCHMARKS.md, "Quality"). 0 turns them off; must be even.
+    decoder_positions: int = 16
     # Dropout between stacked LSTM layers and on what feeds the latent Dense; training only.
     # Off: within a 60-epoch budget the benchmark's models underfit rather than overfit, and
     # dropout, input noise and weight decay together gave mixed results (BENCHMARKS.md).
@@ -235,16 +246,19 @@ class TrainConfig:
 
     # A ceiling, not a target: early stopping ends most runs long before 200.
     epochs: int = 200
-    # 32: twice the updates per epoch of 64, which suits the small datasets a first run is
-    # often on; on the bundled data the two are close over three seeds (see BENCHMARKS.md,
-    # section "Defaults"). Datasets of many thousands of sequences can afford 64 or more.
-    batch_size: int = 32
+    # "auto": scales with the training split, so that an epoch is at least about 8 updates:
+    # the largest power of two <= n / 8, between 4 and 32 (batching.batch_size_for). On a
+    # few dozen sequences a fixed 32 is one update per epoch, and a 60-epoch budget leaves
+    # the model untrained (BENCHMARKS.md, "Quality"). From 256 training sequences on it is
+    # 32, which on the bundled data is close to 64 over three seeds (BENCHMARKS.md,
+    # "Defaults"). An integer fixes it.
+    batch_size: int | Literal["auto"] = "auto"
     # A little above Adam's 0.001: with gradient clipping, LSTMs take it and converge sooner.
     learning_rate: float = 0.002
     # Epochs without validation improvement before stopping. 20 rides out the noisy
-    # plateaus LSTMs often have: on the bundled data 15 with a faster schedule stops early
-    # at a clearly worse loss than 20 (see BENCHMARKS.md, section "Defaults"); 0 never
-    # stops early.
+    # plateaus LSTMs often have: on the bundled data, 15 with a faster schedule stopped
+    # early at a clearly worse loss with the older encoders, and is only even with 20 with
+    # the current one (see BENCHMARKS.md, section "Defaults"); 0 never stops early.
     patience: int = 20
     # 0.0: any improvement counts, so the default does not depend on the loss scale.
     min_delta: float = 0.0
@@ -268,7 +282,16 @@ class TrainConfig:
     # "reverse" reconstructs each sequence's real steps in reverse order (the decoder's first
     # output is the last step): Srivastava et al. (2015) found it easier for LSTM
     # autoencoders, since the steps the encoder saw last are decoded first.
+    # "composite" (Srivastava et al.'s composite model, in one decoder): in training the
+    # encoder sees only the first (1 - future_fraction) of each sequence's real steps and
+    # the decoder reconstructs them and predicts the rest, so the latent vector has to hold
+    # where the sequence is going, not just where it has been. Validation, evaluate and
+    # encode show the encoder the whole sequence and score plain reconstruction, so
+    # val_loss is evaluate's loss.
     target: Target = "reconstruct"
+    # target: composite only: the share of each sequence's real steps (rounded down, at
+    # least one step left to the encoder) that the decoder predicts unseen.
+    future_fraction: float = 0.25
     # AdamW's decoupled weight decay (Loshchilov & Hutter): 0 is plain Adam.
     weight_decay: float = 0.0
     # "auto" uses a GPU when TensorFlow sees one, and the CPU otherwise.
@@ -330,6 +353,8 @@ class _Spec:
     range: _Range | None = None
     choices: tuple[str, ...] = ()
     nullable: bool = False
+    auto: bool = False  # the string "auto" is accepted too
+    even: bool = False  # an int that must be even
 
 
 # The keys that are not choices. A choice key has no row: `_section_spec` makes its spec
@@ -361,6 +386,7 @@ _MODEL_SPEC: dict[str, _Spec] = {
     "decoder_units": _Spec("int", _Range(1), nullable=True),
     "bidirectional": _Spec("bool"),
     "input_stats": _Spec("bool"),
+    "decoder_positions": _Spec("int", _Range(0), even=True),
     "dropout": _Spec("float", _Range(0, 1, hi_open=True)),
     "input_dropout": _Spec("float", _Range(0, 1, hi_open=True)),
     "input_noise": _Spec("float", _Range(0)),
@@ -368,7 +394,7 @@ _MODEL_SPEC: dict[str, _Spec] = {
 
 _TRAIN_SPEC: dict[str, _Spec] = {
     "epochs": _Spec("int", _Range(1)),
-    "batch_size": _Spec("int", _Range(1)),
+    "batch_size": _Spec("int", _Range(1), auto=True),
     "learning_rate": _Spec("float", _Range(0, 1, lo_open=True)),
     "patience": _Spec("int", _Range(0)),
     "min_delta": _Spec("float", _Range(0)),
@@ -377,6 +403,7 @@ _TRAIN_SPEC: dict[str, _Spec] = {
     "min_learning_rate": _Spec("float", _Range(0)),
     "clip_norm": _Spec("float", _Range(0, lo_open=True), nullable=True),
     "weight_decay": _Spec("float", _Range(0)),
+    "future_fraction": _Spec("float", _Range(0, 1, lo_open=True, hi_open=True)),
     # NumPy's legacy seeding, used under Keras' set_random_seed, takes 0 .. 2**32 - 1.
     "seed": _Spec("int", _Range(0, 2**32 - 1)),
     "cpu_threads": _Spec("int", _Range(1), nullable=True),
@@ -422,6 +449,7 @@ KEYS_ADDED: dict[str, Any] = {
     "model.bidirectional": False,
     "model.pooling": "none",
     "model.input_stats": False,
+    "model.decoder_positions": 0,
     "model.dropout": 0.0,
     "model.input_dropout": 0.0,
     "model.input_noise": 0.0,
@@ -522,7 +550,9 @@ def _parse_value(key_path: str, value: Any, spec: _Spec, base_dir: str) -> Any:
     """Check one raw value against its spec; return it converted to the field's type."""
     if value is None and spec.nullable:
         return None
-    or_null = " or null" if spec.nullable else ""
+    if value == "auto" and spec.auto:
+        return value
+    or_null = " or null" if spec.nullable else ' or "auto"' if spec.auto else ""
 
     if spec.kind == "choice":
         if isinstance(value, str) and value in spec.choices:
@@ -534,6 +564,8 @@ def _parse_value(key_path: str, value: Any, spec: _Spec, base_dir: str) -> Any:
         raise ConfigError(message + (_show(value) if isinstance(value, str) else _show_typed(value)))
 
     wrong_type = ConfigError(f"{key_path!r} must be {_KIND_WORDS[spec.kind]}{or_null}, got {_show_typed(value)}")
+    if spec.auto and isinstance(value, str) and _closest(value, ("auto",)) is not None:
+        raise ConfigError(f"{wrong_type}; did you mean 'auto'?")
     if spec.kind == "bool":
         if not isinstance(value, bool):  # YAML's true/false only: 0, 1 and "yes" are refused
             raise wrong_type
@@ -579,6 +611,8 @@ def _parse_value(key_path: str, value: Any, spec: _Spec, base_dir: str) -> Any:
 
     if spec.range is not None and result not in spec.range:
         raise ConfigError(f"{key_path!r} must be {spec.range}, got {_show(result)}")
+    if spec.even and result % 2:
+        raise ConfigError(f"{key_path!r} must be an even number, got {_show(result)}; did you mean {result + 1}?")
     return result
 
 

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqmask.batching import inference_batches, padded_batch
+from seqmask.batching import inference_batch_size, inference_batches, padded_batch
 from seqmask.checkpoints import load_checkpoint
 from seqmask.config import Config
 from seqmask.data import Normalizer, Sequences
@@ -78,7 +78,7 @@ def evaluate(run: Run, data: str | Path | None = None) -> Evaluation:
     check_targets(seqs, run.cfg.train)
     eval_step = make_eval_step(run.model, make_loss_fn(run.cfg))
     started = time.perf_counter()
-    scores = score(eval_step, seqs, run.cfg.train.batch_size, run.cfg.data.padding)
+    scores = score(eval_step, seqs, inference_batch_size(run.cfg.train.batch_size), run.cfg.data.padding)
     return Evaluation(seqs, scores, time.perf_counter() - started)
 
 
@@ -94,7 +94,7 @@ def encode(run: Run, data: str | Path, batch_size: int | None = None) -> tuple[S
 
     latent = np.zeros((len(seqs), encoder.outputs[0].shape[-1]), np.float32)
     started = time.perf_counter()
-    for indices in inference_batches(seqs.lengths, batch_size or run.cfg.train.batch_size):
+    for indices in inference_batches(seqs.lengths, batch_size or inference_batch_size(run.cfg.train.batch_size)):
         values, lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
         latent[indices] = encode_step(values, lengths).numpy()
     return seqs, latent, time.perf_counter() - started

@@ -36,7 +36,7 @@ from keras import ops
 
 from seqmask import native
 from seqmask.devices import cpu_shards
-from seqmask.layers import PACKAGE, Shape, Tensor
+from seqmask.layers import PACKAGE, Shape, Tensor, step_positions_ops
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -53,6 +53,12 @@ class FusedLSTM(keras.layers.Layer):
     `input_gradient=False`: no gradient flows back to the input (zero is returned for it),
     which spares seqmask's kernel a matmul per step; only for a layer that reads the
     model's own input values, which nothing trains.
+    `step_positions=P` (with `repeat_input`, post padding): at every step the input is
+    [x, positions(t)], x repeated and `layers.step_positions_ops(time, P)` after it, the
+    same for every row. The kernel holds weights for that whole input, as an LSTM reading
+    it would; the positions' part of the projection, positions(t) W_p, depends on t alone,
+    so it goes to seqmask's kernel as a per-step bias (`step_bias`) and x W_x is still
+    computed once per sequence.
     """
 
     def __init__(
@@ -62,9 +68,12 @@ class FusedLSTM(keras.layers.Layer):
         input_gradient: bool = True,
         use_lengths: bool = False,
         return_sequences: bool = True,
+        step_positions: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if step_positions and not repeat_input:
+            raise ValueError("step_positions needs repeat_input=True: positions are added to a repeated input")
         if not return_sequences and not use_lengths:
             raise ValueError(
                 "return_sequences=False needs use_lengths=True: the last real step is found from the lengths"
@@ -74,6 +83,7 @@ class FusedLSTM(keras.layers.Layer):
         self.input_gradient = input_gradient
         self.use_lengths = use_lengths
         self.return_sequences = return_sequences
+        self.step_positions = step_positions
         self.supports_masking = True  # accepts a mask (and ignores it: see module docstring)
 
     def _unpack(self, inputs: Any) -> tuple[Any, Any, Any]:
@@ -87,7 +97,7 @@ class FusedLSTM(keras.layers.Layer):
         return inputs[0], reference, lengths
 
     def build(self, input_shape: Shape | Sequence[Shape]) -> None:
-        input_dim, u = self._unpack(input_shape)[0][-1], self.units
+        input_dim, u = self._unpack(input_shape)[0][-1] + self.step_positions, self.units
         self.kernel = self.add_weight(shape=(input_dim, 4 * u), initializer="glorot_uniform", name="kernel")
         self.recurrent_kernel = self.add_weight(shape=(u, 4 * u), initializer="orthogonal", name="recurrent_kernel")
 
@@ -109,21 +119,33 @@ class FusedLSTM(keras.layers.Layer):
             lengths = tf.fill(tf.shape(x)[:1], time)  # every step is real
         lengths = tf.cast(lengths, tf.int32)  # (batch,)
         kernels = native.load()
+        kernel, bias, step_bias = self.kernel, self.bias, False
+        if self.step_positions:
+            positions = step_positions_ops(time, self.step_positions)  # (time, P)
         if kernels is not None:
+            if self.step_positions:
+                # [x, p_t] W = x W_x + p_t W_p: the second term is the same for every row.
+                features = ops.shape(x)[-1]
+                bias = bias[None, :] + ops.matmul(positions, kernel[features:])  # (time, 4 units)
+                kernel, step_bias = kernel[:features], True
             return _native_lstm(
                 kernels,
                 x,
-                self.kernel,
+                kernel,
                 self.recurrent_kernel,
-                self.bias,
+                bias,
                 lengths,
                 time,
                 self.input_gradient,
                 last_only=not self.return_sequences,
+                step_bias=step_bias,
             )
         if self.repeat_input:
             x = tf.broadcast_to(x, tf.stack([tf.shape(x)[0], time, tf.shape(x)[2]]))
-        h = _sharded_block_lstm(x, self.kernel, self.recurrent_kernel, self.bias)  # (batch, time, units)
+        if self.step_positions:
+            batch_positions = tf.broadcast_to(positions[None], tf.stack([tf.shape(x)[0], time, self.step_positions]))
+            x = tf.concat([x, batch_positions], axis=-1)  # (batch, time, features + P)
+        h = _sharded_block_lstm(x, kernel, self.recurrent_kernel, bias)  # (batch, time, units)
         if not self.use_lengths:
             return h
         if not self.return_sequences:  # the output at t = L - 1; zero for L = 0, as the kernel
@@ -153,6 +175,7 @@ class FusedLSTM(keras.layers.Layer):
             "input_gradient": self.input_gradient,
             "use_lengths": self.use_lengths,
             "return_sequences": self.return_sequences,
+            "step_positions": self.step_positions,
         }
 
 
@@ -166,9 +189,10 @@ def _native_lstm(
     time: tf.Tensor,
     input_gradient: bool = True,
     last_only: bool = False,
+    step_bias: bool = False,
 ) -> tf.Tensor:
     """seqmask's kernel: x (batch, 1 or time, features) -> h (batch, time, units), or
-    (batch, units) with `last_only`."""
+    (batch, units) with `last_only`. `step_bias`: `bias` is (time, 4 units)."""
     shards = cpu_shards()
 
     @tf.custom_gradient
@@ -176,7 +200,7 @@ def _native_lstm(
         x: tf.Tensor, kernel: tf.Tensor, recurrent_kernel: tf.Tensor, bias: tf.Tensor
     ) -> tuple[tf.Tensor, Callable[[tf.Tensor], Any]]:
         h, c, gates, kept = kernels.seqmask_lstm(
-            x, kernel, recurrent_kernel, bias, lengths, time, shards=shards, last_only=last_only
+            x, kernel, recurrent_kernel, bias, lengths, time, shards=shards, last_only=last_only, step_bias=step_bias
         )
 
         def grad(dh: tf.Tensor) -> Any:
@@ -192,6 +216,7 @@ def _native_lstm(
                 shards=shards,
                 last_only=last_only,
                 input_gradient=input_gradient,
+                step_bias=step_bias,
             )  # dx, dkernel, drecurrent_kernel, dbias
 
         return h, grad

@@ -12,6 +12,7 @@ Every layer uses `keras.ops` only, implements `get_config`, and is registered, s
 model loads with `safe_mode=True`.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -337,3 +338,108 @@ class TrainingNoise(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate, "stddev": self.stddev, "seed": self.seed}
+
+
+def step_positions_ops(steps: Tensor, size: int) -> Tensor:
+    """The `StepPositions` features of step indices: `steps` (time,) or (batch, time)
+    float32, or a time length (indices 0 .. time - 1) -> (..., size)."""
+    if not hasattr(steps, "shape") or len(steps.shape) == 0:
+        steps = ops.cast(ops.arange(steps), "float32")  # (time,)
+    half = size // 2
+    k = ops.cast(ops.arange(half), "float32")  # (half,)
+    omega = math.pi * ops.exp(-math.log(5000.0) * k / max(half - 1, 1))  # (half,)
+    angle = steps[..., None] * omega  # (..., half)
+    return ops.concatenate([ops.sin(angle), ops.cos(angle)], axis=-1)  # (..., size)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class StepPositions(keras.layers.Layer):
+    """Sinusoids of each step's index for the decoder: [values, lengths] -> (batch, time, size).
+
+    The index t counts from the sequence's own first real step, so padding (how much, and
+    on which side) moves nothing. For k = 0 .. size/2 - 1, with ω_k = π · 5000^(-k / (size/2 - 1)):
+
+        position[t] = [sin(ω_0 t), ..., sin(ω_{size/2-1} t), cos(ω_0 t), ..., cos(ω_{size/2-1} t)]
+
+    periods 2 steps (ω = π: cos is (-1)^t, a signal that alternates every step) to 10 000
+    steps. Zero at padded steps.
+    """
+
+    def __init__(self, size: int, padding: Padding = "post", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if size < 2 or size % 2:
+            raise ValueError(f"size must be an even number >= 2, got {size}")
+        self.size = size
+        self.padding = check_choice("padding", padding, Padding)
+
+    def call(self, inputs: Sequence[Tensor]) -> Tensor:
+        values, lengths = inputs  # (batch, time, features), (batch,)
+        time_len = ops.shape(values)[1]
+        real = length_mask_ops(lengths, time_len, self.padding)  # (batch, time)
+        t = ops.cast(ops.arange(time_len), "float32")[None, :]  # (1, time)
+        if self.padding == "pre":  # the first real step is at time_len - L
+            t = t - ops.cast(time_len - lengths, "float32")[:, None]  # (batch, time)
+        positions = step_positions_ops(t, self.size)  # (batch or 1, time, size)
+        return ops.where(real[:, :, None], positions, 0.0)  # (batch, time, size)
+
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> Tensor | None:
+        return None
+
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> Shape:
+        values_shape, _ = input_shape
+        return (values_shape[0], values_shape[1], self.size)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "size": self.size, "padding": self.padding}
+
+
+def seen_lengths_ops(lengths: Tensor, future_fraction: float) -> Tensor:
+    """target: composite. How many of each sequence's real steps the encoder sees in
+    training: L - floor(f L), at least one (a length-0 sequence stays 0)."""
+    future = ops.cast(ops.floor(future_fraction * ops.cast(lengths, "float32")), lengths.dtype)
+    return ops.maximum(lengths - future, ops.minimum(lengths, 1))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class SeenPrefix(keras.layers.Layer):
+    """target: composite. [x, lengths] -> [x', seen]: in training, each sequence cut to its
+    first `seen` real steps (seen_lengths_ops), still padded on the same side; the steps
+    after them become padding (zero), so the encoder cannot see the future the decoder is
+    asked to predict. Outside training: [x, lengths] unchanged.
+
+    Post padding: the first steps stay where they are. Pre padding: they move right by
+    L - seen steps, so they end at the last step, as pre-padded steps do.
+    """
+
+    def __init__(self, future_fraction: float, padding: Padding = "post", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < future_fraction < 1.0:
+            raise ValueError(f"future_fraction must be in (0, 1), got {future_fraction}")
+        self.future_fraction = future_fraction
+        self.padding = check_choice("padding", padding, Padding)
+
+    def call(self, inputs: Sequence[Tensor], training: bool = False) -> list[Tensor]:
+        x, lengths = inputs  # (batch, time, features), (batch,)
+        if not training:
+            return [x, lengths]
+        seen = seen_lengths_ops(lengths, self.future_fraction)  # (batch,)
+        time_len = ops.shape(x)[1]
+        if self.padding == "pre":
+            t = ops.arange(time_len)[None, :]  # (1, time)
+            source = ops.clip(t - (lengths - seen)[:, None], 0, time_len - 1)  # (batch, time)
+            x = ops.take_along_axis(x, ops.cast(source, "int32")[:, :, None], axis=1)
+        keep = length_mask_ops(seen, time_len, self.padding)  # (batch, time)
+        return [ops.where(keep[:, :, None], x, ops.zeros_like(x)), seen]
+
+    def compute_mask(self, inputs: Sequence[Tensor], mask: Any = None) -> list[None]:
+        return [None, None]
+
+    def compute_output_shape(self, input_shape: Sequence[Shape]) -> list[Shape]:
+        return [tuple(input_shape[0]), tuple(input_shape[1])]
+
+    def compute_output_spec(self, inputs: Sequence[Any], training: bool = False) -> list[Any]:
+        x, lengths = inputs
+        return [keras.KerasTensor(x.shape, dtype=x.dtype), keras.KerasTensor(lengths.shape, dtype=lengths.dtype)]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "future_fraction": self.future_fraction, "padding": self.padding}

@@ -18,7 +18,9 @@ batch means, and does not depend on the batch size or on how much padding a batc
 Targets: `reconstruct` scores ŷ[t] against x[t]; `next_step` scores ŷ[t] against x[t+1], so
 a step has a target only if it and the step after it are both real: the last real step has
 none, and a length-1 sequence has none at all. `reverse` scores ŷ[t] against the real step
-that mirrors t, x[s + e - t] (s, e: the sequence's first and last real step).
+that mirrors t, x[s + e - t] (s, e: the sequence's first and last real step). `composite`
+scores as `reconstruct`: what differs is the model's input in training (the encoder sees
+only a prefix, model.build_autoencoder's `future_fraction`).
 """
 
 from typing import Literal
@@ -65,7 +67,7 @@ def targets_and_mask(values: Tensor, lengths: Tensor, target: Target, padding: P
     check_choice("target", target, Target)
     time_len = ops.shape(values)[1]
     real = length_mask_ops(lengths, time_len, padding)  # (batch, time)
-    if target == "reconstruct":
+    if target in ("reconstruct", "composite"):  # composite: the model hides the future, not the loss
         return values, real
     if target == "reverse":
         # labels[t] = the real step that mirrors t within the sequence: the decoder's first

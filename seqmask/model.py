@@ -9,6 +9,7 @@
          [pooling: and the mean / max over its real steps]
       -> Dense(latent_dim) = the latent vector     (batch, latent_dim)
       -> decoder (one of DECODERS)                 (batch, time, decoder_units)
+         [decoder_positions: each step also reads sinusoids of its index]
       -> Dense(features), the reconstruction       (batch, time, features)
 
 Layers have fixed names (`latent` above all) so `encoder_from` can cut the encoder out of a
@@ -30,6 +31,8 @@ from seqmask.layers import (
     ReattachMask,
     RepeatToTime,
     ReverseByLength,
+    SeenPrefix,
+    StepPositions,
     TrainingNoise,
 )
 
@@ -47,6 +50,7 @@ def _lstm_stack(
     repeat_of: keras.KerasTensor | None = None,
     input_gradient: bool = True,
     last_only: bool = False,
+    step_positions: int = 0,
 ) -> keras.KerasTensor:
     """num_layers LSTMs. `mask` is given only where the recurrence itself must skip padded
     steps; elsewhere the fused kernel is exact (see fused_lstm.py) and faster.
@@ -57,6 +61,8 @@ def _lstm_stack(
     `repeat_of`: x is (batch, features), the input at every step of `repeat_of`
     (batch, time, ...); the fused kernel then projects it once instead of at every step.
     `input_gradient=False`: x is the model's input values, which need no gradient.
+    `step_positions` (with `repeat_of`, fused, post padding): the first layer also reads
+    the step-position features (layers.StepPositions), added by the kernel itself.
     """
     for i in range(num_layers):
         name = f"{prefix}_lstm_{i}"
@@ -71,10 +77,12 @@ def _lstm_stack(
                 input_gradient=input_gradient or i > 0,
                 use_lengths=lengths is not None,
                 return_sequences=not (last_only and i == num_layers - 1),
+                step_positions=step_positions if repeat else 0,
                 name=name,
             )(inputs if len(inputs) > 1 else x)
         else:
             if i == 0 and repeat_of is not None:
+                assert not step_positions, "step positions on Keras's LSTM are concatenated by the caller"
                 x = RepeatToTime(name="repeat")([x, repeat_of])  # (batch, time, latent_dim)
             x = keras.layers.LSTM(units, return_sequences=True, name=name)(x, mask=mask)
     return x  # (batch, time, units); last_only: (batch, units)
@@ -87,9 +95,24 @@ def _decoder_lstms(
     fused: bool = False,
     repeat_of: keras.KerasTensor | None = None,
     lengths: keras.KerasTensor | None = None,
+    step_positions: int = 0,
 ) -> keras.KerasTensor:
     units = model_cfg.decoder_units or model_cfg.units
-    return _lstm_stack(x, units, model_cfg.num_layers, "decoder", mask, fused, lengths, repeat_of)
+    return _lstm_stack(
+        x, units, model_cfg.num_layers, "decoder", mask, fused, lengths, repeat_of, step_positions=step_positions
+    )
+
+
+def _repeated(
+    latent: keras.KerasTensor, values: keras.KerasTensor, lengths: keras.KerasTensor, size: int, padding: Padding
+) -> keras.KerasTensor:
+    """The latent vector at every step, with `size` step-position features after it (if
+    any): (batch, time, latent_dim + size)."""
+    x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
+    if not size:
+        return x
+    positions = StepPositions(size, padding, name="decoder_positions")([values, lengths])  # (batch, time, size)
+    return keras.layers.Concatenate(name="decoder_input")([x, positions])
 
 
 def _repeat(
@@ -107,9 +130,19 @@ def _repeat(
     real step's output (an LSTM is causal) and the loss ignores them: Keras's LSTM runs
     them anyway, the fused kernel skips them. With pre padding they come first and the
     decoder runs through them (`remask` is the decoder that skips them).
+
+    decoder_positions: with post padding the positions are the same for every row, and the
+    fused kernel adds them itself (their projection is a per-step bias: fused_lstm.py);
+    otherwise they are concatenated to the repeated latent (`_repeated`).
     """
-    lengths = lengths if padding == "post" else None
-    return _decoder_lstms(latent, model_cfg, fused=fused, repeat_of=values, lengths=lengths)
+    post_lengths = lengths if padding == "post" else None
+    positions = model_cfg.decoder_positions
+    if positions and not (fused and padding == "post"):
+        x = _repeated(latent, values, lengths, positions, padding)
+        return _decoder_lstms(x, model_cfg, fused=fused, lengths=post_lengths)
+    return _decoder_lstms(
+        latent, model_cfg, fused=fused, repeat_of=values, lengths=post_lengths, step_positions=positions
+    )
 
 
 def _remask(
@@ -130,7 +163,7 @@ def _remask(
     """
     if fused and padding == "post":
         return _repeat(latent, values, lengths, step_mask, model_cfg, padding, fused)
-    x = RepeatToTime(name="repeat")([latent, values])  # (batch, time, latent_dim)
+    x = _repeated(latent, values, lengths, model_cfg.decoder_positions, padding)  # (batch, time, latent_dim [+ P])
     x = ReattachMask(name="remask")([x, step_mask])
     return _decoder_lstms(x, model_cfg, mask=step_mask, fused=fused)
 
@@ -261,6 +294,7 @@ def build_autoencoder(
     vocab_size: int | None = None,
     embedding_dim: int = 32,
     seed: int = 0,
+    future_fraction: float = 0.0,
 ) -> keras.Model:
     """The autoencoder: [values, lengths] -> reconstruction (batch, time, num_features).
 
@@ -274,6 +308,10 @@ def build_autoencoder(
 
     `seed` seeds the training-only noise layers (dropout, input noise), whose random state
     then lives in the saved weights.
+
+    `future_fraction` > 0 (train.target: composite): in training the encoder sees only the
+    first L - floor(f L) real steps of each sequence (`SeenPrefix`); the decoder still
+    outputs all L, so it reconstructs what the encoder saw and predicts the rest.
     """
     if model_cfg.decoder not in DECODERS:
         raise ValueError(f"unknown decoder {model_cfg.decoder!r}; expected one of {sorted(DECODERS)}")
@@ -295,7 +333,11 @@ def build_autoencoder(
     # With post padding the state at t = L - 1 never saw a padded step: the fused kernel
     # needs no mask and returns it directly.
     fast = fused and padding == "post"
-    summary = _encoder(x, lengths, step_mask, model_cfg, padding, fast, input_gradient=tokens, seed=seed)
+    seen_lengths, seen_mask = lengths, step_mask
+    if future_fraction:
+        x, seen_lengths = SeenPrefix(future_fraction, padding, name="seen_prefix")([x, lengths])
+        seen_mask = LengthMask(padding, name="seen_mask")([values, seen_lengths])  # (batch, time)
+    summary = _encoder(x, seen_lengths, seen_mask, model_cfg, padding, fast, input_gradient=tokens, seed=seed)
     latent = keras.layers.Dense(model_cfg.latent_dim, name=LATENT)(summary)  # (batch, latent_dim)
 
     decoded = DECODERS[model_cfg.decoder](latent, values, lengths, step_mask, model_cfg, padding, fused)

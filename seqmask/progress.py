@@ -24,6 +24,7 @@ class TrainStart:
     train_sequences: int
     validation_sequences: int
     num_features: int
+    batch_size: int  # train.batch_size, "auto" resolved
     parameters: int
 
 

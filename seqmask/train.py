@@ -26,7 +26,7 @@ import tensorflow as tf
 
 import seqmask
 from seqmask import native, runs
-from seqmask.batching import batch_time_len, padded_batch, training_batches
+from seqmask.batching import batch_size_for, batch_time_len, inference_batch_size, padded_batch, training_batches
 from seqmask.checkpoints import load_checkpoint, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
@@ -63,6 +63,11 @@ class _Session:
     train_step: StepFn
     eval_step: StepFn
     writer: Any  # tf.summary writer for RUN_DIR/tensorboard
+
+    @property
+    def batch_size(self) -> int:
+        """train.batch_size as a number ("auto" resolved for this training split)."""
+        return batch_size_for(self.cfg.train.batch_size, len(self.splits.train))
 
     @property
     def monitor(self) -> str:
@@ -180,6 +185,7 @@ def _new_model(cfg: Config, splits: Splits, device: str) -> keras.Model:
         vocab_size=vocab_size,
         embedding_dim=cfg.input.embedding_dim,
         seed=cfg.train.seed,
+        future_fraction=cfg.train.future_fraction if cfg.train.target == "composite" else 0.0,
     )
     model.compile(optimizer=_optimizer(cfg.train))  # so checkpoints carry the optimizer state
     return model
@@ -238,6 +244,7 @@ def _start_info(s: _Session) -> TrainStart:
         train_sequences=len(s.splits.train),
         validation_sequences=len(s.splits.validation),
         num_features=s.splits.train.num_features,
+        batch_size=s.batch_size,
         parameters=s.model.count_params(),
     )
 
@@ -250,7 +257,7 @@ def _run_epoch(s: _Session, reporter: Reporter, should_stop: Callable[[], bool])
     (`time.perf_counter()` time, counting the part run before a resume)."""
     cfg, state, train_seqs = s.cfg, s.state, s.splits.train
     epoch = state.epoch
-    batches = training_batches(train_seqs.lengths, cfg.train.batch_size, cfg.train.batching, cfg.train.seed, epoch)
+    batches = training_batches(train_seqs.lengths, s.batch_size, cfg.train.batching, cfg.train.seed, epoch)
     reporter.epoch_start(epoch, len(batches))
     real_steps_done = np.cumsum([train_seqs.lengths[b].sum() for b in batches])  # after batch k
     global_step = int(s.optimizer.iterations.numpy())
@@ -286,7 +293,8 @@ def _end_epoch(s: _Session, started: float) -> EpochRow:
     cfg, state = s.cfg, s.state
     tokens = cfg.input.kind == "tokens"
     validation = s.splits.validation
-    val = score(s.eval_step, validation, cfg.train.batch_size, cfg.data.padding) if len(validation) else None
+    val_batch = inference_batch_size(cfg.train.batch_size)
+    val = score(s.eval_step, validation, val_batch, cfg.data.padding) if len(validation) else None
     row = EpochRow(
         epoch=state.epoch,
         loss=state.epoch_loss,
@@ -378,8 +386,9 @@ def _metrics(s: _Session) -> dict[str, Any]:
         "train_real_steps": int(splits.train.num_steps),
         "validation_real_steps": int(splits.validation.num_steps) if len(splits.validation) else 0,
         "max_len": splits.max_len,
+        "batch_size": s.batch_size,
         "padding_fraction": _padding_fraction(
-            splits.train, cfg.train.batch_size, cfg.train.batching, cfg.train.seed, splits.max_len
+            splits.train, s.batch_size, cfg.train.batching, cfg.train.seed, splits.max_len
         ),
         "train_seconds": seconds,
         "real_steps_per_second": sum(row.train_real_steps for row in state.history) / max(seconds, 1e-9),

@@ -120,7 +120,9 @@ def test_dataclass_defaults_read_naturally() -> None:
     assert cfg.train.learning_rate == 0.002
     assert cfg.train.clip_norm == 1.0
     assert cfg.data.padding == "post"
-    assert ModelConfig().latent_dim == 32
+    assert ModelConfig().latent_dim == 128
+    assert ModelConfig().decoder_positions == 16
+    assert TrainConfig().batch_size == "auto"
     assert TrainConfig().epochs == 200
 
 
@@ -258,8 +260,16 @@ def test_missing_required_key(raw: Any) -> None:
 @pytest.mark.parametrize(
     ("section", "key", "value", "expected"),
     [
-        ("train", "batch_size", "64x", "'train.batch_size' must be an integer, got '64x' (str)"),
-        ("train", "batch_size", True, "'train.batch_size' must be an integer, got True (bool)"),
+        ("train", "batch_size", "64x", "'train.batch_size' must be an integer or \"auto\", got '64x' (str)"),
+        ("train", "batch_size", True, "'train.batch_size' must be an integer or \"auto\", got True (bool)"),
+        (
+            "train",
+            "batch_size",
+            "atuo",
+            "'train.batch_size' must be an integer or \"auto\", got 'atuo' (str); did you mean 'auto'?",
+        ),
+        ("model", "decoder_positions", 3, "'model.decoder_positions' must be an even number, got 3; did you mean 4?"),
+        ("train", "future_fraction", 1.0, "'train.future_fraction' must be > 0 and < 1, got 1.0"),
         ("train", "epochs", 10.0, "'train.epochs' must be an integer, got 10.0 (float)"),
         ("model", "units", None, "'model.units' must be an integer, got null"),
         ("model", "decoder_units", "x", "'model.decoder_units' must be an integer or null, got 'x' (str)"),
@@ -540,7 +550,10 @@ def test_bad_overrides(override: str, expected: str) -> None:
 
 def test_override_values_get_the_usual_checks(tmp_path: Path) -> None:
     path = write(tmp_path, "data:\n  train: a.csv\n")
-    expected = r"^'train\.batch_size' must be an integer, got '64x' \(str\) \(from --set 'train\.batch_size=64x'\)$"
+    expected = (
+        r"^'train\.batch_size' must be an integer or \"auto\", got '64x' \(str\) "
+        r"\(from --set 'train\.batch_size=64x'\)$"
+    )
     with pytest.raises(ConfigError, match=expected):
         load_config(path, ["train.batch_size=64x"])
     with pytest.raises(ConfigError, match="did you mean 'remask'"):

@@ -195,7 +195,7 @@ def test_token_cross_entropy_parity(loss: Loss, target: Target, padding: Padding
     [
         ("loss", "loss must be one of ('per_step', 'last_step'), got 'x'"),
         ("error", "error must be one of ('mse', 'mae', 'cross_entropy'), got 'x'"),
-        ("target", "target must be one of ('reconstruct', 'next_step', 'reverse'), got 'x'"),
+        ("target", "target must be one of ('reconstruct', 'next_step', 'reverse', 'composite'), got 'x'"),
         ("padding", "padding must be one of ('post', 'pre'), got 'x'"),
     ],
 )

@@ -14,10 +14,13 @@ from seqmask.config import Decoder, Padding, choices_of
 from seqmask.data import last_step_index_np, length_mask_np, pad, reverse_by_length_np
 from seqmask.layers import (
     MaskedPooling,
+    SeenPrefix,
+    StepPositions,
     TrainingNoise,
     last_step_index_ops,
     length_mask_ops,
     reverse_by_length_ops,
+    seen_lengths_ops,
 )
 from seqmask.losses import loss_terms
 from seqmask.model import DECODERS, build_autoencoder, encoder_from
@@ -32,12 +35,15 @@ ENCODERS: dict[str, dict[str, object]] = {
     "bidirectional": {"bidirectional": True},
     "bidirectional_pooled": {"bidirectional": True, "pooling": "mean_max"},
     "everything": {"bidirectional": True, "pooling": "mean", "input_stats": True},
+    # The decoder without step positions: the fused kernel's repeated-input path.
+    "no_positions": {"decoder_positions": 0},
 }
 VALID = [(decoder, "post", fused, "plain") for decoder in ("repeat", "remask", "crop") for fused in (False, True)]
 VALID += [("remask", "pre", False, "plain"), ("remask", "pre", True, "plain")]
 VALID += [("repeat", "post", fused, "bidirectional_pooled") for fused in (False, True)]
 VALID += [("crop", "post", True, "bidirectional"), ("remask", "pre", True, "bidirectional_pooled")]
 VALID += [("repeat", "post", True, "everything"), ("remask", "pre", False, "everything")]
+VALID += [("repeat", "post", True, "no_positions"), ("remask", "pre", False, "no_positions")]
 
 Combo = tuple[Decoder, Padding, bool, str]
 Models = dict[Combo, tuple[keras.Model, keras.Model]]  # (autoencoder, its encoder)
@@ -70,6 +76,7 @@ def test_fused_and_keras_lstm_agree(shards: int, kernel: str, monkeypatch: pytes
     values, lengths = pad(seqs, np.arange(4), 8, "post"), seqs.lengths.astype(np.int32)
     combos = [(decoder, "plain") for decoder in ("repeat", "remask", "crop")]
     combos += [("repeat", "bidirectional"), ("crop", "bidirectional_pooled"), ("repeat", "everything")]
+    combos += [("repeat", "no_positions"), ("crop", "no_positions")]
     for decoder, encoder in combos:
         keras.utils.set_random_seed(0)
         cfg = tiny_model_cfg(decoder, num_layers=2, **ENCODERS[encoder])
@@ -337,3 +344,101 @@ def test_training_noise_does_not_see_the_padding_values() -> None:
     np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-6)
     for a, b in zip(results[1][1], results[0][1], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- decoder positions
+
+
+def test_step_positions_hand_checked() -> None:
+    """size 4: ω = (π, π / 5000); the index counts from each sequence's first real step."""
+    values = np.zeros((2, 3, 1), np.float32)
+    lengths = np.array([3, 2], np.int32)
+    w = np.pi / 5000
+    post = np.asarray(StepPositions(4, "post")([values, lengths]))
+    expected_rows = [[0, 0, 1, 1], [0, np.sin(w), -1, np.cos(w)], [0, np.sin(2 * w), 1, np.cos(2 * w)]]
+    np.testing.assert_allclose(post[0], expected_rows, atol=1e-6)
+    np.testing.assert_allclose(post[1], [*expected_rows[:2], [0, 0, 0, 0]], atol=1e-6)  # zero when padded
+    pre = np.asarray(StepPositions(4, "pre")([values, lengths]))
+    np.testing.assert_allclose(pre[0], expected_rows, atol=1e-6)
+    np.testing.assert_allclose(pre[1], [[0, 0, 0, 0], *expected_rows[:2]], atol=1e-6)
+    with pytest.raises(ValueError, match="even"):
+        StepPositions(3)
+
+
+# --------------------------------------------------------------------------- target: composite
+
+
+def test_seen_lengths_hand_checked() -> None:
+    lengths = np.array([0, 1, 2, 3, 4, 8, 9], np.int32)
+    np.testing.assert_array_equal(np.asarray(seen_lengths_ops(lengths, 0.25)), [0, 1, 2, 3, 3, 6, 7])
+    np.testing.assert_array_equal(np.asarray(seen_lengths_ops(lengths, 0.9)), [0, 1, 1, 1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("padding", ["post", "pre"])
+def test_seen_prefix_hides_the_future_in_training_only(padding: Padding) -> None:
+    seqs = make_sequences([4, 2], num_features=1, seed=0)
+    x = pad(seqs, np.arange(2), 5, padding, pad_value=7.0)  # (2, 5, 1)
+    lengths = seqs.lengths.astype(np.int32)
+    layer = SeenPrefix(0.5, padding)
+    same_x, same_lengths = layer([x, lengths])
+    np.testing.assert_array_equal(np.asarray(same_x), x)
+    np.testing.assert_array_equal(np.asarray(same_lengths), lengths)
+    seen_x, seen = layer([x, lengths], training=True)
+    np.testing.assert_array_equal(np.asarray(seen), [2, 1])
+    # Each sequence's first `seen` real steps, padded with zeros on the same side.
+    firsts = [seqs.values[0:2, 0], seqs.values[4:5, 0]]
+    for b, first in enumerate(firsts):
+        row = np.zeros(5, np.float32)
+        if padding == "post":
+            row[: len(first)] = first
+        else:
+            row[5 - len(first) :] = first
+        np.testing.assert_array_equal(np.asarray(seen_x)[b, :, 0], row)
+    with pytest.raises(ValueError, match="future_fraction"):
+        SeenPrefix(1.0)
+
+
+def test_composite_encoder_in_training_sees_only_the_prefix() -> None:
+    """In training the latent vector of a sequence of 7 steps (future_fraction 0.25: 6
+    seen) is the inference latent of its first 6 steps; outside training, of all 7."""
+    keras.utils.set_random_seed(0)
+    model = build_autoencoder(tiny_model_cfg("repeat"), 2, fused=True, future_fraction=0.25)
+    encoder = encoder_from(model)
+    seqs = make_sequences([7], seed=3)
+    full = pad(seqs, [0], 7, "post")
+    z_training = encoder([full, np.array([7], np.int32)], training=True).numpy()
+    z_prefix = encoder([full[:, :6], np.array([6], np.int32)]).numpy()
+    z_full = encoder([full, np.array([7], np.int32)]).numpy()
+    np.testing.assert_allclose(z_training, z_prefix, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(z_full, z_prefix)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+    extra=st.integers(1, 4),
+    pad_value=st.sampled_from([0.0, 1e30, np.nan]),
+)
+def test_composite_training_step_is_padding_invariant_and_fused_equals_keras(
+    lengths: list[int], extra: int, pad_value: float
+) -> None:
+    """target: composite's training loss and gradients: the same for the fused kernel and
+    Keras's masked LSTM, for post and pre padding (remask), whatever the padding holds."""
+    seqs = make_sequences(lengths, seed=len(lengths))
+    idx, lens = np.arange(len(seqs)), seqs.lengths.astype(np.int32)
+    results = []
+    weights = None
+    for decoder, padding, fused in (("repeat", "post", True), ("repeat", "post", False), ("remask", "pre", False)):
+        keras.utils.set_random_seed(0)
+        cfg = tiny_model_cfg(decoder, bidirectional=True, pooling="mean_max", input_stats=True)
+        model = build_autoencoder(cfg, 2, padding, fused=fused, future_fraction=0.4)
+        weights = weights or model.get_weights()
+        model.set_weights(weights)
+        for time_len, value in ((max(lens), 0.0), (max(lens) + extra, pad_value)):
+            values = pad(seqs, idx, time_len, padding, value)
+            results.append(_loss_grads_latent(model, encoder_from(model), values, lens, padding))
+    base = results[0]
+    for other in results[1:]:
+        np.testing.assert_allclose(other[0], base[0], rtol=1e-5, atol=1e-6)
+        for a, b in zip(other[1], base[1], strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

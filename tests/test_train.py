@@ -61,6 +61,48 @@ def test_history_loss_is_the_exact_mean_over_real_steps(tmp_path):
     np.testing.assert_allclose(reported, np.concatenate(errors).mean(), rtol=1e-5)
 
 
+def test_composite_reports_its_training_loss_exactly_and_validation_as_evaluate_does(tmp_path):
+    """target: composite. The training loss is the exact mean over the real steps of the
+    training-mode output (the encoder saw a prefix); val_loss is `evaluate`'s loss, with
+    the encoder shown whole sequences."""
+    from seqmask.checkpoints import load_checkpoint
+    from seqmask.data import pad
+    from seqmask.dataset import prepare
+    from seqmask.evaluate import evaluate, load_run
+
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(1, 12, 50)
+    cfg = write(
+        tmp_path,
+        rng.normal(size=(lengths.sum(), 2)),
+        lengths,
+        epochs=1,
+        batch_size=7,
+        learning_rate=1e-12,
+        target="composite",
+        future_fraction=0.4,
+    )
+    train(cfg, tmp_path / "run")
+    row = (tmp_path / "run" / "history.csv").read_text().splitlines()[1].split(",")
+    model, _ = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.keras")
+    data = prepare(cfg).train
+    errors = []
+    for i in range(len(data)):
+        x = pad(data, [i], int(data.lengths[i]), "post")  # (1, length, features)
+        y = np.asarray(model([x, data.lengths[i : i + 1].astype(np.int32)], training=True))
+        errors.append(((y - x) ** 2).mean(axis=2).ravel())
+    np.testing.assert_allclose(float(row[1]), np.concatenate(errors).mean(), rtol=1e-5)
+    np.testing.assert_allclose(float(row[2]), evaluate(load_run(tmp_path / "run", "last")).loss, rtol=1e-5)
+
+
+def test_auto_batch_size_scales_with_the_training_split(tmp_path):
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(1, 6, 100)  # 80 for training (validation_split 0.2): batch 8
+    cfg = write(tmp_path, rng.normal(size=(lengths.sum(), 2)), lengths, epochs=1, batch_size="auto")
+    metrics = train(cfg, tmp_path / "run")
+    assert metrics["batch_size"] == 8 and metrics["train_sequences"] == 80
+
+
 @pytest.mark.slow
 def test_schedule_and_early_stopping(tmp_path):
     rng = np.random.default_rng(0)

@@ -8,6 +8,10 @@
 //   * a decoder whose input is the same at every step (`repeat`) passes x with one step
 //     and `time`: x W_x is computed once per sequence instead of at every step, and the
 //     step's matmul is h_{t-1} W_h alone;
+//   * `step_bias = true`: b is (time, 4 units), a bias of its own at every step, the same
+//     for every row. A `repeat` decoder that also reads features of the step index alone
+//     (seqmask's step positions) passes their projection as this bias, so its step is
+//     still h_{t-1} W_h alone; the gradient of b is then per step, summed over rows;
 //   * `input_gradient = false` (the first layer, which reads the model's input values)
 //     leaves dX out of the backward step's matmul;
 //   * the gate arithmetic of a row is one vectorized loop;
@@ -267,11 +271,12 @@ REGISTER_OP("SeqmaskLstm")
     .Input("x: float")        // (batch, time or 1, features); 1: the same input at every step
     .Input("wx: float")       // (features, 4 units)
     .Input("wh: float")       // (units, 4 units)
-    .Input("b: float")        // (4 units,)
+    .Input("b: float")        // (4 units,); step_bias: (time, 4 units)
     .Input("lengths: int32")  // (batch,): each row runs steps t < length only
     .Input("time: int32")     // scalar: steps to run
     .Attr("shards: int = 1")
     .Attr("last_only: bool = false")  // h is each row's output at its last real step only
+    .Attr("step_bias: bool = false")
     .Output("h: float")       // (batch, time, units), zero at t >= length; last_only: (batch, units)
     .Output("c: float")       // (batch, time, units): kept for the backward pass (plan layout)
     .Output("gates: float")   // (batch, time, 4 units), after the activations: kept too
@@ -290,6 +295,7 @@ REGISTER_OP("SeqmaskLstmGrad")
     .Attr("shards: int = 1")
     .Attr("last_only: bool = false")
     .Attr("input_gradient: bool = true")  // false: dx is left zero (x is the model's input)
+    .Attr("step_bias: bool = false")      // db is (time, 4 units), as b was
     .Output("dx: float")
     .Output("dwx: float")
     .Output("dwh: float")
@@ -298,7 +304,10 @@ REGISTER_OP("SeqmaskLstmGrad")
       c->set_output(0, c->input(0));
       c->set_output(1, c->input(1));
       c->set_output(2, c->input(2));
-      c->set_output(3, c->Vector(c->Dim(c->input(2), 1)));
+      bool step_bias;
+      TF_RETURN_IF_ERROR(c->GetAttr("step_bias", &step_bias));
+      const DimensionHandle width = c->Dim(c->input(2), 1);
+      c->set_output(3, step_bias ? c->Matrix(c->Dim(c->input(4), 1), width) : c->Vector(width));
       return absl::OkStatus();
     });
 
@@ -309,6 +318,7 @@ class SeqmaskLstmOp : public OpKernel {
   explicit SeqmaskLstmOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("shards", &shards_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("last_only", &last_only_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("step_bias", &step_bias_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -319,8 +329,10 @@ class SeqmaskLstmOp : public OpKernel {
     const Tensor& lengths = ctx->input(4);
     Dims d;
     OP_REQUIRES_OK(ctx, CheckInputs(x, wx_in, wh_in, lengths, ctx->input(5).scalar<int32_t>()(), &d));
-    OP_REQUIRES(ctx, b_in.dims() == 1 && b_in.dim_size(0) == d.width,
-                InvalidArgument("b must be (4 units,)"));
+    OP_REQUIRES(ctx,
+                step_bias_ ? b_in.shape() == TensorShape({d.time, d.width})
+                           : b_in.dims() == 1 && b_in.dim_size(0) == d.width,
+                InvalidArgument(step_bias_ ? "b must be (time, 4 units)" : "b must be (4 units,)"));
     const Index B = d.batch, T = d.time, D = d.features, U = d.units, W = d.width;
     // Kept for the backward pass, per real step: the rows [x_t, h_{t-1}] the step's
     // matmul read, or h_{t-1} alone where x is one step repeated (its projection is
@@ -386,7 +398,7 @@ class SeqmaskLstmOp : public OpKernel {
         for (Index r = 0; r < a; ++r) {
           const float* c_prev = t > 0 ? C + (offset[t - 1] + r) * U : zeros.data();  // c_{-1} = 0
           float* h = t + 1 < T && r < active[t + 1] ? KEPT + (offset[t + 1] + r) * K + Dk : h_spare.data();
-          GatesForward(g.data() + r * W, bias, c_prev, C + (offset[t] + r) * U, h, U);
+          GatesForward(g.data() + r * W, step_bias_ ? bias + t * W : bias, c_prev, C + (offset[t] + r) * U, h, U);
           if (!last_only_) {
             std::copy_n(h, U, H + (rows[r] * T + t) * U);
           } else if (t == length[r] - 1) {
@@ -399,7 +411,7 @@ class SeqmaskLstmOp : public OpKernel {
 
  private:
   int shards_;
-  bool last_only_;
+  bool last_only_, step_bias_;
 };
 
 class SeqmaskLstmGradOp : public OpKernel {
@@ -408,6 +420,7 @@ class SeqmaskLstmGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("shards", &shards_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("last_only", &last_only_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("input_gradient", &input_gradient_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("step_bias", &step_bias_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -435,11 +448,12 @@ class SeqmaskLstmGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, wx_in.shape(), &dwx_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, wh_in.shape(), &dwh_out));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({W}), &db_out));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, step_bias_ ? TensorShape({T, W}) : TensorShape({W}), &db_out));
     OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_FLOAT, TensorShape({B, T, W}), &dg_tmp));
     View dwx_all(dwx_out->flat<float>().data(), D, W, Stride(W));
     View dwh_all(dwh_out->flat<float>().data(), U, W, Stride(W));
-    auto db_all = Eigen::Map<Eigen::RowVectorXf>(db_out->flat<float>().data(), W);
+    const Index bias_rows = step_bias_ ? T : 1;  // db: one row per step, or one in all
+    View db_all(db_out->flat<float>().data(), bias_rows, W, Stride(W));
     dwx_all.setZero();
     dwh_all.setZero();
     db_all.setZero();
@@ -457,7 +471,7 @@ class SeqmaskLstmGradOp : public OpKernel {
     const Plan plan(lengths.flat<int32_t>().data(), B, T, shards_);
 
     std::vector<Matrix> dwx(plan.shards), dwh(plan.shards);
-    std::vector<Eigen::RowVectorXf> db(plan.shards);
+    std::vector<Matrix> db(plan.shards);
     ForShards(ctx, plan.shards, [&](Index s) {
       const Plan::Slice slice = plan.Of(s, T);
       const Index n = slice.n, *rows = slice.rows, *length = slice.length;
@@ -495,7 +509,14 @@ class SeqmaskLstmGradOp : public OpKernel {
       const Index total = offset[T] - offset[0];
       const ConstView dg_all(dG + offset[0] * W, total, W, Stride(W));
       const ConstView kept_all(KEPT + offset[0] * K, total, K, Stride(K));
-      db[s] = dg_all.colwise().sum();
+      if (step_bias_) {  // per step, summed over the slice's rows that reach it
+        db[s] = Matrix::Zero(T, W);
+        for (Index t = 0; t < T && active[t] > 0; ++t) {
+          db[s].row(t) = ConstView(dG + offset[t] * W, active[t], W, Stride(W)).colwise().sum();
+        }
+      } else {
+        db[s] = dg_all.colwise().sum();
+      }
       // [dW_x; dW_h] = sum_t [x_t, h_{t-1}]^T dG_t (or dW_h alone): one matmul.
       Matrix dw = Matrix::Zero(K, W);
       if (total > 0) dw.noalias() = kept_all.transpose() * dg_all;  // (K, 4 units)
@@ -524,7 +545,7 @@ class SeqmaskLstmGradOp : public OpKernel {
 
  private:
   int shards_;
-  bool last_only_, input_gradient_;
+  bool last_only_, input_gradient_, step_bias_;
 };
 
 }  // namespace
