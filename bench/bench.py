@@ -6,10 +6,11 @@ One workload, the one in the issue: 4096 sequences of 12 float32 features with l
 lengths (median ≈ 50, clipped to 1..400), an LSTM autoencoder of 64 units with a latent
 vector of 32 and the `repeat` decoder, batch 64, per-step MSE, a learning rate of 1e-3, no
 gradient clipping. The bench sets only these; the model options (a bidirectional encoder,
-mean/max pooling, the input's per-feature statistics in the latent, dropout, input dropout
-and noise, weight decay) are whatever seqmask's defaults are, so the bench follows them as
-they change. `--set section.key=value` sets one explicitly (`--set model.bidirectional=false`),
-for seqmask and the PyTorch reference alike.
+mean/max pooling, the input's per-feature statistics in the latent, the decoder's step
+positions, dropout, input dropout and noise, weight decay) are whatever seqmask's
+defaults are, so the bench follows them as they change. `--set section.key=value` sets
+one explicitly (`--set model.bidirectional=false`), for seqmask and the PyTorch reference
+alike.
 The options in force are printed in the header and written to the JSON. On it:
 
 1. seqmask           `seqmask.train.train` on an NPZ file, through the public API only, so
@@ -19,7 +20,8 @@ The options in force are printed in the header and written to the JSON. On it:
                      the backward direction of a bidirectional encoder runs over each
                      sequence reversed by its own length, pooling is over the real steps,
                      so are the input statistics (each feature's mean, std, min and max,
-                     appended last to what the latent reads), dropout and noise sit where
+                     appended last to what the latent reads), the decoder reads the same
+                     step positions beside the latent, dropout and noise sit where
                      seqmask has them, AdamW when weight decay is on. Same bucketing
                      (sorted by length, cut into batches, batch order shuffled every
                      epoch; each batch padded to its own longest sequence)
@@ -29,7 +31,7 @@ The options in force are printed in the header and written to the JSON. On it:
                      gets without seqmask. It computes on every padded step (and its loss
                      averages over them), which is the waste bucketing avoids. It is the
                      issue's plain model (one direction, no pooling, input statistics,
-                     dropout, noise or weight decay) whatever the options, so its FLOP per
+                     step positions, dropout, noise or weight decay) whatever the options, so its FLOP per
                      step is its own.
 4. sgemm             a numpy float32 matrix product: this machine's practical peak, in this
                      run, so GFLOP/s figures can be read as a fraction of what the CPU can do.
@@ -72,6 +74,7 @@ import argparse
 import csv
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import resource
@@ -162,6 +165,7 @@ class Architecture:
     bidirectional: bool
     pooling: str
     input_stats: bool  # each input feature's mean, std, min and max over the real steps, into the latent
+    decoder_positions: int  # sinusoids of the step index beside the latent at every decoder step
     dropout: float
     input_dropout: float
     input_noise: float
@@ -184,6 +188,7 @@ class Architecture:
             bidirectional=False,
             pooling="none",
             input_stats=False,
+            decoder_positions=0,
             dropout=0.0,
             input_dropout=0.0,
             input_noise=0.0,
@@ -205,7 +210,8 @@ class Architecture:
             f"{encoder} x {self.num_layers} layer(s), pooling {self.pooling}, input stats {self.input_stats}, "
             f"dropout {self.dropout}, input dropout {self.input_dropout}, input noise {self.input_noise}; "
             f"latent {self.latent_dim}; "
-            f"repeat decoder {self.decoder_units} units; batch {self.batch_size}, {optimizer}, "
+            f"repeat decoder {self.decoder_units} units, {self.decoder_positions} step positions; "
+            f"batch {self.batch_size}, {optimizer}, "
             f"clip norm {self.clip_norm}; per-step MSE"
         )
 
@@ -219,6 +225,7 @@ MODEL_KEYS = (
     "bidirectional",
     "pooling",
     "input_stats",
+    "decoder_positions",
     "dropout",
     "input_dropout",
     "input_noise",
@@ -230,6 +237,7 @@ OPTIONS = (
     "model.bidirectional",
     "model.pooling",
     "model.input_stats",
+    "model.decoder_positions",
     "model.dropout",
     "model.input_dropout",
     "model.input_noise",
@@ -273,14 +281,15 @@ def flop_per_step(arch, features=NUM_FEATURES):
     (elementwise), and the optimizer update (once per batch). So are the input statistics
     (`input_stats`): a few elementwise ops per feature per step (sum; difference, square
     and sum; min; max: about 8 FLOP × 12 features, under 0.1% of the forward pass), plus
-    4 · features more inputs to the latent Dense, once per sequence.
+    4 · features more inputs to the latent Dense, once per sequence. Step positions
+    (`decoder_positions` = P) widen the decoder's input to latent + P, as counted.
     """
     directions = 2 if arch.bidirectional else 1
     encoder, width = 0, features
     for _ in range(arch.num_layers):
         encoder += directions * 2 * 4 * arch.units * (width + arch.units)
         width = directions * arch.units
-    decoder, width = 0, arch.latent_dim
+    decoder, width = 0, arch.latent_dim + arch.decoder_positions
     for _ in range(arch.num_layers):
         decoder += 2 * 4 * arch.decoder_units * (width + arch.decoder_units)
         width = arch.decoder_units
@@ -495,6 +504,13 @@ def torch_autoencoder(arch):
             stats.append(h.masked_fill(padded, float("-inf")).amax(1))
         return stats
 
+    def step_positions(time, size):  # (1, time, size): seqmask's StepPositions for post padding
+        # ω_k = π · 5000^(-k / (size/2 - 1)); [sin(ω t), cos(ω t)] (padded steps: the loss ignores them)
+        half = size // 2
+        omega = torch.pi * torch.exp(-math.log(5000.0) * torch.arange(half) / max(half - 1, 1))
+        angle = torch.arange(time, dtype=torch.float32)[:, None] * omega  # (time, half)
+        return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1).unsqueeze(0)
+
     def input_statistics(x, real):  # x (batch, time, f) -> (batch, 4 f): [mean, std, min, max] per feature
         # seqmask's MaskedPooling(("mean", "std", "min", "max")) on the encoder input: over
         # the real steps, std = sqrt(population variance + 1e-6).
@@ -559,12 +575,20 @@ def torch_autoencoder(arch):
             summary_width = directions * arch.units * (1 + len(arch.pools))
             summary_width += 4 * NUM_FEATURES if arch.input_stats else 0  # [mean, std, min, max] per feature
             self.latent = nn.Linear(summary_width, arch.latent_dim)
-            self.decoder = nn.LSTM(arch.latent_dim, arch.decoder_units, num_layers=arch.num_layers, batch_first=True)
+            self.decoder = nn.LSTM(
+                arch.latent_dim + arch.decoder_positions,
+                arch.decoder_units,
+                num_layers=arch.num_layers,
+                batch_first=True,
+            )
             self.output = nn.Linear(arch.decoder_units, NUM_FEATURES)
 
         def forward(self, x, lengths, real):
             latent = self.latent(self.encoder(x, lengths, real))  # (batch, latent)
             repeated = latent.unsqueeze(1).expand(-1, x.shape[1], -1)  # (batch, time, latent)
+            if arch.decoder_positions:
+                positions = step_positions(x.shape[1], arch.decoder_positions).expand(x.shape[0], -1, -1)
+                repeated = torch.cat([repeated, positions], dim=-1)  # (batch, time, latent + P)
             decoded, _ = self.decoder(repeated)  # (batch, time, decoder units)
             return self.output(decoded)  # (batch, time, features)
 
