@@ -250,7 +250,7 @@ class TrainConfig:
     # the largest power of two <= n / 8, between 4 and 32 (batching.batch_size_for). On a
     # few dozen sequences a fixed 32 is one update per epoch, and a 60-epoch budget leaves
     # the model untrained (BENCHMARKS.md, "Quality"). From 256 training sequences on it is
-    # 32, which on the bundled data is close to 64 over three seeds (BENCHMARKS.md,
+    # 32, which on the bundled data beats 64 on each of three seeds (BENCHMARKS.md,
     # "Defaults"). An integer fixes it.
     batch_size: int | Literal["auto"] = "auto"
     # A little above Adam's 0.001: with gradient clipping, LSTMs take it and converge sooner.

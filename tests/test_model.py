@@ -413,27 +413,36 @@ def test_composite_encoder_in_training_sees_only_the_prefix() -> None:
     assert not np.allclose(z_full, z_prefix)
 
 
-@settings(max_examples=8, deadline=None)
+@pytest.fixture(scope="module")
+def composite_models() -> list[tuple[keras.Model, Padding]]:
+    """target: composite's model (future_fraction 0.4) three ways, with the same weights:
+    fused (post), Keras's masked LSTM (post), and remask with pre padding."""
+    out: list[tuple[keras.Model, Padding]] = []
+    for decoder, padding, fused in (("repeat", "post", True), ("repeat", "post", False), ("remask", "pre", False)):
+        keras.utils.set_random_seed(0)
+        cfg = tiny_model_cfg(decoder, bidirectional=True, pooling="mean_max", input_stats=True)
+        model = build_autoencoder(cfg, 2, padding, fused=fused, future_fraction=0.4)
+        if out:
+            model.set_weights(out[0][0].get_weights())
+        out.append((model, padding))
+    return out
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     lengths=st.lists(st.integers(1, 7), min_size=1, max_size=4),
     extra=st.integers(1, 4),
     pad_value=st.sampled_from([0.0, 1e30, np.nan]),
 )
 def test_composite_training_step_is_padding_invariant_and_fused_equals_keras(
-    lengths: list[int], extra: int, pad_value: float
+    composite_models: list[tuple[keras.Model, Padding]], lengths: list[int], extra: int, pad_value: float
 ) -> None:
     """target: composite's training loss and gradients: the same for the fused kernel and
     Keras's masked LSTM, for post and pre padding (remask), whatever the padding holds."""
     seqs = make_sequences(lengths, seed=len(lengths))
     idx, lens = np.arange(len(seqs)), seqs.lengths.astype(np.int32)
     results = []
-    weights = None
-    for decoder, padding, fused in (("repeat", "post", True), ("repeat", "post", False), ("remask", "pre", False)):
-        keras.utils.set_random_seed(0)
-        cfg = tiny_model_cfg(decoder, bidirectional=True, pooling="mean_max", input_stats=True)
-        model = build_autoencoder(cfg, 2, padding, fused=fused, future_fraction=0.4)
-        weights = weights or model.get_weights()
-        model.set_weights(weights)
+    for model, padding in composite_models:
         for time_len, value in ((max(lens), 0.0), (max(lens) + extra, pad_value)):
             values = pad(seqs, idx, time_len, padding, value)
             results.append(_loss_grads_latent(model, encoder_from(model), values, lens, padding))
