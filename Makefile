@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/mypy
 
 # Two worker processes (pytest-xdist): most tests are single-threaded Python and graph
-# tracing, so two cores run two of them at once (2 cores: 609 s instead of 783 s).
+# tracing, so two cores run two of them at once (README, "Development", says how long).
 test: install lint
 	$(BIN)/python -m pytest -q -n 2
 
