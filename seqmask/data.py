@@ -1,7 +1,8 @@
 """The in-memory form of a dataset, and what is done to it before batching.
 
 A dataset is a :class:`Sequences`: every sequence's steps concatenated into one
-``(total_steps, num_features)`` float32 array, plus each sequence's length and id.
+``(total_steps, num_features)`` float32 array, plus each sequence's length and id
+(and the features' names, when the file has them).
 
 There is no padding in it; padding exists only in the batches that :func:`pad`
 builds, and :func:`length_mask_np` is the numpy reference of which batch positions
@@ -21,7 +22,7 @@ and nothing here imports TensorFlow or Keras.
 from __future__ import annotations
 
 from collections.abc import Sequence as _PySequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -50,6 +51,12 @@ def _gather_index(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + shift
 
 
+def _token_form(values: np.ndarray) -> bool:
+    """True for tokens (unicode) and token ids (int32), which have no feature names;
+    numbers of any other dtype become float32 features."""
+    return values.dtype.kind == "U" or values.dtype == np.int32
+
+
 @dataclass(frozen=True, eq=False)
 class Sequences:
     """Variable-length sequences, concatenated without padding.
@@ -65,6 +72,13 @@ class Sequences:
     * tokens: 1-D ``(total_steps,)`` numpy unicode (``is_tokens``), as readers of
       token data return them; ``num_features`` is then 1.
 
+    ``feature_names`` names the ``num_features`` columns of numbers when the file
+    names them (the header of a CSV, the columns of a Parquet table), in the order of
+    ``values``' columns; it is ``()`` when the file has no names (NPZ, JSONL, .npy)
+    and always ``()`` for tokens and token ids. :attr:`feature_labels` has a label
+    for every feature either way. Everything derived from a ``Sequences`` (subsets,
+    splits, truncated or normalized copies) keeps the names.
+
     Inconsistent arrays raise ``ValueError`` (a programming error: readers raise
     ``DataError`` before building a ``Sequences`` from user data).
 
@@ -77,6 +91,7 @@ class Sequences:
     lengths: np.ndarray
     ids: np.ndarray
     source: str = ""
+    feature_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         values = np.asarray(self.values)
@@ -107,10 +122,19 @@ class Sequences:
             ids = ids.astype(str)
         if ids.shape != lengths.shape:
             raise ValueError(f"got {ids.shape[0] if ids.ndim == 1 else ids.shape} ids for {lengths.shape[0]} sequences")
+        if isinstance(self.feature_names, str):
+            raise ValueError(f"feature_names must be a sequence of names, got the string {self.feature_names!r}")
+        names = tuple(str(n) for n in self.feature_names)
+        if names and _token_form(values):
+            raise ValueError(f"tokens and token ids have no feature names, got {names!r}")
+        num_features = 1 if values.ndim == 1 else int(values.shape[1])
+        if names and len(names) != num_features:
+            raise ValueError(f"got {len(names)} feature names for {num_features} features")
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "lengths", lengths)
         object.__setattr__(self, "ids", ids)
         object.__setattr__(self, "source", str(self.source))
+        object.__setattr__(self, "feature_names", names)
 
     # -- shape ---------------------------------------------------------------
 
@@ -128,6 +152,17 @@ class Sequences:
     def num_features(self) -> int:
         """Features per step; 1 for tokens (one token per step)."""
         return 1 if self.values.ndim == 1 else int(self.values.shape[1])
+
+    @property
+    def feature_labels(self) -> tuple[str, ...]:
+        """A label for each feature, for outputs with a column per feature:
+        ``feature_names`` when the file named them, else ``("f0", "f1", ...)``;
+        ``("token",)`` for tokens and token ids (one token per step)."""
+        if self.feature_names:
+            return self.feature_names
+        if _token_form(self.values):
+            return ("token",)
+        return tuple(f"f{j}" for j in range(self.num_features))
 
     @property
     def num_steps(self) -> int:
@@ -163,24 +198,26 @@ class Sequences:
         idx = idx % max(len(self), 1)
         lengths = self.lengths[idx]
         rows = _gather_index(self.offsets[idx], lengths)
-        return Sequences(self.values[rows], lengths, self.ids[idx], self.source)
+        return replace(self, values=self.values[rows], lengths=lengths, ids=self.ids[idx])
 
     def with_values(self, values: np.ndarray) -> Sequences:
         """Same lengths, ids and source; new values with ``num_steps`` rows, in any
         of the forms the constructor takes (``(num_steps, F)`` numbers or ids,
-        ``(num_steps,)`` tokens)."""
+        ``(num_steps,)`` tokens). The feature names are kept when the new values are
+        numbers with as many features (normalized, say), and dropped otherwise."""
         values = np.asarray(values)
         if values.ndim not in (1, 2) or values.shape[0] != self.num_steps:
             raise ValueError(f"values must have shape ({self.num_steps}, F), got {values.shape}")
-        return Sequences(values, self.lengths, self.ids, self.source)
+        same_features = values.ndim == 2 and values.shape[1] == self.num_features and not _token_form(values)
+        return replace(self, values=values, feature_names=self.feature_names if same_features else ())
 
 
 def _empty_like(seqs: Sequences) -> Sequences:
-    return Sequences(
-        seqs.values[:0],  # keeps the dtype and the feature count
-        np.zeros(0, dtype=np.int64),
-        np.zeros(0, dtype=seqs.ids.dtype),
-        seqs.source,
+    return replace(
+        seqs,
+        values=seqs.values[:0],  # keeps the dtype, the feature count and the names
+        lengths=np.zeros(0, dtype=np.int64),
+        ids=np.zeros(0, dtype=seqs.ids.dtype),
     )
 
 
@@ -225,7 +262,7 @@ def truncate(seqs: Sequences, max_len: int | None, truncating: Truncating) -> Se
     if truncating == "pre":
         starts = starts + (seqs.lengths - new_lengths)
     rows = _gather_index(starts, new_lengths)
-    return Sequences(seqs.values[rows], new_lengths, seqs.ids, seqs.source)
+    return replace(seqs, values=seqs.values[rows], lengths=new_lengths)
 
 
 def split(seqs: Sequences, fraction: float, seed: int) -> tuple[Sequences, Sequences]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -20,6 +21,7 @@ from seqmask.data import (
     truncate,
 )
 from seqmask.errors import DataError
+from seqmask.vocab import Vocabulary
 
 
 def make(seqs: list[list[list[float]]], ids: list[str] | None = None, source: str = "x.npz") -> Sequences:
@@ -307,6 +309,67 @@ def test_other_numeric_dtypes_still_become_float32() -> None:
     for dtype in (np.float64, np.int64, np.int16, np.uint8, np.bool_):
         s = Sequences(np.ones((2, 1), dtype=dtype), [2], ["x"])
         assert s.values.dtype == np.float32
+
+
+# -- feature names -----------------------------------------------------------------
+
+
+def named(three: Sequences) -> Sequences:
+    return dataclasses.replace(three, feature_names=["speed", "heading"])
+
+
+def test_feature_names_are_normalised_and_checked(three: Sequences) -> None:
+    assert three.feature_names == ()
+    s = named(three)
+    assert s.feature_names == ("speed", "heading")  # a list becomes a tuple
+    assert repr(s) == repr(three)  # the names are not in the repr
+    assert Sequences(np.zeros((1, 2)), [1], ["a"], feature_names=np.array(["u", "v"])).feature_names == ("u", "v")
+    with pytest.raises(ValueError, match="3 feature names for 2 features"):
+        dataclasses.replace(three, feature_names=("a", "b", "c"))
+    with pytest.raises(ValueError, match="1 feature names for 2 features"):
+        dataclasses.replace(three, feature_names=("a",))
+    with pytest.raises(ValueError, match="the string"):
+        Sequences(np.zeros((1, 2)), [1], ["a"], feature_names="ab")
+    with pytest.raises(ValueError, match="no feature names"):
+        Sequences(np.array(["the"]), [1], ["a"], feature_names=("word",))
+    with pytest.raises(ValueError, match="no feature names"):
+        Sequences(np.array([[2]], dtype=np.int32), [1], ["a"], feature_names=("word",))
+
+
+def test_feature_names_kept_through_subset_split_truncate(three: Sequences) -> None:
+    s = named(three)
+    names = ("speed", "heading")
+    assert s.subset([2, 0]).feature_names == names
+    assert s.subset([]).feature_names == names
+    for fraction in (0.0, 0.5):
+        train, val = split(s, fraction, seed=3)
+        assert train.feature_names == names and val.feature_names == names
+    for truncating in ("post", "pre"):
+        t = truncate(s, 2, truncating)
+        assert t.lengths.tolist() == [2, 1, 2] and t.feature_names == names
+    assert truncate(s, 10, "post").feature_names == names
+
+
+def test_feature_names_kept_through_normalize_and_with_values(three: Sequences) -> None:
+    s = named(three)
+    normalized = Normalizer.fit(s).apply(s)
+    assert normalized.feature_names == ("speed", "heading")
+    assert normalized.values.tolist() != s.values.tolist()
+    assert s.with_values(s.values.astype(np.float64) * 2).feature_names == ("speed", "heading")
+    assert s.with_values(s.values[:, :1]).feature_names == ()  # another feature count: which names?
+    assert s.with_values(np.zeros((s.num_steps, 3))).feature_names == ()
+    assert s.with_values(np.full(s.num_steps, "a")).feature_names == ()  # tokens
+    assert s.with_values(np.ones((s.num_steps, 1), dtype=np.int32)).feature_names == ()  # token ids
+
+
+def test_feature_labels_fall_back_to_positions_or_token(three: Sequences) -> None:
+    assert named(three).feature_labels == ("speed", "heading")
+    assert three.feature_labels == ("f0", "f1")
+    assert make([[[1.0]]]).feature_labels == ("f0",)
+    assert tokens().feature_labels == ("token",)
+    encoded = Vocabulary.build(tokens()).encode(tokens())
+    assert encoded.feature_names == () and encoded.feature_labels == ("token",)
+    assert _many(3).subset([]).feature_labels == ("f0", "f1")  # empty data still has its features
 
 
 def test_length_mask_and_last_step(three: Sequences) -> None:

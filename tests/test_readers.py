@@ -317,6 +317,16 @@ def test_csv_feature_columns_selection_and_order(tmp_path):
     assert "'z'" in msg and "'label'" in msg and "'y'" in msg  # lists what is available
 
 
+def test_csv_feature_names_are_the_header_names(tmp_path):
+    p = write(tmp_path / "x.csv", "y,id,t,x\n1,a,0,2\n")
+    assert read_sequences(p).feature_names == ("y", "t", "x")  # header order, the id left out
+    assert read_sequences(p, step_column="t").feature_names == ("y", "x")
+    s = read_sequences(p, feature_columns=["x", "y"])
+    assert s.feature_names == ("x", "y") and s.values.tolist() == [[2, 1]]  # in the order asked for
+    npz = read_sequences(save_npz(tmp_path / "x.npz", values=np.zeros((2, 3)), lengths=[2]))
+    assert npz.feature_names == () and npz.feature_labels == ("f0", "f1", "f2")  # NPZ has no names
+
+
 def test_csv_custom_id_column(tmp_path):
     p = write(tmp_path / "x.csv", "seq,x\nq,1\n")
     assert read_sequences(p, id_column="seq").ids.tolist() == ["q"]

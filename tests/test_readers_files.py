@@ -58,6 +58,18 @@ def test_csv_files_skip_an_id_column_and_read_gzip_bom_crlf(tmp_path):
     assert s.values[:, 0].tolist() == [1, 2, 3]
 
 
+def test_csv_files_feature_names_are_the_header_names(tmp_path):
+    d = tmp_path / "d"
+    write(d / "a.csv", "id,y,t,x\nq,1,0,2\n")
+    write(d / "b.csv", "x,t,y\n4,0,3\n")  # other columns' order: needs feature_columns
+    assert read_sequences(d / "a*.csv").feature_names == ("y", "t", "x")  # header order, the id left out
+    assert read_sequences(d / "a*.csv", step_column="t").feature_names == ("y", "x")
+    s = read_sequences(d, feature_columns=["x", "y"])
+    assert s.feature_names == ("x", "y") and s.values.tolist() == [[2, 1], [4, 3]]  # in the order asked for
+    write(tmp_path / "n" / "a.npy", npy_bytes([[1.0, 2.0]]))
+    assert read_sequences(tmp_path / "n").feature_names == ()  # .npy files have no names
+
+
 def test_npy_directory_and_glob(tmp_path):
     d = tmp_path / "arrays"
     write(d / "b.npy", npy_bytes(np.arange(6, dtype=np.int16).reshape(3, 2)))

@@ -96,6 +96,17 @@ def test_long_format_like_csv(tmp_path):
     assert s.values[:, 0].tolist() == [1, 2, 4, 3]
 
 
+def test_long_format_feature_names_are_the_column_names(tmp_path):
+    p = save(tmp_path / "x.parquet", {"y": [1.0, 2.0], "id": ["a", "a"], "t": [1, 0], "x": [3.0, 4.0]})
+    assert read_sequences(p).feature_names == ("y", "t", "x")  # schema order, the id left out
+    assert read_sequences(p, step_column="t").feature_names == ("y", "x")
+    s = read_sequences(p, feature_columns=["x", "y"])
+    assert s.feature_names == ("x", "y") and s.values.tolist() == [[3, 1], [4, 2]]  # in the order asked for
+    rows = save(tmp_path / "r.parquet", {"id": ["a"], "values": [[[1.0, 2.0]]]})
+    assert read_sequences(rows).feature_names == ()  # one list column: the features have no names
+    assert read_sequences(save(tmp_path / "k.parquet", {"id": ["a"], "tokens": [["x"]]})).feature_names == ()
+
+
 def test_long_format_integer_and_dictionary_ids(tmp_path):
     p = save(tmp_path / "x.parquet", {"id": [5, 3, 5], "v": [1.0, 2.0, 3.0]})
     s = read_sequences(p)

@@ -106,6 +106,7 @@ def numeric_columns(
 
 def group_rows(
     x: np.ndarray,
+    features: list[str],
     id_array: pa.Array,
     steps: np.ndarray | None,
     shown: str,
@@ -115,8 +116,9 @@ def group_rows(
 ) -> Sequences:
     """Rows of a long table -> :class:`Sequences`, vectorized.
 
-    ``x`` is ``(rows, features)`` float32, ``id_array`` a pyarrow string array of the
-    rows' ids (no nulls), ``steps`` ``(rows,)`` float64 step indices or None (file
+    ``x`` is ``(rows, features)`` float32, its columns named ``features`` (the
+    result's ``feature_names``), ``id_array`` a pyarrow string array of the rows'
+    ids (no nulls), ``steps`` ``(rows,)`` float64 step indices or None (file
     order). Sequences come in order of each id's first row; a sequence's rows keep
     file order, or are sorted by step (stably) when there is a step column.
     ``where(row)`` and ``step_text(row)`` describe a row for messages.
@@ -136,7 +138,7 @@ def group_rows(
             )
     lengths = np.bincount(codes, minlength=len(ids)).astype(np.int64)  # (sequences,)
     values = x if perm is None else x[perm]  # (rows, features), grouped by sequence
-    return Sequences(values, lengths, ids, shown)
+    return Sequences(values, lengths, ids, shown, tuple(features))
 
 
 def _sequence_of_rows(

@@ -41,7 +41,7 @@ def read_csv(p: Path, shown: str, opts: Options) -> Sequences:
     id_col = t.columns.id_col
     assert id_col is not None  # id_required (the default): long_columns found it
     id_array = t.table.column(id_col).combine_chunks()
-    return group_rows(t.x, id_array, t.steps, shown, id_col, t.lines.where, t.step_text)
+    return group_rows(t.x, t.columns.features, id_array, t.steps, shown, id_col, t.lines.where, t.step_text)
 
 
 def read_csv_sequence(p: Path, shown: str, opts: Options) -> tuple[np.ndarray, list[str]]:

@@ -4,8 +4,9 @@ Each file is one sequence, its id the file name without the extension; files com
 sorted by path (by name, within one directory), so the order is stable. A ``.csv``
 file has a header row and one row per step (``feature_columns`` picks columns; a
 ``step_column`` sorts the rows; a column named like ``id_column`` is skipped, as
-the file name is the id). A ``.npy`` file holds a ``[steps, features]`` array (or
-``[steps]``: one feature). Errors name the file (and the line, for CSV).
+the file name is the id); the header names the features (``feature_names``), the
+same in every file. A ``.npy`` file holds a ``[steps, features]`` array (or
+``[steps]``: one feature), with no names. Errors name the file (and the line, for CSV).
 """
 
 from __future__ import annotations
@@ -110,10 +111,12 @@ def _files_of(p: Path, shown: str, fmt: str) -> list[Path]:
     return files
 
 
-def _assemble(parts: list[np.ndarray], files: list[Path], shown: str) -> Sequences:
+def _assemble(parts: list[np.ndarray], files: list[Path], shown: str, features: list[str] | None = None) -> Sequences:
+    """The sequences of ``files``, one per file; ``features`` names the columns (the
+    CSV header's, the same in every file), None where files have no names (.npy)."""
     ids = np.asarray([_stem(f.name) for f in files], dtype=str)
     check_unique_ids(ids, shown, lambda i: str(files[i]), "among the files")
-    return Sequences(np.concatenate(parts), lengths_of(parts), ids, shown)
+    return Sequences(np.concatenate(parts), lengths_of(parts), ids, shown, tuple(features or ()))
 
 
 def read_csv_dir(p: Path, shown: str, opts: Options) -> Sequences:
@@ -132,7 +135,7 @@ def read_csv_dir(p: Path, shown: str, opts: Options) -> Sequences:
                 f"({', '.join(first_features)}); every file needs the same columns (or set feature_columns)"
             )
         parts.append(x)
-    return _assemble(parts, files, shown)
+    return _assemble(parts, files, shown, first_features)
 
 
 def read_npy_dir(p: Path, shown: str, opts: Options) -> Sequences:

@@ -272,7 +272,7 @@ def _long(table: pa.Table, shown: str, id_col: str, step_col: str | None, featur
         v = float(steps[r])
         return str(int(v)) if v.is_integer() else repr(v)
 
-    return group_rows(x, id_arr, steps, shown, id_col, _row, step_text)
+    return group_rows(x, features, id_arr, steps, shown, id_col, _row, step_text)
 
 
 def _float64_column(col: pa.ChunkedArray, shown: str, name: str) -> np.ndarray:
