@@ -1,6 +1,6 @@
 """Run configuration: a tree of frozen dataclasses read from a YAML file.
 
-A config file has four sections, ``data``, ``input``, ``model`` and ``train``.
+A config file has five sections, ``data``, ``input``, ``model``, ``train`` and ``detect``.
 Only ``data.train`` is required; every other key has a default (the comment next to
 each field says why it is what it is), so the file a user writes stays short::
 
@@ -48,11 +48,14 @@ import yaml
 from seqmask.errors import ConfigError, SeqmaskDeprecationWarning
 
 __all__ = [
+    "Aggregate",
+    "AnomalyScore",
     "Batching",
     "Config",
     "DataConfig",
     "DataFormat",
     "Decoder",
+    "DetectConfig",
     "Device",
     "InputConfig",
     "InputKind",
@@ -94,6 +97,8 @@ Target = Literal["reconstruct", "next_step", "reverse", "composite"]
 Pooling = Literal["none", "mean", "max", "mean_max"]
 Device = Literal["auto", "cpu", "gpu"]
 Batching = Literal["bucket", "pad_to_max"]
+AnomalyScore = Literal["latent", "mahalanobis", "error"]
+Aggregate = Literal["top", "mean", "max"]
 
 _T = TypeVar("_T")
 
@@ -308,6 +313,36 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DetectConfig:
+    """How `seqmask detect` scores sequences, and how the end of `train` calibrates it
+    (seqmask/detect.py; the measurements are in BENCHMARKS.md, "Anomaly detection")."""
+
+    # "latent": the mean distance from a sequence's (standardized) latent vector to its
+    # `neighbors` nearest training latent vectors. On the novelty benchmark it is the score
+    # that finds sequences unlike the training data best (BENCHMARKS.md). "mahalanobis":
+    # the per-step error vectors under a Gaussian fitted on the validation split's real
+    # steps (Malhotra et al. 2016). "error": evaluate's per-sequence error.
+    score: AnomalyScore = "latent"
+    # mahalanobis: how a sequence's step scores become one score. "top": the mean of its
+    # top_fraction highest step scores, which sees a short burst that a mean dilutes and
+    # is steadier than the single worst step (BENCHMARKS.md).
+    aggregate: Aggregate = "top"
+    # aggregate: top: the share of a sequence's scored steps (rounded up, at least one).
+    top_fraction: float = 0.1
+    # latent: 5 neighbours, the usual k for kNN outlier scores: one neighbour is at the
+    # mercy of a single near-duplicate, many blur small clusters.
+    neighbors: int = 5
+    # The default threshold flags 1 % of the validation split's sequences (and steps):
+    # a rate a user can afford to look at. `seqmask calibrate` sets another.
+    quantile: float = 0.99
+    # Sequence thresholds per length range: up to this many ranges of equal count (each
+    # with at least 30 validation sequences), so short and long normal sequences are
+    # flagged at the same rate (BENCHMARKS.md, "Anomaly detection": score and length).
+    # 1: one threshold for all lengths.
+    length_bins: int = 4
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole run configuration. `data` has no default because `data.train` is required."""
 
@@ -315,6 +350,7 @@ class Config:
     input: InputConfig = field(default_factory=InputConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
 
 
 # --------------------------------------------------------------------------- spec tables
@@ -411,6 +447,14 @@ _TRAIN_SPEC: dict[str, _Spec] = {
 }
 
 
+_DETECT_SPEC: dict[str, _Spec] = {
+    "top_fraction": _Spec("float", _Range(0, 1, lo_open=True)),
+    "neighbors": _Spec("int", _Range(1)),
+    "quantile": _Spec("float", _Range(0, 1, lo_open=True, hi_open=True)),
+    "length_bins": _Spec("int", _Range(1, 64)),
+}
+
+
 def _section_spec(cls: type, rows: dict[str, _Spec]) -> dict[str, _Spec]:
     """Every key of `cls` in field order: its row in `rows`, or for a Literal field a
     choice spec holding the Literal's values. A field with both, or neither, is a bug."""
@@ -431,6 +475,7 @@ _SECTIONS: dict[str, tuple[type, dict[str, _Spec]]] = {
     "input": (InputConfig, _section_spec(InputConfig, _INPUT_SPEC)),
     "model": (ModelConfig, _section_spec(ModelConfig, _MODEL_SPEC)),
     "train": (TrainConfig, _section_spec(TrainConfig, _TRAIN_SPEC)),
+    "detect": (DetectConfig, _section_spec(DetectConfig, _DETECT_SPEC)),
 }
 
 # Keys that were renamed, old path -> new path: a later rename is one more row. A config
@@ -476,7 +521,7 @@ def with_keys_added(saved: Any) -> Any:
 # the run (its counters are in the checkpoint and keep counting); lr_patience and
 # min_learning_rate decide when and how far the plateau schedule cuts the rate (the cuts
 # already made live in the optimizer and stay); checkpoint_every_batches only says how
-# often to save.
+# often to save. The detect keys only say how the finished run is calibrated and scored.
 RESUME_OVERRIDABLE: tuple[str, ...] = (
     "train.epochs",
     "train.patience",
@@ -484,6 +529,12 @@ RESUME_OVERRIDABLE: tuple[str, ...] = (
     "train.lr_patience",
     "train.min_learning_rate",
     "train.checkpoint_every_batches",
+    "detect.score",
+    "detect.aggregate",
+    "detect.top_fraction",
+    "detect.neighbors",
+    "detect.quantile",
+    "detect.length_bins",
 )
 
 _SECTION_NAMES = ", ".join(repr(s) for s in list(_SECTIONS)[:-1]) + f" and {list(_SECTIONS)[-1]!r}"

@@ -1,0 +1,677 @@
+"""Anomaly scores for sequences and their steps, calibrated on data known to be normal.
+
+A finished run scores a sequence in one of three ways (`detect.score`):
+
+    error        s = Σ w·e / Σ w, evaluate's per-sequence error (losses.py): the same numbers.
+    mahalanobis  r_t = y_t - ŷ_t, the error vector of scored step t (one error per feature;
+                 token runs: r_t = [NLL_t], the step's negative log-likelihood);
+                 d²_t = (r_t - μ)ᵀ Σ⁻¹ (r_t - μ), with μ and Σ the mean and (population)
+                 covariance of r over the calibration steps (Malhotra et al. 2016);
+                 s = mean, max or "top" (the mean of the ⌈f·n⌉ largest) of d²_t.
+    latent       z' = (z - m) / sd, with m and sd over the reference (training) latent
+                 vectors; s = the mean Euclidean distance from z' to its k nearest
+                 reference vectors. A reference vector at distance ~0 (the sequence itself,
+                 when the training data is scored) is skipped once, so training and new
+                 sequences are scored alike.
+
+A step's score (for localisation and `--steps`) is d²_t under mahalanobis and e_t, the
+loss's step error, otherwise.
+
+Thresholds are quantiles of the calibration data's scores: the validation split at the end
+of `train` (level `detect.quantile`), or what `seqmask calibrate` is given (--quantile,
+--contamination C: level 1 - C of data holding anomalies, --fpr F: level 1 - F of the
+sequences labelled normal). The sequence threshold depends on the length range (see
+`LengthBins`); the step threshold is one quantile of the calibration steps' scores. An
+anomalous interval is a run of consecutive steps whose score is above the step threshold.
+
+Every score is a function of one sequence alone: batches, neighbours and padding change
+nothing (the model's outputs do not depend on them, and the statistics are fixed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from seqmask import atomic
+from seqmask.batching import inference_batch_size, inference_batches, padded_batch
+from seqmask.config import AnomalyScore, DetectConfig, check_choice
+from seqmask.data import Sequences, _gather_index, length_mask_np
+from seqmask.dataset import apply_transform, raw_splits
+from seqmask.errors import RunError
+from seqmask.evaluate import Run, run_data
+from seqmask.losses import targets_and_mask, token_errors
+from seqmask.model import encoder_from
+from seqmask.runs import Checkpoint, RunDir
+from seqmask.scoring import Scores, batch_signature, make_loss_fn
+
+DETECTOR = "detector.json"
+# The sequences of each length range a sequence threshold is fitted on, at least: fewer,
+# and a 0.99 quantile is little more than the range's largest score.
+MIN_PER_BIN = 30
+# The training latent vectors kept as the reference set (a seeded sample beyond this):
+# enough for a kNN score to be stable, small enough to score fast and store in the run.
+MAX_REFERENCE = 20_000
+# Distances below this (in standardized latent units) are the sequence itself.
+SELF_DISTANCE = 1e-4
+# Σ is treated as singular when its smallest eigenvalue is below this share of its largest.
+SINGULAR = 1e-10
+
+
+class DetectError(RunError):
+    """The detector cannot be fitted or used as asked (exit code 1)."""
+
+
+# --------------------------------------------------------------------------- model outputs
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """One pass of a run's model over some sequences: all that the scores read.
+
+    Step arrays are concatenated like `Sequences.values`: rows offsets[i]:offsets[i + 1]
+    are sequence i's real steps, in order, whatever the padding.
+    """
+
+    seqs: Sequences  # the scored sequences, transformed
+    residuals: np.ndarray  # (num_steps, R) float64: y - ŷ at scored steps, 0 elsewhere (tokens: NLL, R = 1)
+    has_target: np.ndarray  # (num_steps,) bool: the step is scored (next_step: not the last)
+    step_errors: np.ndarray  # (num_steps,) float64: e_t of losses.py, NaN where not scored
+    feature_errors: np.ndarray  # (num_steps, R) float64: e_t per feature (squared / absolute / NLL)
+    scores: Scores  # evaluate's per-sequence sums
+    latent: np.ndarray  # (num_sequences, latent_dim) float64
+
+    def subset(self, indices: np.ndarray) -> Outputs:
+        idx = np.asarray(indices, dtype=np.int64)
+        rows = _gather_index(self.seqs.offsets[idx], self.seqs.lengths[idx])
+        scores = Scores(self.scores.sums[idx], self.scores.counts[idx], self.scores.hits[idx])
+        return Outputs(
+            self.seqs.subset(idx),
+            self.residuals[rows],
+            self.has_target[rows],
+            self.step_errors[rows],
+            self.feature_errors[rows],
+            scores,
+            self.latent[idx],
+        )
+
+
+def model_outputs(run: Run, seqs: Sequences, batch_size: int | None = None) -> Outputs:
+    """Runs `run`'s model and encoder over `seqs` (transformed, as `run_data` gives them)."""
+    cfg = run.cfg
+    tokens = cfg.input.kind == "tokens"
+    model, encoder = run.model, encoder_from(run.model)
+    loss_fn = make_loss_fn(cfg)
+    target, padding = cfg.train.target, cfg.data.padding
+    spec = model.inputs[0]
+
+    @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
+    def step(values: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        predictions = model([values, lengths], training=False)  # (batch, time, features | vocab)
+        latent = encoder([values, lengths], training=False)  # (batch, latent_dim)
+        sums, counts, hits = loss_fn(values, lengths, predictions)  # (batch,) x3
+        labels, has_target = targets_and_mask(values, lengths, target, padding)  # (batch, time, f), (batch, time)
+        if tokens:
+            nll, _ = token_errors(labels, tf.cast(predictions, tf.float32), has_target)  # (batch, time)
+            residual = nll[:, :, None]  # (batch, time, 1)
+        else:
+            diff = tf.cast(labels, tf.float32) - tf.cast(predictions, tf.float32)
+            residual = tf.where(has_target[:, :, None], diff, 0.0)  # (batch, time, features)
+        return residual, has_target, latent, sums, counts, hits
+
+    width = 1 if tokens else seqs.num_features
+    residuals = np.zeros((seqs.num_steps, width))
+    has_target = np.zeros(seqs.num_steps, bool)
+    latent = np.zeros((len(seqs), encoder.outputs[0].shape[-1]))
+    sums, counts, hits = (np.zeros(len(seqs)) for _ in range(3))
+    size = batch_size or inference_batch_size(cfg.train.batch_size)
+    for indices in inference_batches(seqs.lengths, size):
+        values, lengths = padded_batch(seqs, indices, "bucket", None, padding)
+        r, t, z, s, c, h = (x.numpy() for x in step(values, lengths))
+        real = length_mask_np(seqs.lengths[indices], values.shape[1], padding)  # (batch, time)
+        # Row-major order of the real positions is each sequence's steps in order, batch
+        # row after batch row: exactly the concatenated rows of these sequences.
+        rows = _gather_index(seqs.offsets[indices], seqs.lengths[indices])
+        residuals[rows], has_target[rows] = r[real], t[real]
+        latent[indices], sums[indices], counts[indices], hits[indices] = z, s, c, h
+    if tokens:
+        feature_errors = residuals.copy()
+    elif cfg.train.error == "mse":
+        feature_errors = np.square(residuals)
+    else:
+        feature_errors = np.abs(residuals)
+    step_errors = np.where(has_target, feature_errors.mean(axis=1), np.nan)
+    feature_errors[~has_target] = np.nan
+    return Outputs(seqs, residuals, has_target, step_errors, feature_errors, Scores(sums, counts, hits), latent)
+
+
+# --------------------------------------------------------------------------- the detector
+
+
+@dataclass(frozen=True)
+class LengthBins:
+    """Sequence thresholds that follow the length: threshold(L) = location_b + cut·scale_b.
+
+    The calibration sequences are cut into length ranges of about equal count (edges:
+    range b holds lengths in [edges[b-1], edges[b])), each with at least MIN_PER_BIN.
+    Each range's scores are centred on their median and scaled by their interquartile
+    range, and `cut` is the wanted quantile of these standardized scores over all ranges:
+    every range is then flagged at about the same rate, where a single threshold would
+    flag mostly the lengths whose scores spread most. With one range this is exactly the
+    quantile of the scores (the standardization is affine and quantiles commute with it).
+    """
+
+    edges: tuple[float, ...]  # (ranges - 1,) lengths where a range starts
+    location: tuple[float, ...]  # (ranges,)
+    scale: tuple[float, ...]  # (ranges,)
+    cut: float
+
+    def index(self, lengths: np.ndarray) -> np.ndarray:
+        return np.searchsorted(np.asarray(self.edges, float), lengths, side="right")
+
+    def thresholds(self, lengths: np.ndarray) -> np.ndarray:
+        b = self.index(np.asarray(lengths))
+        return np.asarray(self.location)[b] + self.cut * np.asarray(self.scale)[b]
+
+
+def fit_length_bins(lengths: np.ndarray, scores: np.ndarray, max_bins: int, level: float) -> LengthBins:
+    keep = np.isfinite(scores)
+    lengths, scores = np.asarray(lengths)[keep], scores[keep]
+    if not len(scores):
+        raise DetectError("no calibration sequence has a score (nothing was scored)")
+    ranges = max(1, min(max_bins, len(scores) // MIN_PER_BIN))
+    cuts = np.unique(np.quantile(lengths, np.arange(1, ranges) / ranges, method="higher"))
+    edges: list[float] = [float(e) for e in cuts if e > lengths.min()]
+    # Merge the smallest range into its neighbour until every range is big enough
+    # (ties in the lengths can leave ranges small or empty).
+    while edges:
+        counts = np.bincount(np.searchsorted(edges, lengths, side="right"), minlength=len(edges) + 1)
+        if counts.min() >= MIN_PER_BIN:
+            break
+        small = int(np.argmin(counts))
+        drop = small - 1 if small == len(edges) or (small > 0 and counts[small - 1] < counts[small + 1]) else small
+        del edges[drop]
+    b = np.searchsorted(edges, lengths, side="right")
+    overall = _iqr(scores) or 1.0
+    location, scale = [], []
+    for k in range(len(edges) + 1):
+        part = scores[b == k]
+        location.append(float(np.median(part)))
+        scale.append(_iqr(part) or overall)
+    z = (scores - np.asarray(location)[b]) / np.asarray(scale)[b]
+    cut = float(np.quantile(z, level))
+    return LengthBins(tuple(float(e) for e in edges), tuple(location), tuple(scale), cut)
+
+
+def _iqr(x: np.ndarray) -> float:
+    q25, q75 = np.quantile(x, [0.25, 0.75])
+    return float(q75 - q25)
+
+
+@dataclass(frozen=True)
+class Detector:
+    """A fitted score and its thresholds. Saved as detector.json + detector_<checkpoint>.npz."""
+
+    settings: DetectConfig
+    bins: LengthBins  # the sequence thresholds
+    step_threshold: float
+    how: str  # how the thresholds were set, in words
+    calibration_sequences: int
+    # mahalanobis: the error vectors' Gaussian.
+    mean: np.ndarray | None = None  # (R,)
+    cov: np.ndarray | None = None  # (R, R)
+    # latent: the standardized reference set.
+    latent_mean: np.ndarray | None = None  # (latent_dim,)
+    latent_scale: np.ndarray | None = None  # (latent_dim,)
+    reference: np.ndarray | None = None  # (m, latent_dim), standardized
+    checkpoint: Checkpoint = "best"
+    checkpoint_digest: str = ""
+
+    @property
+    def score(self) -> AnomalyScore:
+        return self.settings.score
+
+    # -- scoring ---------------------------------------------------------------------
+
+    def step_scores(self, out: Outputs) -> np.ndarray:
+        """(num_steps,) float64: d²_t (mahalanobis) or e_t; NaN at steps not scored."""
+        if self.score != "mahalanobis":
+            return out.step_errors
+        assert self.mean is not None and self.cov is not None
+        return mahalanobis_squared(out.residuals, self.mean, self.cov, out.has_target)
+
+    def sequence_scores(self, out: Outputs, step_scores: np.ndarray | None = None) -> np.ndarray:
+        """(num_sequences,) float64; NaN for a sequence with no scored step (error, mahalanobis)."""
+        if self.score == "error":
+            return out.scores.per_sequence
+        if self.score == "latent":
+            assert self.reference is not None and self.latent_mean is not None and self.latent_scale is not None
+            query = (out.latent - self.latent_mean) / self.latent_scale
+            return knn_distance(query, self.reference, self.settings.neighbors)
+        steps = self.step_scores(out) if step_scores is None else step_scores
+        return aggregate(steps, out.seqs.offsets, self.settings.aggregate, self.settings.top_fraction)
+
+    def thresholds(self, lengths: np.ndarray) -> np.ndarray:
+        return self.bins.thresholds(lengths)
+
+    # -- files -----------------------------------------------------------------------
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        named = {
+            "mean": self.mean,
+            "cov": self.cov,
+            "latent_mean": self.latent_mean,
+            "latent_scale": self.latent_scale,
+            "reference": self.reference,
+        }
+        return {k: v for k, v in named.items() if v is not None}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": asdict(self.settings),
+            "bins": asdict(self.bins),
+            "step_threshold": self.step_threshold,
+            "how": self.how,
+            "calibration_sequences": self.calibration_sequences,
+            "checkpoint": self.checkpoint,
+            "checkpoint_digest": self.checkpoint_digest,
+        }
+
+
+def mahalanobis_squared(residuals: np.ndarray, mean: np.ndarray, cov: np.ndarray, has_target: np.ndarray) -> np.ndarray:
+    """(num_steps, R) -> (num_steps,) (r - μ)ᵀ Σ⁻¹ (r - μ); NaN where not scored."""
+    values, vectors = np.linalg.eigh(cov)
+    whitened = ((residuals - mean) @ vectors) / np.sqrt(values)  # (num_steps, R)
+    return np.where(has_target, np.einsum("ij,ij->i", whitened, whitened), np.nan)
+
+
+def aggregate(step_scores: np.ndarray, offsets: np.ndarray, how: str, top_fraction: float) -> np.ndarray:
+    """Per-sequence mean / max / top-fraction mean of the finite step scores (NaN if none)."""
+    out = np.full(len(offsets) - 1, np.nan)
+    for i in range(len(out)):
+        s = step_scores[offsets[i] : offsets[i + 1]]
+        s = s[np.isfinite(s)]
+        if not len(s):
+            continue
+        if how == "mean":
+            out[i] = s.mean()
+        elif how == "max":
+            out[i] = s.max()
+        else:  # top: the mean of the ⌈f·n⌉ largest
+            k = max(1, math.ceil(top_fraction * len(s) - 1e-9))
+            out[i] = np.partition(s, len(s) - k)[len(s) - k :].mean()
+    return out
+
+
+def knn_distance(query: np.ndarray, reference: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """(n, d), (m, d) -> (n,): mean distance to the k nearest reference rows, skipping one
+    row at distance < SELF_DISTANCE (the query itself)."""
+    k = min(k, len(reference) - 1) if len(reference) > 1 else 1
+    ref_sq = np.einsum("ij,ij->i", reference, reference)  # (m,)
+    out = np.empty(len(query))
+    for start in range(0, len(query), chunk):
+        q = query[start : start + chunk]
+        # |q - r|² = |q|² - 2 q·r + |r|², clipped: rounding can make it slightly negative.
+        d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * q @ reference.T + ref_sq[None, :]  # (chunk, m)
+        dist = np.sqrt(np.maximum(d2, 0.0))
+        nearest = np.sort(np.partition(dist, min(k, dist.shape[1] - 1), axis=1)[:, : k + 1], axis=1)  # (chunk, k+1)
+        is_self = nearest[:, 0] < SELF_DISTANCE
+        first = np.where(is_self, 1, 0)[:, None] + np.arange(k)[None, :]  # (chunk, k)
+        out[start : start + chunk] = np.take_along_axis(nearest, np.minimum(first, nearest.shape[1] - 1), 1).mean(1)
+    return out
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def fit_detector(
+    settings: DetectConfig,
+    calibration: Outputs,
+    reference_latent: np.ndarray,
+    *,
+    level: float,
+    how: str,
+    seed: int = 0,
+) -> Detector:
+    """Fits `settings.score` on `calibration` (normal data, or data with a known share of
+    anomalies for a contamination level) and sets its thresholds at quantile `level`."""
+    check_choice("score", settings.score, AnomalyScore)
+    if not len(calibration.seqs):
+        raise DetectError("there are no sequences to calibrate on")
+    parts: dict[str, Any] = {}
+    if settings.score == "mahalanobis":
+        parts["mean"], parts["cov"] = fit_gaussian(calibration)
+    if settings.score == "latent":
+        parts.update(fit_reference(reference_latent, seed))
+    partial = Detector(settings, LengthBins((), (0.0,), (1.0,), 0.0), 0.0, how, len(calibration.seqs), **parts)
+    steps = partial.step_scores(calibration)
+    scores = partial.sequence_scores(calibration, steps)
+    bins = fit_length_bins(calibration.seqs.lengths, scores, settings.length_bins, level)
+    finite = steps[np.isfinite(steps)]
+    step_threshold = float(np.quantile(finite, level)) if len(finite) else math.inf
+    return replace(partial, bins=bins, step_threshold=step_threshold)
+
+
+def fit_gaussian(calibration: Outputs) -> tuple[np.ndarray, np.ndarray]:
+    """μ and population Σ of the error vectors of the scored calibration steps."""
+    r = calibration.residuals[calibration.has_target]  # (steps, R)
+    if len(r) <= r.shape[1]:
+        raise DetectError(
+            f"detect.score 'mahalanobis' needs more scored calibration steps than error features "
+            f"({len(r)} steps, {r.shape[1]} features); calibrate on more data or use detect.score: latent"
+        )
+    mean = r.mean(axis=0)
+    cov = np.cov(r, rowvar=False, ddof=0).reshape(r.shape[1], r.shape[1])
+    eig = np.linalg.eigvalsh(cov)
+    if not eig[-1] > 0 or eig[0] <= SINGULAR * eig[-1]:
+        raise DetectError(
+            f"the calibration steps' error vectors have a singular covariance (eigenvalues from {eig[0]:.3g} "
+            f"to {eig[-1]:.3g} over {len(r)} steps): some feature's error is constant or a combination of "
+            "the others' (a constant or duplicated feature), so the Mahalanobis distance is undefined; "
+            "drop that feature, calibrate on more varied data, or use detect.score: latent or error"
+        )
+    return mean, cov
+
+
+def fit_reference(latent: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    if len(latent) < 2:
+        raise DetectError("detect.score 'latent' needs at least 2 training sequences as its reference set")
+    if len(latent) > MAX_REFERENCE:
+        keep = np.sort(np.random.default_rng(seed).choice(len(latent), MAX_REFERENCE, replace=False))
+        latent = latent[keep]
+    mean, scale = latent.mean(axis=0), latent.std(axis=0)
+    # A latent unit that never varies carries no distance; 1 keeps it from dividing by 0.
+    scale = np.where(scale > 1e-12 * max(float(scale.max()), 1e-300), scale, 1.0)
+    return {"latent_mean": mean, "latent_scale": scale, "reference": (latent - mean) / scale}
+
+
+# --------------------------------------------------------------------------- detection
+
+
+@dataclass(frozen=True)
+class Detection:
+    outputs: Outputs
+    scores: np.ndarray  # (num_sequences,)
+    thresholds: np.ndarray  # (num_sequences,)
+    flags: np.ndarray  # (num_sequences,) bool: score > threshold
+    step_scores: np.ndarray  # (num_steps,)
+    step_threshold: float
+    worst: np.ndarray  # (num_sequences, 2) int64: first and last step of the worst interval, -1 if none
+    step_interval: np.ndarray  # (num_steps,) int64: interval number within its sequence (1, 2, ...), 0 if none
+    how: str
+
+    @property
+    def seqs(self) -> Sequences:
+        return self.outputs.seqs
+
+
+def detect_outputs(detector: Detector, out: Outputs, threshold: float | None = None) -> Detection:
+    steps = detector.step_scores(out)
+    scores = detector.sequence_scores(out, steps)
+    if threshold is None:
+        thresholds, how = detector.thresholds(out.seqs.lengths), detector.how
+    else:
+        thresholds, how = np.full(len(scores), float(threshold)), f"--threshold {threshold:g}"
+    flags = np.nan_to_num(scores, nan=-np.inf) > thresholds
+    worst, step_interval = intervals(steps, out.seqs.offsets, detector.step_threshold)
+    return Detection(out, scores, thresholds, flags, steps, detector.step_threshold, worst, step_interval, how)
+
+
+def intervals(step_scores: np.ndarray, offsets: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of consecutive steps scoring above `threshold`, per sequence.
+
+    Returns (worst (num_sequences, 2): first and last step, within the sequence, of the run
+    with the largest Σ (score - threshold), -1 where there is none; step_interval
+    (num_steps,): each step's run number within its sequence, 1-based, 0 outside runs).
+    """
+    n = len(offsets) - 1
+    above = np.nan_to_num(step_scores, nan=-np.inf) > threshold  # (num_steps,)
+    seq_of = np.repeat(np.arange(n), np.diff(offsets))  # (num_steps,)
+    first_step = np.zeros(len(above), bool)
+    first_step[offsets[:-1][np.diff(offsets) > 0]] = True
+    previous = np.r_[False, above[:-1]] & ~first_step
+    starts = above & ~previous
+    run = np.cumsum(starts) * above  # global run number, 0 outside runs
+    worst = np.full((n, 2), -1, np.int64)
+    step_interval = np.zeros(len(above), np.int64)
+    if not starts.any():
+        return worst, step_interval
+    positions = np.flatnonzero(above)
+    run_ids = run[positions] - 1  # 0-based global run of each above step
+    run_seq = seq_of[np.flatnonzero(starts)]  # (runs,)
+    first_run_of_seq = np.searchsorted(run_seq, np.arange(n))  # runs are ordered by sequence
+    step_interval[positions] = run_ids - first_run_of_seq[seq_of[positions]] + 1
+    excess = np.bincount(run_ids, weights=step_scores[positions] - threshold)
+    run_start = np.flatnonzero(starts)  # (runs,)
+    run_last = positions[np.r_[np.flatnonzero(np.diff(run_ids)), len(run_ids) - 1]]  # (runs,)
+    # The worst run of each sequence: sort runs by (sequence, -excess) and take the first.
+    order = np.lexsort((-excess, run_seq))
+    chosen = order[np.r_[True, np.diff(run_seq[order]) != 0]]
+    s = run_seq[chosen]
+    worst[s, 0] = run_start[chosen] - offsets[s]
+    worst[s, 1] = run_last[chosen] - offsets[s]
+    return worst, step_interval
+
+
+# --------------------------------------------------------------------------- the run directory
+
+
+def checkpoint_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def arrays_name(checkpoint: str) -> str:
+    return f"detector_{checkpoint}.npz"
+
+
+def save_detector(run_dir: RunDir, detector: Detector) -> None:
+    """detector_<checkpoint>.npz (allow_pickle=False) first, then detector.json naming its
+    digest: a kill in between leaves a json whose digest no longer matches, never a
+    detector mixing two fits."""
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **detector.arrays())
+    data = buffer.getvalue()
+    name = arrays_name(detector.checkpoint)
+    atomic.write_bytes(run_dir.file(name), data)
+    entries = _read_entries(run_dir)
+    entries[detector.checkpoint] = {**detector.to_dict(), "arrays": name, "arrays_sha256": _sha(data)}
+    run_dir.write_json(DETECTOR, entries)
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_entries(run_dir: RunDir) -> dict[str, Any]:
+    path = run_dir.file(DETECTOR)
+    if not path.is_file():
+        return {}
+    entries = run_dir.read_json(DETECTOR)
+    if not isinstance(entries, dict):
+        raise RunError(f"{path} is damaged (expected an object per checkpoint); run 'seqmask calibrate {run_dir}'")
+    return entries
+
+
+def load_detector(run_dir: RunDir, checkpoint: Checkpoint) -> Detector | None:
+    """The saved detector for `checkpoint`, or None if there is none yet. A detector fitted
+    on another version of the checkpoint (the run was trained on since) is an error."""
+    entry = _read_entries(run_dir).get(checkpoint)
+    if entry is None:
+        return None
+    fix = f"run 'seqmask calibrate {run_dir}" + ("" if checkpoint == "best" else f" --checkpoint {checkpoint}") + "'"
+    try:
+        data = run_dir.file(entry["arrays"]).read_bytes()
+        if _sha(data) != entry["arrays_sha256"]:
+            raise RunError(f"{run_dir.file(entry['arrays'])} does not match {run_dir.file(DETECTOR)}; {fix}")
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        settings = DetectConfig(**entry["settings"])
+        check_choice("score", settings.score, AnomalyScore)
+        raw_bins = entry["bins"]
+        bins = LengthBins(
+            tuple(map(float, raw_bins["edges"])),
+            tuple(map(float, raw_bins["location"])),
+            tuple(map(float, raw_bins["scale"])),
+            float(raw_bins["cut"]),
+        )
+        detector = Detector(
+            settings,
+            bins,
+            float(entry["step_threshold"]),
+            str(entry["how"]),
+            int(entry["calibration_sequences"]),
+            checkpoint=checkpoint,
+            checkpoint_digest=str(entry["checkpoint_digest"]),
+            **arrays,
+        )
+    except RunError:
+        raise
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{run_dir.file(DETECTOR)} is damaged ({e}); {fix}") from e
+    if detector.checkpoint_digest != checkpoint_digest(run_dir.require_checkpoint(checkpoint)):
+        raise RunError(
+            f"{run_dir.file(DETECTOR)} was calibrated on an earlier version of the {checkpoint} checkpoint "
+            f"(the run has been trained on since); {fix}"
+        )
+    return detector
+
+
+# --------------------------------------------------------------------------- calibrate
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """How `calibrate` sets the thresholds: exactly one of the three."""
+
+    quantile: float | None = None
+    contamination: float | None = None
+    fpr: float | None = None
+
+    def level(self, default: float) -> float:
+        if self.contamination is not None:
+            return 1.0 - self.contamination
+        if self.fpr is not None:
+            return 1.0 - self.fpr
+        return self.quantile if self.quantile is not None else default
+
+
+def calibrate(
+    run: Run,
+    data: str | Path | None = None,
+    *,
+    threshold: Threshold = Threshold(),
+    labels: np.ndarray | None = None,
+    score: AnomalyScore | None = None,
+    save: bool = True,
+) -> Detector:
+    """Fits the detector of `run` on `data` (default: the run's validation split) and saves it.
+
+    With `threshold.fpr`, `labels` (0/1 per sequence of `data`, from `labels.read_labels`)
+    say which sequences are normal: the statistics and thresholds come from those only.
+    """
+    settings = run.cfg.detect if score is None else replace(run.cfg.detect, score=score)
+    check_choice("score", settings.score, AnomalyScore)
+    seqs = calibration_data(run, data)
+    out = model_outputs(run, seqs)
+    normal = np.ones(len(seqs), bool) if labels is None or threshold.fpr is None else labels == 0
+    if threshold.fpr is not None and not normal.any():
+        raise DetectError("--fpr needs sequences labelled normal (0) in the labels file; it has none")
+    if not normal.all():
+        out = out.subset(np.flatnonzero(normal))
+    reference = reference_latent(run) if settings.score == "latent" else np.zeros((0, 0))
+    level = threshold.level(settings.quantile)
+    where = str(data) if data is not None else "the validation split"
+    if threshold.contamination is not None:
+        how = f"contamination {threshold.contamination:g} of {where} ({len(out.seqs)} sequences)"
+    elif threshold.fpr is not None:
+        how = f"false-positive rate {threshold.fpr:g} on the {len(out.seqs)} normal sequences of {where}"
+    else:
+        how = f"quantile {level:g} of {where} ({len(out.seqs)} sequences)"
+    path = run.run_dir.require_checkpoint(run.checkpoint)
+    detector = fit_detector(settings, out, reference, level=level, how=how, seed=run.cfg.train.seed)
+    detector = replace(detector, checkpoint=run.checkpoint, checkpoint_digest=checkpoint_digest(path))
+    if save:
+        save_detector(run.run_dir, detector)
+    return detector
+
+
+def calibration_data(run: Run, data: str | Path | None) -> Sequences:
+    if data is not None:
+        return run_data(run, data)
+    _, validation = raw_splits(run.cfg)
+    if not len(validation):
+        raise RunError(
+            f"{run.run_dir} was trained without validation data, so there is nothing to calibrate its detector on: "
+            f"run 'seqmask calibrate {run.run_dir} --data FILE' with sequences known to be normal"
+        )
+    return run_data(run, None)
+
+
+def reference_latent(run: Run) -> np.ndarray:
+    """The training split's latent vectors: the latent score's reference set."""
+    train, _ = raw_splits(run.cfg)
+    return model_outputs(run, apply_transform(run.transform, train)).latent
+
+
+def detector_for(run: Run) -> tuple[Detector, bool]:
+    """The run's saved detector, or one calibrated now with the defaults (a run trained
+    before detection existed, or `--checkpoint last` never calibrated). (detector, new)."""
+    saved = load_detector(run.run_dir, run.checkpoint)
+    if saved is not None:
+        return saved, False
+    return calibrate(run), True
+
+
+def detect(run: Run, data: str | Path, threshold: float | None = None) -> tuple[Detection, Detector, bool]:
+    detector, new = detector_for(run)
+    seqs = run_data(run, data)
+    return detect_outputs(detector, model_outputs(run, seqs), threshold), detector, new
+
+
+def summary(detection: Detection, detector: Detector, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the summary file next to `detect --output` holds."""
+    return {
+        "sequences": len(detection.scores),
+        "flagged": int(detection.flags.sum()),
+        "score": detector.score,
+        "settings": asdict(detector.settings),
+        "threshold": detection.how,
+        "thresholds": {"min": float(detection.thresholds.min()), "max": float(detection.thresholds.max())}
+        if len(detection.thresholds)
+        else None,
+        "step_threshold": detection.step_threshold,
+        "flagged_steps": int((detection.step_interval > 0).sum()),
+        "labels": metrics,
+    }
+
+
+__all__ = [
+    "DETECTOR",
+    "Detection",
+    "DetectError",
+    "Detector",
+    "LengthBins",
+    "Outputs",
+    "Threshold",
+    "calibrate",
+    "detect",
+    "detect_outputs",
+    "detector_for",
+    "fit_detector",
+    "intervals",
+    "load_detector",
+    "model_outputs",
+    "reference_latent",
+    "save_detector",
+]
