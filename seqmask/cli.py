@@ -1,4 +1,4 @@
-"""The command line: `seqmask train | evaluate | encode`.
+"""The command line: `seqmask train | evaluate | encode | detect | calibrate`.
 
 The only module that prints or exits. Errors the user can fix (`SeqmaskError`) become one
 message on stderr and an exit code: 2 for config and usage errors, 1 for data, run and
@@ -32,7 +32,7 @@ from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 from seqmask.errors import Interrupted, SeqmaskDeprecationWarning, SeqmaskError
-from seqmask.progress import Reporter, TrainStart
+from seqmask.progress import Calibrated, Reporter, TrainStart
 from seqmask.runs import Checkpoint
 from seqmask.state import EpochRow
 
@@ -153,6 +153,12 @@ class _PlainReporter(Reporter):
 
     def building_kernel(self) -> None:
         self.console.print("building seqmask's CPU LSTM kernel (once for this TensorFlow and CPU, ~25 s) ...")
+
+    def calibrated(self, info: Calibrated) -> None:
+        if info.score is None:
+            self.console.print(f"anomaly detector not calibrated: {info.how}")
+        else:
+            self.console.print(f"anomaly detector calibrated ({info.score} score): threshold at {info.how}")
 
     def epoch_end(self, row: EpochRow) -> None:
         val = f"  val_loss {row.val_loss:.6f}" if row.val_loss is not None else ""
@@ -362,6 +368,175 @@ def encode(
     out.print(
         f"wrote {len(seqs):,} latent vectors of size {latent.shape[1]} to {output} "
         f"({seqs.num_steps / max(seconds, 1e-9):,.0f} real steps/s)"
+    )
+
+
+def _check_table_suffix(option: str, path: Path | None) -> None:
+    if path is not None and path.suffix not in (".csv", ".parquet"):
+        _fail(f"{option} must end in .csv or .parquet, got {str(path)!r}", 2)
+
+
+def _summary_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".summary.json")
+
+
+@app.command()
+def detect(
+    run_dir: RunDirArg,
+    data: Annotated[Path, typer.Option("--data", help="Sequences to score.", show_default=False)],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            help="One row per sequence (.csv or .parquet): id, length, score, threshold, anomaly, "
+            "interval_start, interval_end. A summary goes beside it (<name>.summary.json).",
+            show_default=False,
+        ),
+    ],
+    checkpoint: CheckpointOpt = "best",
+    steps: Annotated[
+        Path | None,
+        typer.Option(
+            "--steps", help="One row per real step (.csv or .parquet): id, step, score, error_<feature>..., interval."
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", help="CSV id,label (1 = anomaly): report AUROC, average precision, precision/recall/F1."
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Flag scores above this, for this call only.")
+    ] = None,
+) -> None:
+    """Score each sequence for how unusual it is, flag those above the calibrated threshold."""
+    _check_table_suffix("--output", output)
+    _check_table_suffix("--steps", steps)
+    if threshold is not None and not math.isfinite(threshold):
+        _fail(f"--threshold must be a finite number, got {threshold}", 2)
+    try:
+        _import_tensorflow()
+        from seqmask import atomic
+        from seqmask import detect as detection
+        from seqmask.evaluate import load_run
+        from seqmask.exports import detection_columns, step_columns, write_table
+        from seqmask.labels import label_metrics, read_labels
+
+        run = load_run(run_dir, checkpoint)
+        result, detector, new = detection.detect(run, data, threshold)
+        known = read_labels(labels, result.seqs) if labels is not None else None
+        metrics = label_metrics(known, result.scores, result.flags) if known is not None else None
+        summary = detection.summary(result, detector, metrics)
+        # Everything is computed before the first file is written; each file is atomic.
+        write_table(output, detection_columns(result))
+        if steps is not None:
+            write_table(steps, step_columns(result))
+        atomic.write_json(_summary_path(output), _json_safe(summary))
+    except SeqmaskError as e:
+        _fail(str(e), e.exit_code)
+    if new:
+        out.print(f"calibrated {run_dir}'s detector first (it had none for the {checkpoint} checkpoint)")
+    table = Table(title=f"seqmask detect - {run_dir} ({checkpoint} checkpoint)", show_header=False)
+    table.add_row("data", str(data))
+    table.add_row("score", detector.score)
+    table.add_row("sequences scored", f"{len(result.scores):,}")
+    table.add_row("flagged", f"{int(result.flags.sum()):,} ({result.flags.mean():.1%})" if len(result.flags) else "0")
+    low, high = (float(np.min(result.thresholds)), float(np.max(result.thresholds))) if len(result.flags) else (0, 0)
+    shown = f"{low:.6g}" if low == high else f"{low:.6g} .. {high:.6g} (by length)"
+    table.add_row("threshold", f"{shown}, set at {result.how}")
+    table.add_row("steps in anomalous intervals", f"{int((result.step_interval > 0).sum()):,}")
+    if metrics is not None:
+        table.add_row("labelled anomalies", f"{metrics['anomalies']:,} of {len(result.scores):,}")
+        table.add_row("AUROC / average precision", f"{metrics['auroc']:.4f} / {metrics['average_precision']:.4f}")
+        table.add_row(
+            "precision / recall / F1",
+            f"{metrics['precision']:.4f} / {metrics['recall']:.4f} / {metrics['f1']:.4f}",
+        )
+    table.add_row("per sequence", str(output))
+    if steps is not None:
+        table.add_row("per step", str(steps))
+    table.add_row("summary", str(_summary_path(output)))
+    out.print(table)
+
+
+def _json_safe(obj: Any) -> Any:
+    """NaN and inf become null: JSON has no such numbers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+@app.command()
+def calibrate(
+    run_dir: RunDirArg,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Sequences to calibrate on (default: the run's validation data)."),
+    ] = None,
+    quantile: Annotated[
+        float | None, typer.Option("--quantile", help="Flag the scores above this quantile of the data's scores.")
+    ] = None,
+    contamination: Annotated[
+        float | None,
+        typer.Option("--contamination", help="The share of anomalies in --data: flag that share of it."),
+    ] = None,
+    fpr: Annotated[
+        float | None,
+        typer.Option("--fpr", help="The false-positive rate wanted on the sequences --labels marks normal."),
+    ] = None,
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="CSV id,label (1 = anomaly) for the --data sequences (--fpr).")
+    ] = None,
+    score: Annotated[
+        str | None, typer.Option("--score", help="latent | mahalanobis | error (default: the run's detect.score).")
+    ] = None,
+    checkpoint: CheckpointOpt = "best",
+) -> None:
+    """Fit the run's anomaly detector again, or set its threshold another way, without retraining."""
+    from seqmask.config import AnomalyScore, choices_of
+
+    rules = (("--quantile", quantile), ("--contamination", contamination), ("--fpr", fpr))
+    given = [name for name, value in rules if value is not None]
+    if len(given) > 1:
+        _fail(f"give one of --quantile, --contamination and --fpr, not {' and '.join(given)}", 2)
+    for name, value in rules:
+        if value is not None and not 0 < value < 1:
+            _fail(f"{name} must be between 0 and 1 (exclusive), got {value}", 2)
+    if fpr is not None and labels is None:
+        _fail("--fpr needs --labels FILE: the false-positive rate is measured on the sequences labelled normal", 2)
+    if labels is not None and fpr is None:
+        _fail("--labels is used with --fpr only (detect --labels reports how well scores match labels)", 2)
+    if fpr is not None and data is None:
+        _fail("--fpr needs --data FILE: the labelled sequences to calibrate on", 2)
+    if score is not None and score not in choices_of(AnomalyScore):
+        allowed = ", ".join(map(repr, choices_of(AnomalyScore)))
+        _fail(f"--score must be one of {allowed}, got {score!r}", 2)
+    try:
+        _import_tensorflow()
+        from seqmask import detect as detection
+        from seqmask.evaluate import load_run
+        from seqmask.runs import claim
+
+        with claim(run_dir, fresh=False):  # no training may write the run meanwhile
+            run = load_run(run_dir, checkpoint)
+            threshold = detection.Threshold(quantile, contamination, fpr)
+            detector = detection.calibrate(run, data, threshold=threshold, labels=labels, score=score)  # type: ignore[arg-type]
+    except SeqmaskError as e:
+        _fail(str(e), e.exit_code)
+    low, high = min(detector.bins.per_range), max(detector.bins.per_range)
+    out.print(
+        f"calibrated {run_dir} ({checkpoint} checkpoint, {detector.score} score): threshold at {detector.how}"
+        + (
+            f", {low:.6g}"
+            if low == high
+            else f", {low:.6g} .. {high:.6g} over {len(detector.bins.location)} length ranges"
+        )
     )
 
 

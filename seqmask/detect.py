@@ -33,10 +33,13 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -47,9 +50,10 @@ from seqmask.data import Sequences, _gather_index, length_mask_np
 from seqmask.dataset import apply_transform, raw_splits
 from seqmask.errors import RunError
 from seqmask.evaluate import Run, run_data
+from seqmask.labels import read_labels
 from seqmask.losses import targets_and_mask, token_errors
-from seqmask.model import encoder_from
-from seqmask.runs import Checkpoint, RunDir
+from seqmask.model import LATENT
+from seqmask.runs import Checkpoint, RunDir, claim
 from seqmask.scoring import Scores, batch_signature, make_loss_fn
 
 DETECTOR = "detector.json"
@@ -107,35 +111,17 @@ def model_outputs(run: Run, seqs: Sequences, batch_size: int | None = None) -> O
     """Runs `run`'s model and encoder over `seqs` (transformed, as `run_data` gives them)."""
     cfg = run.cfg
     tokens = cfg.input.kind == "tokens"
-    model, encoder = run.model, encoder_from(run.model)
-    loss_fn = make_loss_fn(cfg)
-    target, padding = cfg.train.target, cfg.data.padding
-    spec = model.inputs[0]
-
-    @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
-    def step(values: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        predictions = model([values, lengths], training=False)  # (batch, time, features | vocab)
-        latent = encoder([values, lengths], training=False)  # (batch, latent_dim)
-        sums, counts, hits = loss_fn(values, lengths, predictions)  # (batch,) x3
-        labels, has_target = targets_and_mask(values, lengths, target, padding)  # (batch, time, f), (batch, time)
-        if tokens:
-            nll, _ = token_errors(labels, tf.cast(predictions, tf.float32), has_target)  # (batch, time)
-            residual = nll[:, :, None]  # (batch, time, 1)
-        else:
-            diff = tf.cast(labels, tf.float32) - tf.cast(predictions, tf.float32)
-            residual = tf.where(has_target[:, :, None], diff, 0.0)  # (batch, time, features)
-        return residual, has_target, latent, sums, counts, hits
-
+    step = _output_step(run)
     width = 1 if tokens else seqs.num_features
     residuals = np.zeros((seqs.num_steps, width))
     has_target = np.zeros(seqs.num_steps, bool)
-    latent = np.zeros((len(seqs), encoder.outputs[0].shape[-1]))
+    latent = np.zeros((len(seqs), run.model.get_layer(LATENT).output.shape[-1]))
     sums, counts, hits = (np.zeros(len(seqs)) for _ in range(3))
     size = batch_size or inference_batch_size(cfg.train.batch_size)
     for indices in inference_batches(seqs.lengths, size):
-        values, lengths = padded_batch(seqs, indices, "bucket", None, padding)
+        values, lengths = padded_batch(seqs, indices, "bucket", None, cfg.data.padding)
         r, t, z, s, c, h = (x.numpy() for x in step(values, lengths))
-        real = length_mask_np(seqs.lengths[indices], values.shape[1], padding)  # (batch, time)
+        real = length_mask_np(seqs.lengths[indices], values.shape[1], cfg.data.padding)  # (batch, time)
         # Row-major order of the real positions is each sequence's steps in order, batch
         # row after batch row: exactly the concatenated rows of these sequences.
         rows = _gather_index(seqs.offsets[indices], seqs.lengths[indices])
@@ -150,6 +136,41 @@ def model_outputs(run: Run, seqs: Sequences, batch_size: int | None = None) -> O
     step_errors = np.where(has_target, feature_errors.mean(axis=1), np.nan)
     feature_errors[~has_target] = np.nan
     return Outputs(seqs, residuals, has_target, step_errors, feature_errors, Scores(sums, counts, hits), latent)
+
+
+# One traced step per model: tracing costs more than scoring a validation split.
+_STEPS: weakref.WeakKeyDictionary[keras.Model, Callable[..., Any]] = weakref.WeakKeyDictionary()
+
+
+def _output_step(run: Run) -> Callable[..., Any]:
+    """values, lengths -> (residual, has_target, latent, Σ w·e, Σ w, Σ w·hit) of a batch."""
+    if run.model in _STEPS:
+        return _STEPS[run.model]
+    cfg = run.cfg
+    tokens = cfg.input.kind == "tokens"
+    # The autoencoder with its latent vector as a second output: one graph, one pass.
+    model = keras.Model(run.model.inputs, [run.model.outputs[0], run.model.get_layer(LATENT).output])
+    loss_fn = make_loss_fn(cfg)
+    target, padding = cfg.train.target, cfg.data.padding
+    spec = model.inputs[0]
+
+    @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
+    def step(values: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        predictions, latent = model(
+            [values, lengths], training=False
+        )  # (batch, time, features | vocab), (batch, latent_dim)
+        sums, counts, hits = loss_fn(values, lengths, predictions)  # (batch,) x3
+        labels, has_target = targets_and_mask(values, lengths, target, padding)  # (batch, time, f), (batch, time)
+        if tokens:
+            nll, _ = token_errors(labels, tf.cast(predictions, tf.float32), has_target)  # (batch, time)
+            residual = nll[:, :, None]  # (batch, time, 1)
+        else:
+            diff = tf.cast(labels, tf.float32) - tf.cast(predictions, tf.float32)
+            residual = tf.where(has_target[:, :, None], diff, 0.0)  # (batch, time, features)
+        return residual, has_target, latent, sums, counts, hits
+
+    _STEPS[run.model] = step
+    return step
 
 
 # --------------------------------------------------------------------------- the detector
@@ -172,6 +193,11 @@ class LengthBins:
     location: tuple[float, ...]  # (ranges,)
     scale: tuple[float, ...]  # (ranges,)
     cut: float
+
+    @property
+    def per_range(self) -> tuple[float, ...]:
+        """The threshold of each length range."""
+        return tuple(float(loc + self.cut * sc) for loc, sc in zip(self.location, self.scale, strict=True))
 
     def index(self, lengths: np.ndarray) -> np.ndarray:
         return np.searchsorted(np.asarray(self.edges, float), lengths, side="right")
@@ -571,27 +597,46 @@ def calibrate(
     data: str | Path | None = None,
     *,
     threshold: Threshold = Threshold(),
-    labels: np.ndarray | None = None,
+    labels: str | Path | None = None,
     score: AnomalyScore | None = None,
     save: bool = True,
 ) -> Detector:
     """Fits the detector of `run` on `data` (default: the run's validation split) and saves it.
 
-    With `threshold.fpr`, `labels` (0/1 per sequence of `data`, from `labels.read_labels`)
-    say which sequences are normal: the statistics and thresholds come from those only.
+    With `threshold.fpr`, the `labels` file (id,label; 1 = anomaly) says which sequences of
+    `data` are normal: the statistics and thresholds come from those only.
     """
+    seqs = calibration_data(run, data)
+    known = read_labels(labels, seqs) if labels is not None else None
+    where = str(data) if data is not None else "the validation split"
+    return calibrate_on(run, seqs, None, where, threshold=threshold, labels=known, score=score, save=save)
+
+
+def calibrate_on(
+    run: Run,
+    seqs: Sequences,
+    train: Sequences | None,
+    where: str,
+    *,
+    threshold: Threshold = Threshold(),
+    labels: np.ndarray | None = None,
+    score: AnomalyScore | None = None,
+    save: bool = True,
+) -> Detector:
+    """`calibrate` on sequences already read and transformed; `train` (transformed) is the
+    latent score's reference set, read from the run's training data when None."""
     settings = run.cfg.detect if score is None else replace(run.cfg.detect, score=score)
     check_choice("score", settings.score, AnomalyScore)
-    seqs = calibration_data(run, data)
     out = model_outputs(run, seqs)
     normal = np.ones(len(seqs), bool) if labels is None or threshold.fpr is None else labels == 0
     if threshold.fpr is not None and not normal.any():
         raise DetectError("--fpr needs sequences labelled normal (0) in the labels file; it has none")
     if not normal.all():
         out = out.subset(np.flatnonzero(normal))
-    reference = reference_latent(run) if settings.score == "latent" else np.zeros((0, 0))
+    reference = np.zeros((0, 0))
+    if settings.score == "latent":
+        reference = model_outputs(run, train).latent if train is not None else reference_latent(run)
     level = threshold.level(settings.quantile)
-    where = str(data) if data is not None else "the validation split"
     if threshold.contamination is not None:
         how = f"contamination {threshold.contamination:g} of {where} ({len(out.seqs)} sequences)"
     elif threshold.fpr is not None:
@@ -630,7 +675,8 @@ def detector_for(run: Run) -> tuple[Detector, bool]:
     saved = load_detector(run.run_dir, run.checkpoint)
     if saved is not None:
         return saved, False
-    return calibrate(run), True
+    with claim(run.run_dir.path, fresh=False):  # no training may write the run meanwhile
+        return calibrate(run), True
 
 
 def detect(run: Run, data: str | Path, threshold: float | None = None) -> tuple[Detection, Detector, bool]:

@@ -28,6 +28,14 @@ class TrainStart:
     parameters: int
 
 
+@dataclass(frozen=True)
+class Calibrated:
+    """The end of training calibrated the run's anomaly detector, or could not."""
+
+    score: str | None  # detect.score; None: not calibrated
+    how: str  # how the thresholds were set, or why there is no detector
+
+
 class Reporter:
     """Receives progress. The base class ignores everything: override what you draw."""
 
@@ -45,3 +53,6 @@ class Reporter:
 
     def epoch_end(self, row: EpochRow) -> None:
         """An epoch is done, validated and checkpointed."""
+
+    def calibrated(self, info: Calibrated) -> None:
+        """Training is over and the detector was calibrated (or why not)."""

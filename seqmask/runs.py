@@ -6,8 +6,8 @@ the right to write a run for as long as it trains: a second `train`, `--resume` 
 `--overwrite` on a run in use fails, naming the process that holds it.
 
 `FILES` lists every file a run directory can hold; the README's table follows it (a test
-checks). evaluate, encode and every later command need nothing but this directory and
-the data.
+checks). evaluate, encode, detect and every later command need nothing but this directory
+and the data.
 """
 
 from __future__ import annotations
@@ -65,6 +65,9 @@ FILES: dict[str, str] = {
     f"{CHECKPOINTS}/last.keras": "the latest weights, optimizer state and training position",
     f"{TENSORBOARD}/": "event files (tensorboard --logdir RUN_DIR/tensorboard)",
     "evaluation_best.csv": "written by evaluate (evaluation_last.csv with --checkpoint last)",
+    "detector.json": "the anomaly detector of each calibrated checkpoint: score, thresholds, how they were set",
+    "detector_best.npz": "its arrays (error mean and covariance, reference latent vectors); detector_last.npz "
+    "for --checkpoint last",
     LOCK: "present while a process trains the run: its process id and host",
 }
 

@@ -31,10 +31,12 @@ from seqmask.checkpoints import load_checkpoint, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
 from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform
+from seqmask.detect import DetectError, calibrate_on
 from seqmask.devices import configure_device
 from seqmask.errors import Interrupted, RunError
+from seqmask.evaluate import Run
 from seqmask.model import build_autoencoder
-from seqmask.progress import Reporter, TrainStart
+from seqmask.progress import Calibrated, Reporter, TrainStart
 from seqmask.runs import RunDir
 from seqmask.scoring import batch_signature, make_eval_step, make_loss_fn, score
 from seqmask.state import EpochRow, TrainState
@@ -98,7 +100,9 @@ def train(
         while not session.state.finished:
             started = _run_epoch(session, reporter, should_stop)
             reporter.epoch_end(_end_epoch(session, started))
-        metrics = _metrics(session)
+        calibrated = _calibrate(session)
+        reporter.calibrated(calibrated)
+        metrics = {**_metrics(session), "detector": {"score": calibrated.score, "thresholds": calibrated.how}}
         run.write_json(runs.METRICS, metrics)
         return metrics
 
@@ -361,6 +365,21 @@ def _padding_fraction(seqs: Sequences, batch_size: int, batching: Batching, seed
     for b in training_batches(seqs.lengths, batch_size, batching, seed, 1):
         padded += len(b) * batch_time_len(seqs.lengths[b], batching, max_len)
     return 1.0 - seqs.num_steps / padded
+
+
+def _calibrate(s: _Session) -> Calibrated:
+    """The detector of the best checkpoint, fitted on the validation split (detect.py). A
+    run that cannot be calibrated (no validation data, a singular covariance) has still
+    trained well: it is told why, and `seqmask calibrate` can fit one later."""
+    if not len(s.splits.validation):
+        return Calibrated(None, "no validation data: fit one with 'seqmask calibrate RUN_DIR --data FILE'")
+    model, _ = load_checkpoint(s.run.checkpoint("best"))
+    run = Run(s.run, s.cfg, s.splits.transform, model, "best")
+    try:
+        detector = calibrate_on(run, s.splits.validation, s.splits.train, "the validation split")
+    except DetectError as e:
+        return Calibrated(None, str(e))
+    return Calibrated(detector.score, detector.how)
 
 
 def _metrics(s: _Session) -> dict[str, Any]:
