@@ -1,0 +1,197 @@
+"""labels.py: reading id,label files, and AUROC, average precision and precision/recall/F1
+against hand counts (scikit-learn is not a test dependency)."""
+
+import codecs
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqmask.data import Sequences
+from seqmask.errors import DataError
+from seqmask.labels import auroc, average_precision, label_metrics, read_labels
+
+
+def sequences(ids: list[str]) -> Sequences:
+    return Sequences(np.zeros((len(ids), 1)), np.ones(len(ids), np.int64), ids, source="data.csv")
+
+
+SEQS = sequences(["a", "b", "c", "d"])
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "labels.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- read_labels
+
+
+def test_labels_follow_the_order_of_the_data_not_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,label\nd,1\n\nb,0\n  \na, 1 \nc,0\n\n")  # blank lines and spaces are fine
+    labels = read_labels(path, SEQS)
+    np.testing.assert_array_equal(labels, [1, 0, 0, 1])
+    assert labels.dtype == np.int64
+
+
+def test_header_with_spaces_is_accepted(tmp_path: Path) -> None:
+    path = write(tmp_path, " id , label \na,0\nb,0\nc,1\nd,0\n")
+    np.testing.assert_array_equal(read_labels(path, SEQS), [0, 0, 1, 0])
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("id,lbl\na,1\n", r"labels.csv, line 1: a labels file starts with the header 'id,label', got 'id,lbl'"),
+        ("", r"labels.csv, line 1: .*header 'id,label', got ''"),
+        ("a,1\nb,0\n", r"labels.csv, line 1: .*header 'id,label', got 'a,1'"),
+        ("id,label\na,1\nb,2\n", r"labels.csv, line 3: label must be 0 \(normal\) or 1 \(anomaly\), got '2'"),
+        ("id,label\na,1\nb,\n", r"labels.csv, line 3: label must be 0 .*got ''"),
+        ("id,label\na,yes\n", r"labels.csv, line 2: label must be .*got 'yes'"),
+        ("id,label\na,1,x\n", r"labels.csv, line 2: expected 2 fields \(id,label\), got 3"),
+        ("id,label\na,1\nb,0\n\na,0\n", r"labels.csv, line 5: id 'a' is labelled twice"),
+        ("id,label\na,1\nzz,0\nb,0\n", r"labels.csv, line 3: id 'zz' is not a sequence of data.csv$"),
+        (
+            "id,label\na,1\nzz,0\nb,0\nyy,1\nxx,1\n",
+            r"labels.csv, line 3: id 'zz' is not a sequence of data.csv \(and 2 more unknown ids\)$",
+        ),
+        ("id,label\na,1\nb,0\nd,0\n", r"labels.csv: has no label for sequence 'c'; every sequence needs one"),
+        ("id,label\nb,0\n", r"labels.csv: has no label for sequence 'a' \(and 2 more\); every sequence needs one"),
+    ],
+)
+def test_bad_labels_files_name_the_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        read_labels(write(tmp_path, text), SEQS)
+
+
+def test_unknown_ids_are_reported_before_missing_ones(tmp_path: Path) -> None:
+    # Unknown ids usually mean the wrong data file: say that, not "no label for ...".
+    with pytest.raises(DataError, match=r"id 'x' is not a sequence .*\(and 1 more unknown ids\)"):
+        read_labels(write(tmp_path, "id,label\nx,1\ny,0\n"), SEQS)
+
+
+@pytest.mark.xfail(
+    reason="bug: read_labels does not skip a UTF-8 byte-order mark (Excel's 'CSV UTF-8' export), which "
+    "the data readers skip: the header reads '\\ufeffid,label' and the file is refused",
+    strict=True,
+)
+def test_a_labels_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes(codecs.BOM_UTF8 + b"id,label\r\na,1\r\nb,0\r\nc,0\r\nd,1\r\n")
+    np.testing.assert_array_equal(read_labels(path, SEQS), [1, 0, 0, 1])
+
+
+def test_unreadable_labels_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read labels file .*missing.csv"):
+        read_labels(tmp_path / "missing.csv", SEQS)
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("id,label\ncaf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.csv: not a UTF-8 text file"):
+        read_labels(path, SEQS)
+
+
+# --------------------------------------------------------------------------- auroc
+
+
+def auroc_by_pairs(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Every (anomaly, normal) pair: 1 if the anomaly scores higher, 1/2 for a tie; NaN lowest."""
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    pairs = [(p, n) for p, n in itertools.product(s[labels == 1], s[labels == 0])]
+    return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs) / len(pairs)
+
+
+def test_auroc_by_hand() -> None:
+    # Anomalies 0.35 and 0.8 against normals 0.1 and 0.4: 3 of 4 pairs are ordered right.
+    assert auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+    # A tie counts one half: 0.5 v 0.5 (½), 0.5 v 0.2, 0.9 v both: 3.5 / 4.
+    assert auroc(np.array([1, 0, 0, 1]), np.array([0.5, 0.5, 0.2, 0.9])) == 0.875
+    assert auroc(np.array([1, 1, 0, 0]), np.array([3.0, 3.0, 3.0, 3.0])) == 0.5  # all tied
+    assert auroc(np.array([0, 1]), np.array([2.0, 1.0])) == 0.0
+
+
+def test_auroc_ranks_nan_scores_lowest() -> None:
+    assert auroc(np.array([1, 0]), np.array([np.nan, 0.1])) == 0.0
+    assert auroc(np.array([0, 1]), np.array([np.nan, -5.0])) == 1.0
+    assert auroc(np.array([0, 1]), np.array([np.nan, np.nan])) == 0.5
+
+
+def test_auroc_needs_both_classes() -> None:
+    assert math.isnan(auroc(np.array([1, 1]), np.array([0.1, 0.2])))
+    assert math.isnan(auroc(np.array([0, 0]), np.array([0.1, 0.2])))
+
+
+def test_auroc_matches_counting_pairs_with_many_ties() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        n = int(rng.integers(2, 30))
+        labels = rng.integers(0, 2, n)
+        if labels.min() == labels.max():
+            continue
+        scores = rng.integers(0, 5, n).astype(float)
+        scores[rng.random(n) < 0.1] = np.nan
+        assert math.isclose(auroc(labels, scores), auroc_by_pairs(labels, scores), rel_tol=1e-12)
+
+
+# --------------------------------------------------------------------------- average_precision
+
+
+def ap_by_thresholds(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Σ (R_k - R_{k-1}) P_k over the distinct thresholds, from the highest down (NaN lowest)."""
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    total, previous_recall = 0.0, 0.0
+    for t in sorted(set(s.tolist()), reverse=True):
+        flagged = s >= t
+        tp = int((flagged & (labels == 1)).sum())
+        precision, recall = tp / int(flagged.sum()), tp / int((labels == 1).sum())
+        total += (recall - previous_recall) * precision
+        previous_recall = recall
+    return total
+
+
+def test_average_precision_by_hand() -> None:
+    # 0.9 (+): P 1, R ½; 0.8 (-): R stays; 0.7 (+): P ⅔, R 1: ½·1 + ½·⅔.
+    assert math.isclose(average_precision(np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.7, 0.6])), 5 / 6)
+    # Tied 0.5s are one threshold: P ½, R ½; then 0.1: P ⅔, R 1: ¼ + ⅓.
+    assert math.isclose(average_precision(np.array([1, 0, 1]), np.array([0.5, 0.5, 0.1])), 7 / 12)
+    assert average_precision(np.array([1, 1, 0]), np.array([0.9, 0.8, 0.1])) == 1.0
+    # NaN ranks lowest: the anomaly with no score is found last.
+    assert math.isclose(average_precision(np.array([1, 0, 1]), np.array([np.nan, 0.2, 0.9])), 0.5 + 0.5 * 2 / 3)
+    assert math.isnan(average_precision(np.array([0, 0]), np.array([0.1, 0.2])))
+
+
+def test_average_precision_matches_the_threshold_sum() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        n = int(rng.integers(1, 30))
+        labels = rng.integers(0, 2, n)
+        if not labels.any():
+            continue
+        scores = rng.integers(0, 6, n).astype(float)
+        scores[rng.random(n) < 0.1] = np.nan
+        assert math.isclose(average_precision(labels, scores), ap_by_thresholds(labels, scores), rel_tol=1e-12)
+
+
+# --------------------------------------------------------------------------- label_metrics
+
+
+def test_label_metrics_by_hand() -> None:
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    flags = np.array([True, False, True, False, True, False])
+    scores = np.array([0.9, 0.2, 0.8, 0.1, 0.7, 0.3])
+    m = label_metrics(labels, scores, flags)
+    assert (m["true_positives"], m["false_positives"], m["false_negatives"]) == (2, 1, 1)
+    assert (m["anomalies"], m["normal"]) == (3, 3)
+    assert math.isclose(m["precision"], 2 / 3) and math.isclose(m["recall"], 2 / 3) and math.isclose(m["f1"], 2 / 3)
+    assert m["auroc"] == auroc(labels, scores) and m["average_precision"] == average_precision(labels, scores)
+
+
+def test_label_metrics_with_nothing_flagged_or_nothing_to_find() -> None:
+    m = label_metrics(np.array([1, 0, 0]), np.array([0.1, 0.2, 0.3]), np.zeros(3, bool))
+    assert math.isnan(m["precision"]) and m["recall"] == 0.0 and m["f1"] == 0.0
+    m = label_metrics(np.array([0, 0]), np.array([0.1, 0.2]), np.array([True, False]))
+    assert m["precision"] == 0.0 and math.isnan(m["recall"]) and m["f1"] == 0.0 and math.isnan(m["auroc"])
+    m = label_metrics(np.array([0, 0]), np.array([0.1, 0.2]), np.zeros(2, bool))
+    assert math.isnan(m["precision"]) and math.isnan(m["recall"]) and math.isnan(m["f1"])
