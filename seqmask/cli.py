@@ -414,14 +414,15 @@ def detect(
     """Score each sequence for how unusual it is, flag those above the calibrated threshold."""
     _check_table_suffix("--output", output)
     _check_table_suffix("--steps", steps)
+    if steps is not None and steps.resolve() == output.resolve():
+        _fail("--output and --steps must be different files", 2)
     if threshold is not None and not math.isfinite(threshold):
         _fail(f"--threshold must be a finite number, got {threshold}", 2)
     try:
         _import_tensorflow()
-        from seqmask import atomic
         from seqmask import detect as detection
         from seqmask.evaluate import load_run
-        from seqmask.exports import detection_columns, step_columns, write_table
+        from seqmask.exports import write_detection
         from seqmask.labels import label_metrics, read_labels
 
         run = load_run(run_dir, checkpoint)
@@ -429,11 +430,7 @@ def detect(
         known = read_labels(labels, result.seqs) if labels is not None else None
         metrics = label_metrics(known, result.scores, result.flags) if known is not None else None
         summary = detection.summary(result, detector, metrics)
-        # Everything is computed before the first file is written; each file is atomic.
-        write_table(output, detection_columns(result))
-        if steps is not None:
-            write_table(steps, step_columns(result))
-        atomic.write_json(_summary_path(output), _json_safe(summary))
+        write_detection(result, output, steps, _summary_path(output), _json_safe(summary))
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     if new:
@@ -535,7 +532,7 @@ def calibrate(
         + (
             f", {low:.6g}"
             if low == high
-            else f", {low:.6g} .. {high:.6g} over {len(detector.bins.location)} length ranges"
+            else f", {low:.6g} .. {high:.6g} over {len(detector.bins.per_range)} length ranges"
         )
     )
 

@@ -97,7 +97,7 @@ Target = Literal["reconstruct", "next_step", "reverse", "composite"]
 Pooling = Literal["none", "mean", "max", "mean_max"]
 Device = Literal["auto", "cpu", "gpu"]
 Batching = Literal["bucket", "pad_to_max"]
-AnomalyScore = Literal["latent", "mahalanobis", "error"]
+AnomalyScore = Literal["combined", "density", "latent", "mahalanobis", "error"]
 Aggregate = Literal["top", "mean", "max"]
 
 _T = TypeVar("_T")
@@ -336,7 +336,7 @@ class DetectConfig:
     # a rate a user can afford to look at. `seqmask calibrate` sets another.
     quantile: float = 0.99
     # Sequence thresholds per length range: up to this many ranges of equal count (each
-    # with at least 30 validation sequences), so short and long normal sequences are
+    # with at least 20 validation sequences), so short and long normal sequences are
     # flagged at the same rate (BENCHMARKS.md, "Anomaly detection": score and length).
     # 1: one threshold for all lengths.
     length_bins: int = 4

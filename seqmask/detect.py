@@ -1,6 +1,6 @@
 """Anomaly scores for sequences and their steps, calibrated on data known to be normal.
 
-A finished run scores a sequence in one of three ways (`detect.score`):
+A finished run scores a sequence in one of five ways (`detect.score`):
 
     error        s = Σ w·e / Σ w, evaluate's per-sequence error (losses.py): the same numbers.
     mahalanobis  r_t = y_t - ŷ_t, the error vector of scored step t (one error per feature;
@@ -13,9 +13,17 @@ A finished run scores a sequence in one of three ways (`detect.score`):
                  reference vectors. A reference vector at distance ~0 (the sequence itself,
                  when the training data is scored) is skipped once, so training and new
                  sequences are scored alike.
+    density      latent's distance over the mean of the same distance of those k reference
+                 vectors among the reference set: a simplified local outlier factor
+                 (Breunig et al. 2000), ~1 inside the data whether that part of it is dense
+                 or sparse.
+    combined     (m - median m) / IQR m + (d - median d) / IQR d, m the mahalanobis score
+                 and d the density score, medians and interquartile ranges over the
+                 calibration data: far from the training data in the latent space, or
+                 reconstructed unlike it, or both.
 
-A step's score (for localisation and `--steps`) is d²_t under mahalanobis and e_t, the
-loss's step error, otherwise.
+A step's score (for localisation and `--steps`) is d²_t under mahalanobis and combined,
+and e_t, the loss's step error, otherwise.
 
 Thresholds are quantiles of the calibration data's scores: the validation split at the end
 of `train` (level `detect.quantile`), or what `seqmask calibrate` is given (--quantile,
@@ -59,10 +67,10 @@ from seqmask.scoring import Scores, batch_signature, make_loss_fn
 DETECTOR = "detector.json"
 # The sequences of each length range a sequence threshold is fitted on, at least: fewer,
 # and a 0.99 quantile is little more than the range's largest score.
-MIN_PER_BIN = 30
+MIN_PER_BIN = 20
 # The training latent vectors kept as the reference set (a seeded sample beyond this):
 # enough for a kNN score to be stable, small enough to score fast and store in the run.
-MAX_REFERENCE = 20_000
+MAX_REFERENCE = 10_000
 # Distances below this (in standardized latent units) are the sequence itself.
 SELF_DISTANCE = 1e-4
 # Σ is treated as singular when its smallest eigenvalue is below this share of its largest.
@@ -178,33 +186,25 @@ def _output_step(run: Run) -> Callable[..., Any]:
 
 @dataclass(frozen=True)
 class LengthBins:
-    """Sequence thresholds that follow the length: threshold(L) = location_b + cut·scale_b.
+    """Sequence thresholds that follow the length: one per length range.
 
     The calibration sequences are cut into length ranges of about equal count (edges:
     range b holds lengths in [edges[b-1], edges[b])), each with at least MIN_PER_BIN.
     Each range's scores are centred on their median and scaled by their interquartile
-    range, and `cut` is the wanted quantile of these standardized scores over all ranges:
-    every range is then flagged at about the same rate, where a single threshold would
-    flag mostly the lengths whose scores spread most. With one range this is exactly the
-    quantile of the scores (the standardization is affine and quantiles commute with it).
+    range, and `cut` is the wanted quantile of these standardized scores over all ranges;
+    range b's threshold is median_b + cut·IQR_b. Every range is then flagged at about the
+    same rate, where a single threshold would flag mostly the lengths whose scores spread
+    most. With one range the threshold is the quantile of the scores itself.
     """
 
     edges: tuple[float, ...]  # (ranges - 1,) lengths where a range starts
-    location: tuple[float, ...]  # (ranges,)
-    scale: tuple[float, ...]  # (ranges,)
-    cut: float
-
-    @property
-    def per_range(self) -> tuple[float, ...]:
-        """The threshold of each length range."""
-        return tuple(float(loc + self.cut * sc) for loc, sc in zip(self.location, self.scale, strict=True))
+    per_range: tuple[float, ...]  # (ranges,) the threshold of each range
 
     def index(self, lengths: np.ndarray) -> np.ndarray:
         return np.searchsorted(np.asarray(self.edges, float), lengths, side="right")
 
     def thresholds(self, lengths: np.ndarray) -> np.ndarray:
-        b = self.index(np.asarray(lengths))
-        return np.asarray(self.location)[b] + self.cut * np.asarray(self.scale)[b]
+        return np.asarray(self.per_range)[self.index(np.asarray(lengths))]
 
 
 def fit_length_bins(lengths: np.ndarray, scores: np.ndarray, max_bins: int, level: float) -> LengthBins:
@@ -224,6 +224,8 @@ def fit_length_bins(lengths: np.ndarray, scores: np.ndarray, max_bins: int, leve
         small = int(np.argmin(counts))
         drop = small - 1 if small == len(edges) or (small > 0 and counts[small - 1] < counts[small + 1]) else small
         del edges[drop]
+    if not edges:  # exactly the quantile: median + cut·IQR can miss it by a rounding error
+        return LengthBins((), (float(np.quantile(scores, level)),))
     b = np.searchsorted(edges, lengths, side="right")
     overall = _iqr(scores) or 1.0
     location, scale = [], []
@@ -233,7 +235,7 @@ def fit_length_bins(lengths: np.ndarray, scores: np.ndarray, max_bins: int, leve
         scale.append(_iqr(part) or overall)
     z = (scores - np.asarray(location)[b]) / np.asarray(scale)[b]
     cut = float(np.quantile(z, level))
-    return LengthBins(tuple(float(e) for e in edges), tuple(location), tuple(scale), cut)
+    return LengthBins(tuple(edges), tuple(loc + cut * sc for loc, sc in zip(location, scale, strict=True)))
 
 
 def _iqr(x: np.ndarray) -> float:
@@ -253,10 +255,15 @@ class Detector:
     # mahalanobis: the error vectors' Gaussian.
     mean: np.ndarray | None = None  # (R,)
     cov: np.ndarray | None = None  # (R, R)
-    # latent: the standardized reference set.
+    # latent, density, combined: the standardized reference set.
     latent_mean: np.ndarray | None = None  # (latent_dim,)
     latent_scale: np.ndarray | None = None  # (latent_dim,)
     reference: np.ndarray | None = None  # (m, latent_dim), standardized
+    reference_knn: np.ndarray | None = None  # (m,): density's denominator
+    # combined: the median and interquartile range of each part over the calibration data.
+    parts_location: np.ndarray | None = None  # (2,): mahalanobis, density
+    parts_scale: np.ndarray | None = None  # (2,)
+    one_sided: bool = False  # token runs: see mahalanobis_squared
     checkpoint: Checkpoint = "best"
     checkpoint_digest: str = ""
 
@@ -267,22 +274,43 @@ class Detector:
     # -- scoring ---------------------------------------------------------------------
 
     def step_scores(self, out: Outputs) -> np.ndarray:
-        """(num_steps,) float64: d²_t (mahalanobis) or e_t; NaN at steps not scored."""
-        if self.score != "mahalanobis":
+        """(num_steps,) float64: d²_t (mahalanobis, combined) or e_t; NaN at steps not scored."""
+        if self.score not in ("mahalanobis", "combined"):
             return out.step_errors
         assert self.mean is not None and self.cov is not None
-        return mahalanobis_squared(out.residuals, self.mean, self.cov, out.has_target)
+        return mahalanobis_squared(out.residuals, self.mean, self.cov, out.has_target, self.one_sided)
 
     def sequence_scores(self, out: Outputs, step_scores: np.ndarray | None = None) -> np.ndarray:
         """(num_sequences,) float64; NaN for a sequence with no scored step (error, mahalanobis)."""
         if self.score == "error":
             return out.scores.per_sequence
         if self.score == "latent":
-            assert self.reference is not None and self.latent_mean is not None and self.latent_scale is not None
-            query = (out.latent - self.latent_mean) / self.latent_scale
-            return knn_distance(query, self.reference, self.settings.neighbors)
+            return knn_distance(self._query(out), self._reference(), self.settings.neighbors)
+        if self.score == "density":
+            return self._density(out)
         steps = self.step_scores(out) if step_scores is None else step_scores
-        return aggregate(steps, out.seqs.offsets, self.settings.aggregate, self.settings.top_fraction)
+        errors = aggregate(steps, out.seqs.offsets, self.settings.aggregate, self.settings.top_fraction)
+        if self.score == "mahalanobis":
+            return errors
+        return self.combine(errors, self._density(out))
+
+    def combine(self, errors: np.ndarray, density: np.ndarray) -> np.ndarray:
+        """combined = Σ over the two parts of (part - median) / IQR, both over the calibration data."""
+        assert self.parts_location is not None and self.parts_scale is not None
+        loc, scale = self.parts_location, self.parts_scale
+        return (errors - loc[0]) / scale[0] + (density - loc[1]) / scale[1]
+
+    def _query(self, out: Outputs) -> np.ndarray:
+        assert self.latent_mean is not None and self.latent_scale is not None
+        return (out.latent - self.latent_mean) / self.latent_scale  # (num_sequences, latent_dim)
+
+    def _reference(self) -> np.ndarray:
+        assert self.reference is not None
+        return self.reference
+
+    def _density(self, out: Outputs) -> np.ndarray:
+        assert self.reference_knn is not None
+        return density_ratio(self._query(out), self._reference(), self.reference_knn, self.settings.neighbors)
 
     def thresholds(self, lengths: np.ndarray) -> np.ndarray:
         return self.bins.thresholds(lengths)
@@ -296,6 +324,9 @@ class Detector:
             "latent_mean": self.latent_mean,
             "latent_scale": self.latent_scale,
             "reference": self.reference,
+            "reference_knn": self.reference_knn,
+            "parts_location": self.parts_location,
+            "parts_scale": self.parts_scale,
         }
         return {k: v for k, v in named.items() if v is not None}
 
@@ -306,15 +337,25 @@ class Detector:
             "step_threshold": self.step_threshold,
             "how": self.how,
             "calibration_sequences": self.calibration_sequences,
+            "one_sided": self.one_sided,
             "checkpoint": self.checkpoint,
             "checkpoint_digest": self.checkpoint_digest,
         }
 
 
-def mahalanobis_squared(residuals: np.ndarray, mean: np.ndarray, cov: np.ndarray, has_target: np.ndarray) -> np.ndarray:
-    """(num_steps, R) -> (num_steps,) (r - μ)ᵀ Σ⁻¹ (r - μ); NaN where not scored."""
+def mahalanobis_squared(
+    residuals: np.ndarray, mean: np.ndarray, cov: np.ndarray, has_target: np.ndarray, one_sided: bool = False
+) -> np.ndarray:
+    """(num_steps, R) -> (num_steps,) (r - μ)ᵀ Σ⁻¹ (r - μ); NaN where not scored.
+
+    `one_sided` (token runs, R = 1: r is the NLL): only an NLL above its mean counts, so a
+    token predicted better than usual is not an anomaly: d² = max(r - μ, 0)² / σ².
+    """
+    centred = residuals - mean  # (num_steps, R)
+    if one_sided:
+        centred = np.maximum(centred, 0.0)
     values, vectors = np.linalg.eigh(cov)
-    whitened = ((residuals - mean) @ vectors) / np.sqrt(values)  # (num_steps, R)
+    whitened = (centred @ vectors) / np.sqrt(values)  # (num_steps, R)
     return np.where(has_target, np.einsum("ij,ij->i", whitened, whitened), np.nan)
 
 
@@ -336,22 +377,41 @@ def aggregate(step_scores: np.ndarray, offsets: np.ndarray, how: str, top_fracti
     return out
 
 
-def knn_distance(query: np.ndarray, reference: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
-    """(n, d), (m, d) -> (n,): mean distance to the k nearest reference rows, skipping one
-    row at distance < SELF_DISTANCE (the query itself)."""
-    k = min(k, len(reference) - 1) if len(reference) > 1 else 1
+def neighbours(query: np.ndarray, reference: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """(n, d), (m, d) -> distances and indices (n, k) of the k nearest reference rows,
+    nearest first, skipping one row at distance < SELF_DISTANCE (the query itself)."""
+    k = max(1, min(k, len(reference) - 1))
     ref_sq = np.einsum("ij,ij->i", reference, reference)  # (m,)
-    out = np.empty(len(query))
+    dist_out, idx_out = np.empty((len(query), k)), np.empty((len(query), k), np.int64)
     for start in range(0, len(query), chunk):
         q = query[start : start + chunk]
         # |q - r|² = |q|² - 2 q·r + |r|², clipped: rounding can make it slightly negative.
         d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * q @ reference.T + ref_sq[None, :]  # (chunk, m)
         dist = np.sqrt(np.maximum(d2, 0.0))
-        nearest = np.sort(np.partition(dist, min(k, dist.shape[1] - 1), axis=1)[:, : k + 1], axis=1)  # (chunk, k+1)
-        is_self = nearest[:, 0] < SELF_DISTANCE
-        first = np.where(is_self, 1, 0)[:, None] + np.arange(k)[None, :]  # (chunk, k)
-        out[start : start + chunk] = np.take_along_axis(nearest, np.minimum(first, nearest.shape[1] - 1), 1).mean(1)
-    return out
+        take = min(k + 1, dist.shape[1])
+        idx = np.argpartition(dist, take - 1, axis=1)[:, :take]  # (chunk, k + 1), unordered
+        near = np.take_along_axis(dist, idx, 1)
+        order = np.argsort(near, axis=1, kind="stable")
+        idx, near = np.take_along_axis(idx, order, 1), np.take_along_axis(near, order, 1)
+        first = (near[:, 0] < SELF_DISTANCE).astype(np.int64)[:, None] + np.arange(k)[None, :]  # (chunk, k)
+        first = np.minimum(first, take - 1)
+        dist_out[start : start + chunk] = np.take_along_axis(near, first, 1)
+        idx_out[start : start + chunk] = np.take_along_axis(idx, first, 1)
+    return dist_out, idx_out
+
+
+def knn_distance(query: np.ndarray, reference: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """(n, d), (m, d) -> (n,): mean distance to the k nearest reference rows (`neighbours`)."""
+    return neighbours(query, reference, k, chunk)[0].mean(axis=1)
+
+
+def density_ratio(query: np.ndarray, reference: np.ndarray, reference_knn: np.ndarray, k: int) -> np.ndarray:
+    """(n,): a query's mean distance to its k nearest reference rows over the same figure of
+    those rows among the reference set (`reference_knn`, (m,)): a simplified local outlier
+    factor (Breunig et al. 2000). About 1 inside the data however dense or sparse that part
+    of it is; large where a sequence is far from neighbours that are close to each other."""
+    dist, idx = neighbours(query, reference, k)
+    return dist.mean(axis=1) / np.maximum(reference_knn[idx].mean(axis=1), 1e-12)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -372,17 +432,33 @@ def fit_detector(
     if not len(calibration.seqs):
         raise DetectError("there are no sequences to calibrate on")
     parts: dict[str, Any] = {}
-    if settings.score == "mahalanobis":
+    if settings.score in ("mahalanobis", "combined"):
         parts["mean"], parts["cov"] = fit_gaussian(calibration)
-    if settings.score == "latent":
-        parts.update(fit_reference(reference_latent, seed))
-    partial = Detector(settings, LengthBins((), (0.0,), (1.0,), 0.0), 0.0, how, len(calibration.seqs), **parts)
+    if settings.score in ("latent", "density", "combined"):
+        k = settings.neighbors if settings.score != "latent" else None
+        parts.update(fit_reference(reference_latent, seed, k))
+    unfitted = LengthBins((), (math.inf,))
+    one_sided = calibration.seqs.values.dtype.kind in "iu"  # token ids: residuals are NLLs
+    partial = Detector(settings, unfitted, 0.0, how, len(calibration.seqs), one_sided=one_sided, **parts)
     steps = partial.step_scores(calibration)
+    if settings.score == "combined":
+        errors = aggregate(steps, calibration.seqs.offsets, settings.aggregate, settings.top_fraction)
+        density = partial._density(calibration)
+        location, scale = zip(_robust_scale(errors), _robust_scale(density), strict=True)
+        partial = replace(partial, parts_location=np.array(location), parts_scale=np.array(scale))
     scores = partial.sequence_scores(calibration, steps)
     bins = fit_length_bins(calibration.seqs.lengths, scores, settings.length_bins, level)
     finite = steps[np.isfinite(steps)]
     step_threshold = float(np.quantile(finite, level)) if len(finite) else math.inf
     return replace(partial, bins=bins, step_threshold=step_threshold)
+
+
+def _robust_scale(x: np.ndarray) -> tuple[float, float]:
+    """Median and interquartile range of the finite values (IQR 1 when it is 0)."""
+    x = x[np.isfinite(x)]
+    if not len(x):
+        raise DetectError("no calibration sequence has a score (nothing was scored)")
+    return float(np.median(x)), _iqr(x) or 1.0
 
 
 def fit_gaussian(calibration: Outputs) -> tuple[np.ndarray, np.ndarray]:
@@ -406,16 +482,22 @@ def fit_gaussian(calibration: Outputs) -> tuple[np.ndarray, np.ndarray]:
     return mean, cov
 
 
-def fit_reference(latent: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def fit_reference(latent: np.ndarray, seed: int, k: int | None = None) -> dict[str, np.ndarray]:
+    """The standardized reference set; with `k`, also each reference row's mean distance to
+    its k nearest other rows (the density score's denominator)."""
     if len(latent) < 2:
-        raise DetectError("detect.score 'latent' needs at least 2 training sequences as its reference set")
+        raise DetectError("the latent scores need at least 2 training sequences as their reference set")
     if len(latent) > MAX_REFERENCE:
         keep = np.sort(np.random.default_rng(seed).choice(len(latent), MAX_REFERENCE, replace=False))
         latent = latent[keep]
     mean, scale = latent.mean(axis=0), latent.std(axis=0)
     # A latent unit that never varies carries no distance; 1 keeps it from dividing by 0.
     scale = np.where(scale > 1e-12 * max(float(scale.max()), 1e-300), scale, 1.0)
-    return {"latent_mean": mean, "latent_scale": scale, "reference": (latent - mean) / scale}
+    reference = (latent - mean) / scale
+    parts = {"latent_mean": mean, "latent_scale": scale, "reference": reference}
+    if k is not None:
+        parts["reference_knn"] = knn_distance(reference, reference, k)
+    return parts
 
 
 # --------------------------------------------------------------------------- detection
@@ -545,18 +627,14 @@ def load_detector(run_dir: RunDir, checkpoint: Checkpoint) -> Detector | None:
         settings = DetectConfig(**entry["settings"])
         check_choice("score", settings.score, AnomalyScore)
         raw_bins = entry["bins"]
-        bins = LengthBins(
-            tuple(map(float, raw_bins["edges"])),
-            tuple(map(float, raw_bins["location"])),
-            tuple(map(float, raw_bins["scale"])),
-            float(raw_bins["cut"]),
-        )
+        bins = LengthBins(tuple(map(float, raw_bins["edges"])), tuple(map(float, raw_bins["per_range"])))
         detector = Detector(
             settings,
             bins,
             float(entry["step_threshold"]),
             str(entry["how"]),
             int(entry["calibration_sequences"]),
+            one_sided=bool(entry.get("one_sided", False)),
             checkpoint=checkpoint,
             checkpoint_digest=str(entry["checkpoint_digest"]),
             **arrays,
@@ -634,7 +712,7 @@ def calibrate_on(
     if not normal.all():
         out = out.subset(np.flatnonzero(normal))
     reference = np.zeros((0, 0))
-    if settings.score == "latent":
+    if settings.score in ("latent", "density", "combined"):
         reference = model_outputs(run, train).latent if train is not None else reference_latent(run)
     level = threshold.level(settings.quantile)
     if threshold.contamination is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +13,7 @@ import numpy as np
 
 from seqmask.atomic import atomic_path, write_csv
 from seqmask.data import Sequences
+from seqmask.errors import RunError
 from seqmask.scoring import Scores
 
 if TYPE_CHECKING:  # detect imports TensorFlow; these writers do not need it
@@ -95,20 +99,46 @@ def step_columns(detection: Detection) -> dict[str, list[Any]]:
     return columns
 
 
-def write_table(path: str | Path, columns: dict[str, list[Any]]) -> None:
-    """A `.csv` (empty cells for missing values) or `.parquet` file, written atomically."""
+# Parquet column types, fixed: pyarrow would guess "null" for a column with no value.
+_TYPES = {"id": "string", "length": "int64", "anomaly": "int64", "step": "int64", "interval": "int64"}
+_TYPES |= {"interval_start": "int64", "interval_end": "int64"}
+
+
+def write_detection(
+    detection: Detection, output: Path, steps: Path | None, summary_path: Path, summary: dict[str, Any]
+) -> None:
+    """`detect`'s files: all written to temporary files first and renamed into place only
+    once every one of them is complete, so a failure leaves none of them behind."""
+    for path in (output, steps, summary_path):
+        if path is not None and Path(path).is_dir():
+            raise RunError(f"cannot write {path}: it is a directory")
+    with ExitStack() as stack:
+        targets = [(stack.enter_context(atomic_path(output)), detection_columns(detection))]
+        if steps is not None:
+            targets.append((stack.enter_context(atomic_path(steps)), step_columns(detection)))
+        summary_tmp = stack.enter_context(atomic_path(summary_path))
+        for (tmp, columns), final in zip(targets, [output, steps], strict=False):
+            write_table(tmp, columns, parquet=Path(str(final)).suffix == ".parquet")
+        summary_tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def write_table(path: str | Path, columns: dict[str, list[Any]], parquet: bool | None = None) -> None:
+    """`columns` as CSV (empty cells for missing values) or Parquet (by `path`'s suffix
+    unless `parquet` says), written to `path` directly: callers make it atomic."""
     path = Path(path)
-    if path.suffix == ".parquet":
+    if parquet if parquet is not None else path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.table(columns)
-        with atomic_path(path) as tmp:
-            pq.write_table(table, tmp)
+        arrays = {name: pa.array(values, type=_TYPES.get(name, "float64")) for name, values in columns.items()}
+        pq.write_table(pa.table(arrays), path)
         return
     names = list(columns)
     rows = zip(*(columns[n] for n in names), strict=True)
-    write_csv(path, names, ([_cell(v) for v in row] for row in rows))
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(names)
+        writer.writerows([_cell(v) for v in row] for row in rows)
 
 
 def _cell(value: Any) -> Any:

@@ -31,7 +31,8 @@ def read_labels(path: str | Path, seqs: Sequences) -> np.ndarray:
     position = {str(sid): i for i, sid in enumerate(seqs.ids)}
     labels = np.full(len(seqs), -1, np.int64)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" export starts with a byte-order mark.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.reader(f))
     except OSError as e:
         raise DataError(f"cannot read labels file {path}: {e.strerror or e}") from e

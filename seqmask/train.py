@@ -31,7 +31,7 @@ from seqmask.checkpoints import load_checkpoint, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
 from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform
-from seqmask.detect import DetectError, calibrate_on
+from seqmask.detect import DetectError, calibrate_on, load_detector
 from seqmask.devices import configure_device
 from seqmask.errors import Interrupted, RunError
 from seqmask.evaluate import Run
@@ -97,10 +97,14 @@ def train(
     with runs.claim(run_dir, fresh=not resume, overwrite=overwrite) as run:
         session = _open(cfg, run, resume, overrides, reporter)
         reporter.start(_start_info(session))
+        trained = not session.state.finished
         while not session.state.finished:
             started = _run_epoch(session, reporter, should_stop)
             reporter.epoch_end(_end_epoch(session, started))
-        calibrated = _calibrate(session)
+        # A finished run resumed for nothing keeps the detector it has (`seqmask calibrate`
+        # may have set it), unless --set changed a detect key.
+        recalibrate = trained or any(o.strip().startswith("detect.") for o in overrides)
+        calibrated = _calibrate(session, keep=not recalibrate)
         reporter.calibrated(calibrated)
         metrics = {**_metrics(session), "detector": {"score": calibrated.score, "thresholds": calibrated.how}}
         run.write_json(runs.METRICS, metrics)
@@ -367,10 +371,18 @@ def _padding_fraction(seqs: Sequences, batch_size: int, batching: Batching, seed
     return 1.0 - seqs.num_steps / padded
 
 
-def _calibrate(s: _Session) -> Calibrated:
+def _calibrate(s: _Session, keep: bool = False) -> Calibrated:
     """The detector of the best checkpoint, fitted on the validation split (detect.py). A
     run that cannot be calibrated (no validation data, a singular covariance) has still
-    trained well: it is told why, and `seqmask calibrate` can fit one later."""
+    trained well: it is told why, and `seqmask calibrate` can fit one later. `keep`: a
+    valid saved detector stays as it is."""
+    if keep:
+        try:
+            saved = load_detector(s.run, "best")
+        except RunError:
+            saved = None
+        if saved is not None:
+            return Calibrated(saved.score, saved.how)
     if not len(s.splits.validation):
         return Calibrated(None, "no validation data: fit one with 'seqmask calibrate RUN_DIR --data FILE'")
     model, _ = load_checkpoint(s.run.checkpoint("best"))

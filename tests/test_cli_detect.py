@@ -437,11 +437,6 @@ def test_detect_usage_errors_exit_2_and_write_nothing(
     assert_nothing_written(tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="bug: detect writes --output before --steps, so a --steps file that cannot be written fails "
-    "the command (exit 1) but leaves the --output file behind",
-    strict=True,
-)
 def test_a_steps_file_that_cannot_be_written_leaves_no_output(trained: Path, files: Files, tmp_path: Path) -> None:
     (tmp_path / "steps.csv").mkdir()  # a directory where the file should go
     result = invoke(
@@ -451,11 +446,6 @@ def test_a_steps_file_that_cannot_be_written_leaves_no_output(trained: Path, fil
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.summary.json").exists()
 
 
-@pytest.mark.xfail(
-    reason="bug: --steps naming the --output file is accepted (exit 0): the per-step table silently "
-    "replaces the per-sequence one",
-    strict=True,
-)
 def test_steps_and_output_must_be_different_files(trained: Path, files: Files, tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     one_error(invoke("detect", trained, "--data", files.test, "-o", out, "--steps", out), 2, "--steps")

@@ -147,11 +147,6 @@ def test_one_length_range_is_the_quantile_of_the_scores() -> None:
         np.testing.assert_allclose(bins.thresholds(lengths), np.quantile(scores, level), rtol=1e-13)
 
 
-@pytest.mark.xfail(
-    reason="bug: with one length range the threshold is median + cut * IQR, which rounds to 1 ulp below "
-    "np.quantile when the quantile is a sample's score, so that sample is flagged (score > threshold)",
-    strict=True,
-)
 def test_one_length_range_threshold_is_exactly_the_quantile() -> None:
     """The docstring's promise: with one range, exactly the quantile of the scores. Here
     the 1/27 quantile of 28 scores is the second smallest score, 0.497."""
@@ -175,7 +170,7 @@ def test_length_ranges_flag_every_range_at_the_same_rate() -> None:
     scores = np.abs(rng.normal(size=800)) * lengths
     level = 0.9
     bins = fit_length_bins(lengths, scores, 4, level)
-    assert len(bins.location) == 4 and len(bins.edges) == 3
+    assert len(bins.per_range) == 4 and len(bins.edges) == 3
     which = bins.index(lengths)
     counts = np.bincount(which, minlength=4)
     assert counts.min() >= MIN_PER_BIN
@@ -193,7 +188,7 @@ def test_length_ranges_keep_at_least_min_per_bin_with_tied_lengths() -> None:
     scores = rng.gamma(2.0, size=len(lengths))
     bins = fit_length_bins(lengths, scores, 8, 0.95)
     counts = np.bincount(bins.index(lengths))
-    assert counts.min() >= MIN_PER_BIN and len(counts) == len(bins.location) > 1
+    assert counts.min() >= MIN_PER_BIN and len(counts) == len(bins.per_range) > 1
     # Every sequence of one length is in one range.
     for length in np.unique(lengths):
         assert len(np.unique(bins.index(lengths[lengths == length]))) == 1
@@ -329,11 +324,6 @@ def test_detection_and_step_columns_by_hand() -> None:
     assert list(step_columns(_hand_detection(("x", "y")))) == ["id", "step", "score", "error_x", "error_y", "interval"]
 
 
-@pytest.mark.xfail(
-    reason="bug: write_table lets pyarrow infer each column's type from its values, so a column with no "
-    "value (no anomalous interval anywhere, or no score) is written as type null instead of int64/double",
-    strict=True,
-)
 def test_parquet_column_types_do_not_depend_on_the_values(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -606,11 +596,6 @@ def test_a_detector_of_an_earlier_checkpoint_is_a_run_error(trained: tuple[Path,
     assert detect.detect(load_run(run_dir), data)[2] is False
 
 
-@pytest.mark.xfail(
-    reason="bug: train --resume of a finished run ('nothing to resume') recalibrates the best checkpoint "
-    "with the config's defaults, replacing the detector 'seqmask calibrate' set, though nothing changed",
-    strict=True,
-)
 def test_resuming_a_finished_run_keeps_its_calibration(trained: tuple[Path, Path], tmp_path: Path) -> None:
     run_dir = _copy(trained, tmp_path)
     calibrate(load_run(run_dir), threshold=Threshold(quantile=0.5))

@@ -73,11 +73,6 @@ def test_unknown_ids_are_reported_before_missing_ones(tmp_path: Path) -> None:
         read_labels(write(tmp_path, "id,label\nx,1\ny,0\n"), SEQS)
 
 
-@pytest.mark.xfail(
-    reason="bug: read_labels does not skip a UTF-8 byte-order mark (Excel's 'CSV UTF-8' export), which "
-    "the data readers skip: the header reads '\\ufeffid,label' and the file is refused",
-    strict=True,
-)
 def test_a_labels_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_bytes(codecs.BOM_UTF8 + b"id,label\r\na,1\r\nb,0\r\nc,0\r\nd,1\r\n")
