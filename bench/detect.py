@@ -97,6 +97,7 @@ import sys
 import tempfile
 import time
 import traceback
+import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -131,6 +132,10 @@ VARIANTS = {
     "latent_k1": DetectConfig(score="latent", neighbors=1),
     "latent_k5": DetectConfig(score="latent", neighbors=5),
     "latent_k10": DetectConfig(score="latent", neighbors=10),
+    "density_k5": DetectConfig(score="density", neighbors=5),
+    "density_k10": DetectConfig(score="density", neighbors=10),
+    "combined_mean": DetectConfig(score="combined", aggregate="mean"),
+    "combined_top": DetectConfig(score="combined", aggregate="top"),
     "default": None,
 }
 BASELINES = ("iforest", "knn")
@@ -145,6 +150,10 @@ LABELS = {
     "latent_k1": "latent k1",
     "latent_k5": "latent k5",
     "latent_k10": "latent k10",
+    "density_k5": "density k5",
+    "density_k10": "density k10",
+    "combined_mean": "combined mean",
+    "combined_top": "combined top",
     "default": "default",
 }
 KNN_K = 5
@@ -158,8 +167,8 @@ DATASETS = {
         DatasetSpec("GunPoint"),
         DatasetSpec("ArrowHead"),
         DatasetSpec("BasicMotions"),
-        DatasetSpec("OSULeaf", downsample=2),
-        DatasetSpec("ACSF1", downsample=4),
+        DatasetSpec("OSULeaf", downsample=4),
+        DatasetSpec("ACSF1", downsample=8),
     )
 }
 MITDB = "mitdb"
@@ -167,6 +176,8 @@ ALL_DATASETS = (*DATASETS, MITDB)
 QUICK_DATASETS = ("ItalyPowerDemand", MITDB)
 # mitdb: windows of WINDOW steps every STRIDE; the first TRAIN_FRACTION of the record trains.
 WINDOW, STRIDE, TRAIN_FRACTION = 128, 32, 0.6
+# UCR tasks: the shares of the normal sequences that train, validate and are tested.
+FIT, VAL = 0.6, 0.15
 
 
 # --------------------------------------------------------------------------- tasks
@@ -183,15 +194,30 @@ class Task:
     labels: np.ndarray  # (len(test),) int: 1 anomalous
 
 
+def prefix_crops(split, rng):
+    """Each sequence cut to its first ceil(L/2) .. L steps (uniform): recordings of varying
+    duration that all start at the start, as whole recordings do."""
+    out = []
+    for seq in split.seqs:
+        full = len(seq)
+        out.append(seq[: int(rng.integers(math.ceil(full / 2), full + 1))])
+    return Split(out, split.labels)
+
+
 def ucr_tasks(name, seed, train, test):
-    """One task per class of a (train, test) pair of Splits, cropped as quality.py does."""
+    """One task per class: the archive's two splits pooled and cropped, the normal
+    sequences (every other class) split FIT / VAL / TEST_NORMAL, the class left out all
+    anomalous test sequences."""
     rng = quality.crop_rng(seed, name)
-    train, test = quality.random_crops(train, rng), quality.random_crops(test, rng)
-    for c in sorted(np.unique(train.labels)):
-        normal = train.subset(np.flatnonzero(train.labels != c))
-        fit_idx, val_idx = quality.holdout(len(normal.seqs), seed)
-        labels = (test.labels == c).astype(np.int64)
-        yield Task(name, seed, str(c), normal.subset(fit_idx), normal.subset(val_idx), test, labels)
+    pooled = prefix_crops(Split(train.seqs + test.seqs, np.concatenate([train.labels, test.labels])), rng)
+    for c in sorted(np.unique(pooled.labels)):
+        normal = np.flatnonzero(pooled.labels != c)
+        perm = np.random.default_rng([seed, zlib.crc32(f"{name}/{c}".encode())]).permutation(normal)
+        n_fit, n_val = int(round(FIT * len(perm))), int(round(VAL * len(perm)))
+        fit, val, rest = np.sort(perm[:n_fit]), np.sort(perm[n_fit : n_fit + n_val]), perm[n_fit + n_val :]
+        test_idx = np.sort(np.concatenate([rest, np.flatnonzero(pooled.labels == c)]))
+        labels = (pooled.labels[test_idx] == c).astype(np.int64)
+        yield Task(name, seed, str(c), pooled.subset(fit), pooled.subset(val), pooled.subset(test_idx), labels)
 
 
 def load_mitdb():
@@ -217,7 +243,7 @@ def mitdb_split(record, seed):
     for lo, hi in ((0, cut), (cut, len(values))):
         index = window_indices(lo, hi)
         # random_crops cuts the index arrays: the crops are the windows' steps, whose labels are known.
-        index = quality.random_crops(Split(index, np.zeros(len(index), np.int64)), rng).seqs
+        index = prefix_crops(Split(index, np.zeros(len(index), np.int64)), rng).seqs
         labels = np.array([int(step_labels[ix[:, 0]].max()) for ix in index], np.int64)
         parts.append((Split([values[ix[:, 0]] for ix in index], labels.astype(str)), labels))
     (train, train_labels), (test, test_labels) = parts
@@ -372,6 +398,7 @@ def run_seqmask(task, files, opts, work):
         "lstm_kernel": trained.get("lstm_kernel"),
         "default_settings": asdict(run.cfg.detect),
         "errors": errors,
+        "cache": {"val": val, "test": test, "ref": ref},
     }
     if "default" in detectors:
         normal = task.labels == 0
@@ -395,6 +422,14 @@ def run_task(task, opts, work):
     scores = run_baselines(task)
     seqmask_scores, extra = run_seqmask(task, files, opts, work)
     scores.update(seqmask_scores)
+    if opts.cache:  # every array the scores came from, to try other scores without training
+        import pickle
+
+        cache = Path(opts.cache) / f"{task.dataset}_{task.seed}_{task.left_out}.pkl"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_bytes(pickle.dumps({"task": task, "scores": scores, **extra.pop("cache")}))
+    else:
+        extra.pop("cache")
     result = {m: metrics(task.labels, scores[m]) for m in METHODS}
     result.update(
         {
@@ -621,6 +656,7 @@ def parse_args(argv):
         "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="seqmask config override (repeatable)"
     )
     p.add_argument("--output", default="bench/detect_results", help="writes OUTPUT.md and OUTPUT.json")
+    p.add_argument("--cache", help="also pickle each task's model outputs into this directory (for experiments)")
     opts = p.parse_args(argv)
     opts.datasets = (
         quality.parse_list(opts.datasets, ALL_DATASETS, "dataset")

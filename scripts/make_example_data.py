@@ -11,7 +11,15 @@ Writes (the same data three ways):
 * ``data/trajectories.npz``: ``values`` [total_steps, 2] float32, ``lengths`` [N]
   int64, ``ids`` [N] ("traj-0000", ...);
 * ``data/trajectories.csv``: long format, columns ``id, step, x, y``;
-* ``data/trajectories_labels.csv``: ``id, family``.
+* ``data/trajectories_labels.csv``: ``id, family``;
+* ``data/trajectories_anomalies.csv``: ``id, label`` (1 = a planted anomaly), the labels
+  file ``seqmask detect --labels`` takes.
+
+Eight of the sequences are planted anomalies, two of each kind (``ANOMALY_KINDS``): a
+*glitch* (three consecutive steps thrown off the path), a *noise* burst (the middle 40 %
+of the steps shaken), a *jump* (the second half displaced) and a *zigzag* (a shape no
+family has). They are made after every normal sequence, from their
+own generator, so the other 592 sequences are the same with or without them.
 
 Run from the repository root: ``python scripts/make_example_data.py``.
 """
@@ -34,6 +42,9 @@ LENGTH_ONE_INDEX = 7  # "traj-0007" has exactly 1 step.
 ZERO_LAST_STEP_INDEX = 11  # "traj-0011" is a line that ends exactly at the origin:
 # its last step is all zeros, i.e. indistinguishable by value from zero padding.
 LONGEST_INDEX = 3  # "traj-0003" has MAX_LEN steps, so the full length range is present.
+ANOMALY_KINDS = ("glitch", "noise", "jump", "zigzag")
+ANOMALIES_PER_KIND = 2
+ANOMALY_MIN_LEN = 30  # long enough that the anomaly is a part of the sequence, not all of it
 
 
 def _trajectory(rng: np.random.Generator, family: str, length: int) -> np.ndarray:
@@ -69,6 +80,28 @@ def _line_to_origin(rng: np.random.Generator, length: int) -> np.ndarray:
     return xy
 
 
+def _plant(rng: np.random.Generator, xy: np.ndarray, kind: str) -> np.ndarray:
+    """`xy` with an anomaly of `kind` planted; the first step is kept."""
+    xy = xy.copy()
+    n = len(xy)
+    spread = float(np.ptp(xy, axis=0).max()) or 1.0
+    if kind == "glitch":
+        at = int(rng.integers(n // 4, 3 * n // 4))
+        xy[at : at + 3] += rng.choice([-1.0, 1.0], size=2) * 3.0 * spread
+    elif kind == "noise":
+        a, b = int(0.3 * n), int(0.7 * n)
+        xy[a:b] += rng.normal(0.0, 0.5 * spread, size=(b - a, 2))
+    elif kind == "jump":
+        xy[n // 2 :] += rng.choice([-1.0, 1.0], size=2) * 3.0 * spread
+    elif kind == "zigzag":
+        t = np.arange(n)
+        tooth = 2.0 * np.abs((t / 3.0) % 2.0 - 1.0) - 1.0  # a triangle wave, period 6 steps
+        xy = xy[0] + np.stack([0.1 * t, 3.0 * tooth], axis=1) + rng.normal(0.0, 0.02, size=(n, 2))
+    else:
+        raise ValueError(kind)
+    return xy
+
+
 def generate(seed: int = SEED, n: int = NUM_SEQUENCES):
     rng = np.random.default_rng(seed)
     lengths = np.clip(np.round(rng.lognormal(np.log(30.0), 0.65, size=n)), MIN_LEN, MAX_LEN)
@@ -84,11 +117,22 @@ def generate(seed: int = SEED, n: int = NUM_SEQUENCES):
         else:
             xy = _trajectory(rng, str(families[i]), int(lengths[i]))
         pieces.append(xy)
+    anomalies = np.zeros(n, np.int64)
+    planted = np.random.default_rng([seed, 1])
+    special = {LENGTH_ONE_INDEX, ZERO_LAST_STEP_INDEX, LONGEST_INDEX}
+    candidates = [i for i in range(n) if lengths[i] >= ANOMALY_MIN_LEN and i not in special]
+    chosen = planted.choice(candidates, len(ANOMALY_KINDS) * ANOMALIES_PER_KIND, replace=False)
+    for k, i in enumerate(sorted(chosen.tolist())):
+        kind = ANOMALY_KINDS[k % len(ANOMALY_KINDS)]
+        pieces[i] = _plant(planted, pieces[i], kind)
+        anomalies[i] = 1
+        if kind == "zigzag":
+            families[i] = "zigzag"
     # 4 decimals: plenty for the demo, and keeps the CSV (and npz) small.
     values = np.round(np.concatenate(pieces), 4).astype(np.float32)
     values[values == 0] = 0.0  # no -0.0 (prints as "-0" in the CSV)
     ids = np.array([f"traj-{i:04d}" for i in range(n)])
-    return values, lengths, ids, families
+    return values, lengths, ids, families, anomalies
 
 
 def _fmt(v: np.float32) -> str:
@@ -97,7 +141,7 @@ def _fmt(v: np.float32) -> str:
 
 
 def write(out_dir: Path, seed: int = SEED) -> None:
-    values, lengths, ids, families = generate(seed)
+    values, lengths, ids, families, anomalies = generate(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / "trajectories.npz", values=values, lengths=lengths, ids=ids)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
@@ -111,9 +155,14 @@ def write(out_dir: Path, seed: int = SEED) -> None:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["id", "family"])
         w.writerows(zip(ids, families, strict=True))
+    with open(out_dir / "trajectories_anomalies.csv", "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["id", "label"])
+        w.writerows(zip(ids, anomalies.tolist(), strict=True))
     print(
         f"wrote {len(ids)} sequences, {int(lengths.sum())} steps, lengths "
-        f"{int(lengths.min())}..{int(lengths.max())} (median {int(np.median(lengths))}) to {out_dir}/"
+        f"{int(lengths.min())}..{int(lengths.max())} (median {int(np.median(lengths))}), "
+        f"{int(anomalies.sum())} planted anomalies, to {out_dir}/"
     )
 
 

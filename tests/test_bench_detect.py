@@ -21,15 +21,28 @@ def _split(lengths, labels, seed=0):
 
 
 def test_leave_one_class_out_tasks():
+    """Both archive splits pooled and cut to prefixes; for each class, the other classes'
+    sequences split into fit / validation / normal test parts, the class itself all test."""
     train = _split([10, 12, 14, 16, 18, 20, 22, 24, 26, 28], list("aabbccaabb"))
     test = _split([9, 11, 13, 15], list("abca"), seed=1)
+    labels = np.concatenate([train.labels, test.labels])
+    full = np.concatenate([train.lengths, test.lengths])
     tasks = list(detect.ucr_tasks("X", 0, train, test))
     assert [t.left_out for t in tasks] == ["a", "b", "c"]
     for t in tasks:
         assert t.left_out not in set(t.fit.labels) | set(t.val.labels)
-        assert len(t.fit.seqs) + len(t.val.seqs) == int(np.sum(train.labels != t.left_out))
-        assert t.labels.tolist() == [int(c == t.left_out) for c in test.labels]
-        assert all(math.ceil(full / 2) <= n <= full for full, n in zip([9, 11, 13, 15], t.test.lengths, strict=True))
+        normal = int(np.sum(labels != t.left_out))
+        assert len(t.fit.seqs) + len(t.val.seqs) + int(np.sum(t.labels == 0)) == normal
+        assert int(t.labels.sum()) == int(np.sum(labels == t.left_out))
+        assert t.labels.tolist() == [int(c == t.left_out) for c in t.test.labels]
+    # Every sequence is a prefix of between half and all of its steps.
+    pooled = train.seqs + test.seqs
+    for t in tasks:
+        for part in (t.fit, t.val, t.test):
+            for s in part.seqs:
+                source = next(i for i, p in enumerate(pooled) if p[0, 0] == s[0, 0])
+                assert math.ceil(full[source] / 2) <= len(s) <= full[source]
+                assert np.array_equal(pooled[source][: len(s)], s)
 
 
 def test_mitdb_windows_are_labelled_by_their_steps():
