@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -30,6 +31,7 @@ from seqmask.detect import (
     Threshold,
     aggregate,
     calibrate,
+    density_ratio,
     detect_outputs,
     detector_for,
     fit_detector,
@@ -131,6 +133,67 @@ def test_knn_distance_matches_brute_force() -> None:
         query = np.concatenate([rng.normal(size=(6, d)), reference[rng.integers(0, m, 4)]])
         got = knn_distance(query, reference, k, chunk=int(rng.integers(1, 8)))
         np.testing.assert_allclose(got, _knn_brute_force(query, reference, k), rtol=1e-9, atol=1e-9, err_msg=trial)
+
+
+def test_density_ratio_by_hand() -> None:
+    """A query's mean distance to its k nearest reference rows over those rows' own."""
+    reference = np.array([[0.0], [1.0], [2.0], [10.0], [14.0]])
+    own = knn_distance(reference, reference, 1)  # nearest other row: 1, 1, 1, 4, 4
+    np.testing.assert_allclose(own, [1, 1, 1, 4, 4])
+    # 3.0: nearest row 2.0 (1 away), whose own is 1 -> 1.0; 5.0: nearest 2.0 (3 away) -> 3.0;
+    # 12.0: nearest 10.0 or 14.0 (2 away), own 4 -> 0.5: far, but in a sparse part of the data.
+    np.testing.assert_allclose(density_ratio(np.array([[3.0], [5.0], [12.0]]), reference, own, 1), [1.0, 3.0, 0.5])
+
+
+def test_density_ratio_matches_brute_force() -> None:
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        m, d, k = int(rng.integers(3, 25)), int(rng.integers(1, 5)), int(rng.integers(1, 6))
+        reference = rng.normal(size=(m, d))
+        query = np.concatenate([rng.normal(size=(5, d)), reference[rng.integers(0, m, 3)]])
+        own = _knn_brute_force(reference, reference, k)
+        want = []
+        for q in query:
+            dist = np.linalg.norm(reference - q, axis=1)
+            order = np.argsort(dist, kind="stable")
+            if dist[order[0]] < SELF_DISTANCE:
+                order = order[1:]
+            near = order[: min(k, m - 1)]
+            want.append(dist[near].mean() / own[near].mean())
+        got = density_ratio(query, reference, knn_distance(reference, reference, k), k)
+        np.testing.assert_allclose(got, want, rtol=1e-9, err_msg=trial)
+
+
+def test_combined_is_the_sum_of_the_standardized_parts() -> None:
+    """combined = (m - median m) / IQR m + (d - median d) / IQR d over the calibration data."""
+    rng = np.random.default_rng(2)
+    n, lengths = 40, rng.integers(3, 9, 40)
+    seqs = Sequences(rng.normal(size=(int(lengths.sum()), 2)), lengths, [f"s{i}" for i in range(n)])
+    residuals = rng.normal(size=(seqs.num_steps, 2))
+    errors = (residuals**2).mean(1)
+    out = Outputs(
+        seqs,
+        residuals,
+        np.ones(seqs.num_steps, bool),
+        errors,
+        residuals**2,
+        Scores(np.zeros(n), np.ones(n), np.zeros(n)),
+        rng.normal(size=(n, 3)),
+    )
+    reference = rng.normal(size=(30, 3))
+    settings = DetectConfig(score="combined", aggregate="mean", length_bins=1)
+    combined = fit_detector(settings, out, reference, level=0.9, how="t")
+    maha = fit_detector(replace(settings, score="mahalanobis"), out, reference, level=0.9, how="t")
+    dens = fit_detector(replace(settings, score="density"), out, reference, level=0.9, how="t")
+    m, d = maha.sequence_scores(out), dens.sequence_scores(out)
+
+    def standardized(x: np.ndarray) -> np.ndarray:
+        q25, q75 = np.quantile(x, [0.25, 0.75])
+        return (x - np.median(x)) / (q75 - q25)
+
+    np.testing.assert_allclose(combined.sequence_scores(out), standardized(m) + standardized(d), rtol=1e-9)
+    np.testing.assert_allclose(combined.step_scores(out), maha.step_scores(out))
+    assert combined.thresholds(lengths)[0] == np.quantile(combined.sequence_scores(out), 0.9)
 
 
 # --------------------------------------------------------------------------- fit_length_bins
@@ -425,7 +488,7 @@ def fitted(built: dict[str, Run]) -> dict[str, tuple[Run, dict[str, detect.Detec
                 level=0.8,
                 how="test",
             )
-            for score in ("error", "mahalanobis", "latent")
+            for score in ("error", "mahalanobis", "latent", "density", "combined")
         }
         out[name] = (run, detectors)
     return out
