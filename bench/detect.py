@@ -6,7 +6,7 @@ Every task has normal training sequences and a test set whose sequences are labe
 (normal) or 1 (anomalous). For each task and seed, in one process, one after another:
 
 * ``seqmask``  one model trained with seqmask's default config on the task's normal data:
-               ``data.train`` = 80 % of it, ``data.validation`` = the other 20 %,
+               ``data.train`` = its fit part, ``data.validation`` = its validation part,
                ``train.epochs`` = ``--epochs`` (40), ``train.patience: 0`` (no early stop),
                ``train.seed`` = seed. The ``best`` checkpoint then scores the test set under
                every detector variant of ``VARIANTS``, each fitted by
@@ -18,6 +18,9 @@ Every task has normal training sequences and a test set whose sequences are labe
                ``maha mean/max``   Mahalanobis d² of the step error vectors, mean / max
                ``maha top``        ... the mean of the top 10 % of steps
                ``latent k1/5/10``  mean distance to the k nearest training latent vectors
+               ``density k5/10``   that distance over its neighbours' own (a local outlier factor)
+               ``combined mean``   mahalanobis (mean) + density, each standardized
+               ``combined top``    mahalanobis (top 10 %) + density, each standardized
                ``default``         the run's ``detect`` section: ``DetectConfig()``
                                    unless ``--set detect.key=value`` changes it
                ==================  =====================================================
@@ -42,25 +45,27 @@ nothing scored) counts as the lowest score.
 between length and the default score, and the share flagged (score > the detector's
 threshold for the length) among the shortest and the longest third of them, for the
 default detector with ``length_bins: 1`` and as it is. "ranges" is the number of length
-ranges the default fit used: it needs 30 validation sequences per range.
+ranges the default fit used: it needs 20 validation sequences per range.
 
 The tasks
 ---------
 *Leave one class out* on UCR/UEA classification sets bundled inside sktime
 (``sktime/datasets/data``; nothing is downloaded), read with bench/quality.py's
-``load_dataset`` (downsampled and capped as ``DATASETS`` says). Every sequence of both
-archive splits is first cut to a random contiguous window of ``ceil(L/2) .. L`` steps
-(quality.py's ``random_crops``, seeded by ``(seed, crc32(name))``), so that lengths vary
-and masking matters. Then for each class c: the normal data are the TRAIN split's
-sequences of every other class, of which ``round(0.2 n)`` (quality.py's ``holdout``,
-seeded by the seed) are seqmask's validation data; the test set is the whole TEST split,
-label 1 where its class is c. One model per (dataset, left-out class, seed).
+``load_dataset`` (downsampled as ``DATASETS`` says). The archive's two splits are pooled
+(they come from one distribution; the TRAIN splits alone hold 20 to 70 sequences, too few
+to fit or to validate anything) and every sequence is cut to its first ``ceil(L/2) .. L``
+steps (uniform, seeded by ``(seed, crc32(name))``): recordings of varying duration that
+all start at the start, as whole recordings do (a random window instead would cut away
+the part of a shape that defines its class). Then for each class c the normal sequences
+(every other class) are split with a generator seeded by ``(seed, crc32(name/c))``: 60 %
+fit, 15 % validation, 25 % normal test sequences; the test set is those plus every
+sequence of class c (label 1). One model per (dataset, left-out class, seed).
 
 *mitdb*: sktime's ``datasets/data/mitdb/mitdb.csv``, 7 500 steps of one ECG record with
 one labelled anomalous region (steps 6 936 .. 7 287). The first 60 % of the record
 (steps 0 .. 4 499) gives the training windows, the rest the test windows: windows of 128
-steps at a stride of 32 within each part (137 and 90 windows), each then cropped like the
-UCR sequences (``random_crops`` with ``(seed, crc32("mitdb"))``: 64 .. 128 steps). A window
+steps at a stride of 32 within each part (137 and 90 windows), each then cut to a prefix
+like the UCR sequences (seeded by ``(seed, crc32("mitdb"))``: 64 .. 128 steps). A window
 is anomalous (1) if any of its steps after cropping is labelled anomalous; the training
 part has none, so all of its windows are normal and 20 % of them are held out as
 validation data. The test set is all test windows (13 to 15 of the 90 anomalous).

@@ -22,6 +22,7 @@ from seqmask.config import (
     Config,
     DataConfig,
     Decoder,
+    DetectConfig,
     Device,
     InputConfig,
     ModelConfig,
@@ -377,7 +378,8 @@ def test_section_that_is_not_a_mapping(value: Any) -> None:
         ("# only a comment\n", "is empty"),
         (
             "- a\n- b\n",
-            "must hold a mapping with the sections 'data', 'input', 'model' and 'train', got ['a', 'b'] (list)",
+            "must hold a mapping with the sections 'data', 'input', 'model', 'train' and 'detect', "
+            "got ['a', 'b'] (list)",
         ),
         ("42\n", "got 42 (int)"),
         ("just text\n", "got 'just text' (str)"),
@@ -666,6 +668,12 @@ def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
         "train.lr_patience=4",
         "train.min_learning_rate=1e-6",
         "train.checkpoint_every_batches=20",
+        "detect.score=mahalanobis",
+        "detect.aggregate=max",
+        "detect.top_fraction=0.2",
+        "detect.neighbors=3",
+        "detect.quantile=0.95",
+        "detect.length_bins=1",
     ]
     assert len(allowed) == len(config_module.RESUME_OVERRIDABLE)
     cfg = apply_resume_overrides(saved, allowed, source="run/config.yaml")
@@ -679,6 +687,7 @@ def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
         checkpoint_every_batches=20,
     )
     assert cfg.train == expected
+    assert cfg.detect == DetectConfig("mahalanobis", "max", 0.2, 3, 0.95, 1)
     assert (cfg.data, cfg.input, cfg.model) == (config_from_dict(saved).data, InputConfig(), ModelConfig())
     assert apply_resume_overrides(saved, []) == config_from_dict(saved)
     assert apply_resume_overrides(saved, "train.epochs=11").train.epochs == 11  # a bare string is one override
@@ -766,7 +775,7 @@ def test_config_to_dict_writes_absolute_paths(tmp_path: Path, monkeypatch: pytes
     plain = config_to_dict(Config(DataConfig(train="rel.csv")))
     assert plain["data"]["train"] == str(tmp_path / "rel.csv")
     assert plain["data"]["validation"] is None
-    assert set(plain) == {"data", "input", "model", "train"}
+    assert set(plain) == {"data", "input", "model", "train", "detect"}
     assert plain["input"] == {
         "kind": "values",
         "min_count": 1,
