@@ -265,19 +265,19 @@ def test_encode_is_the_same_whatever_the_batch(trained):
 @pytest.mark.slow
 def test_a_run_saved_before_the_kernel_took_lengths_still_evaluates_and_encodes(tmp_path):
     """tests/fixtures/run_before_lengths was trained (2 layers, CPU) by seqmask 8137a06,
-    whose fused LSTMs took no lengths and whose encoder ended in a LastStep gather. It
-    loads, and gives the loss it recorded and the latent vectors it exported."""
+    whose fused LSTMs took no lengths and whose encoder ended in a LastStep gather, on the
+    bundled data as it was then (a copy lies beside it: the bundled file has planted
+    anomalies since). It loads, gives the loss it recorded and the latent vectors it
+    exported, and, made before detection existed, is calibrated on first use."""
     run_dir = tmp_path / "old"
     shutil.copytree(ROOT / "tests/fixtures/run_before_lengths", run_dir)
-    (run_dir / "config.yaml").write_text(
-        (run_dir / "config.yaml").read_text().replace("../../../data", str(ROOT / "data"))
-    )
+    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("../../../data", str(run_dir)))
     result = invoke("evaluate", run_dir)
     assert result.exit_code == 0, result.output
     recorded = json.loads((run_dir / "metrics.json").read_text())["best_val_loss"]
     assert f"{recorded:.6f}" in result.output
     out = tmp_path / "latent.csv"
-    result = invoke("encode", run_dir, "--data", ROOT / "data/trajectories.npz", "--output", out)
+    result = invoke("encode", run_dir, "--data", run_dir / "trajectories.npz", "--output", out)
     assert result.exit_code == 0, result.output
     want = (ROOT / "tests/fixtures/run_before_lengths/latent_head.csv").read_text().splitlines()
     got = out.read_text().splitlines()[: len(want)]
@@ -286,3 +286,7 @@ def test_a_run_saved_before_the_kernel_took_lengths_still_evaluates_and_encodes(
         np.testing.assert_allclose(
             np.array(g.split(",")[1:], float), np.array(w.split(",")[1:], float), rtol=1e-5, atol=1e-6
         )
+    assert not (run_dir / "detector.json").exists()
+    result = invoke("detect", run_dir, "--data", run_dir / "trajectories.npz", "--output", tmp_path / "d.csv")
+    assert result.exit_code == 0, result.output
+    assert "calibrated" in result.output and (run_dir / "detector.json").is_file()
