@@ -724,12 +724,7 @@ def main(argv=None):
             f"{t['dataset']} class {t['class']}: best {LABELS[t['best']]} {t['best_auroc']:.3f}, "
             f"default {t['default']:.3f} ({'≥' if t['reaches'] else '<'} {TARGET})"
         )
-    print(f"whole run: {report['wall_seconds']:.0f} s", flush=True)
-    md, js = Path(opts.output + ".md"), Path(opts.output + ".json")
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(text)
-    js.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {md} and {js}")
+    quality.write_report(opts.output, text, report)
 
 
 if __name__ == "__main__":

@@ -591,6 +591,16 @@ def markdown(report):
     return "\n".join(lines) + "\n"
 
 
+def write_report(output, text, report):
+    """OUTPUT.md (the Markdown `text`) and OUTPUT.json (every number in `report`)."""
+    print(f"whole run: {report['wall_seconds']:.0f} s", flush=True)
+    md, js = Path(output + ".md"), Path(output + ".json")
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(text)
+    js.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {md} and {js}")
+
+
 def environment():
     names = ("seqmask", "tensorflow", "keras", "numpy", "sktime", "scikit-learn", "numba")
     versions = ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
@@ -676,12 +686,7 @@ def main(argv=None):
     }
     text = markdown(report)
     print("\n" + text)
-    print(f"whole run: {report['wall_seconds']:.0f} s", flush=True)
-    md, js = Path(opts.output + ".md"), Path(opts.output + ".json")
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(text)
-    js.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"wrote {md} and {js}")
+    write_report(opts.output, text, report)
 
 
 if __name__ == "__main__":

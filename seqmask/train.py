@@ -104,6 +104,7 @@ def train(
         # A finished run resumed for nothing keeps the detector it has (`seqmask calibrate`
         # may have set it), unless --set changed a detect key.
         recalibrate = trained or any(o.strip().startswith("detect.") for o in overrides)
+        run.write_json(runs.METRICS, _metrics(session))  # the run is complete before calibration
         calibrated = _calibrate(session, keep=not recalibrate)
         reporter.calibrated(calibrated)
         metrics = {**_metrics(session), "detector": {"score": calibrated.score, "thresholds": calibrated.how}}
@@ -384,7 +385,7 @@ def _calibrate(s: _Session, keep: bool = False) -> Calibrated:
         if saved is not None:
             return Calibrated(saved.score, saved.how)
     if not len(s.splits.validation):
-        return Calibrated(None, "no validation data: fit one with 'seqmask calibrate RUN_DIR --data FILE'")
+        return Calibrated(None, f"no validation data: fit one with 'seqmask calibrate {s.run} --data FILE'")
     model, _ = load_checkpoint(s.run.checkpoint("best"))
     run = Run(s.run, s.cfg, s.splits.transform, model, "best")
     try:
