@@ -537,5 +537,49 @@ def calibrate(
     )
 
 
+@app.command()
+def report(
+    run_dir: RunDirArg,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Data to report on (default: the run's validation data).")
+    ] = None,
+    checkpoint: CheckpointOpt = "best",
+    labels: Annotated[
+        Path | None,
+        typer.Option("--labels", help="CSV id,<label>: colours the latent space by label (a class, 0/1, ...)."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write the page (default: RUN_DIR/report.html).")
+    ] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open the page in the system's web browser.")] = False,
+) -> None:
+    """One self-contained HTML page of plots: the run, curves, lengths, reconstructions, latent space, anomalies."""
+    if output is not None and output.suffix not in (".html", ".htm"):
+        _fail(f"--output must end in .html, got {str(output)!r}", 2)
+    try:
+        _import_tensorflow()
+        from seqmask import atomic
+        from seqmask.evaluate import load_run
+        from seqmask.report import REPORT
+        from seqmask.report import report as build_report
+
+        run = load_run(run_dir, checkpoint)
+        page = build_report(run, data, labels)
+        output = output or run.run_dir.file(REPORT)
+        atomic.write_text(output, page)
+    except SeqmaskError as e:
+        _fail(str(e), e.exit_code)
+    out.print(f"wrote the report to {output} ({len(page.encode()) / 1e6:.1f} MB)")
+    if open_:
+        import webbrowser
+
+        try:
+            opened = webbrowser.get() is not None and webbrowser.open(output.resolve().as_uri())
+        except webbrowser.Error:
+            opened = False
+        if not opened:
+            out.print(f"no web browser found here; open {output.resolve()} in one")
+
+
 def main() -> None:
     app()

@@ -65,6 +65,7 @@ FILES: dict[str, str] = {
     f"{CHECKPOINTS}/last.keras": "the latest weights, optimizer state and training position",
     f"{TENSORBOARD}/": "event files (tensorboard --logdir RUN_DIR/tensorboard)",
     "evaluation_best.csv": "written by evaluate (evaluation_last.csv with --checkpoint last)",
+    "report.html": "written by report: one self-contained page of figures",
     "detector.json": "the anomaly detector of each calibrated checkpoint: score, thresholds, how they were set",
     "detector_best.npz": "its arrays (error mean and covariance, reference latent vectors); detector_last.npz "
     "for --checkpoint last",
