@@ -380,22 +380,24 @@ def _token_reconstructions(d: ReportData, picks: list[tuple[str, int]]) -> str:
     vocab = d.run.transform
     assert isinstance(vocab, Vocabulary)
     out = [
-        "<p>Token runs: each sequence's target tokens above the model's most likely tokens; "
+        "<p>Token runs: each sequence's target tokens above the model's most likely tokens, step by step; "
         "<mark>marked</mark> tokens are mispredicted.</p>"
     ]
     for name, i in picks:
         y, p, scored = _predictions(d, i)
         want = [vocab.tokens[int(t)] for t in y[:, 0]]
         got = [vocab.tokens[int(t)] for t in np.argmax(p, axis=-1)]
-        cells_want = " ".join(html.escape(w) for w in want[:60])
-        cells_got = " ".join(
-            html.escape(g) if (not s or g == w) else f"<mark>{html.escape(g)}</mark>"
-            for w, g, s in zip(want[:60], got[:60], scored[:60], strict=True)
+        shown = min(len(want), 40)
+        row_want = "".join(f"<td>{html.escape(w)}</td>" for w in want[:shown])
+        row_got = "".join(
+            f"<td>{html.escape(g)}</td>" if (not s or g == w) else f"<td><mark>{html.escape(g)}</mark></td>"
+            for w, g, s in zip(want[:shown], got[:shown], scored[:shown], strict=True)
         )
-        more = f" (first 60 of {len(want)} tokens)" if len(want) > 60 else ""
+        more = f" (first {shown} of {len(want)} tokens)" if len(want) > shown else ""
         out.append(
             f"<h3>{name}: '{html.escape(str(d.seqs.ids[i]))}', error {d.errors[i]:.6f}{more}</h3>"
-            f"<p class='tokens'>target: {cells_want}<br>model: {cells_got}</p>"
+            f"<div class='scroll'><table class='tokens'><tr><th>target</th>{row_want}</tr>"
+            f"<tr><th>model</th>{row_got}</tr></table></div>"
         )
     return "".join(out)
 
@@ -413,10 +415,13 @@ def _feature_section(d: ReportData) -> Section:
     error = "negative log-likelihood" if d.run.cfg.input.kind == "tokens" else error_of(d.run.cfg)
     ax.set_xlabel(f"mean {error} over the scored steps")
     worst = names[int(np.argmax(means))]
-    caption = (
-        f"The mean error of each feature over every scored step, in the standardized units the model "
-        f"is trained in (1 = the feature's own spread). The model does worst on '{worst}'."
-    )
+    if d.run.cfg.input.kind == "tokens":
+        caption = "The mean negative log-likelihood of the target token over every scored step."
+    else:
+        caption = (
+            f"The mean error of each feature over every scored step, in the standardized units the model "
+            f"is trained in (1 = the feature's own spread). The model does worst on '{worst}'."
+        )
     return Section("features", "5. Errors per feature", _png(fig, caption))
 
 
@@ -531,6 +536,7 @@ table { border-collapse: collapse; font-size: .92em; } th, td { text-align: left
 figure { margin: 1em 0; } img { max-width: 100%; height: auto; }
 figcaption { font-size: .9em; color: #444; margin-top: .3em; }
 .tokens { font-family: ui-monospace, monospace; font-size: .85em; } mark { background: #fcc; }
+.tokens td { padding-right: .6em; } .scroll { overflow-x: auto; }
 nav a { margin-right: 1em; white-space: nowrap; }
 @media print { body { max-width: none; margin: 0; } h2 { page-break-after: avoid; }
                figure { page-break-inside: avoid; } }
