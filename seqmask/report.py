@@ -29,7 +29,7 @@ from seqmask.dataset import raw_splits
 from seqmask.detect import Detection, Outputs, detect_outputs, load_detector, model_outputs
 from seqmask.errors import DataError, RunError
 from seqmask.evaluate import Run, run_data
-from seqmask.losses import targets_and_mask
+from seqmask.losses import step_weights, targets_and_mask
 from seqmask.runs import HISTORY, METRICS, RunDir
 from seqmask.scoring import error_of
 from seqmask.vocab import Vocabulary
@@ -130,10 +130,12 @@ def gather(run: Run, data: str | Path | None = None, labels: str | Path | None =
     if detector is not None:
         detection = detect_outputs(detector, outputs)
     elif not note:
-        note = (
-            f"the run has no anomaly detector for its {run.checkpoint} checkpoint yet: "
-            f"'seqmask calibrate {run.run_dir}' fits one"
-        )
+        command = f"seqmask calibrate {run.run_dir}"
+        if run.checkpoint != "best":
+            command += f" --checkpoint {run.checkpoint}"
+        if not len(validation):
+            command += " --data FILE"
+        note = f"the run has no anomaly detector for its {run.checkpoint} checkpoint yet: '{command}' fits one"
     score = detector.score if detector is not None else ""
     return ReportData(run, source, outputs, train.lengths, metrics, history, categories, detection, note, score)
 
@@ -314,10 +316,11 @@ def _predictions(d: ReportData, i: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     values, lengths = padded_batch(seqs, np.array([i]), "bucket", None, run.cfg.data.padding)
     predictions = run.model([tf.constant(values), tf.constant(lengths)], training=False)
     labels, has_target = targets_and_mask(values, lengths, run.cfg.train.target, run.cfg.data.padding)
+    weights = step_weights(has_target, run.cfg.train.loss)  # last_step: one scored step
     real = length_mask_np(lengths, values.shape[1], run.cfg.data.padding)[0]
     y = np.asarray(labels)[0][real]  # (length, features)
     p = np.asarray(predictions)[0][real]  # (length, features | vocab)
-    scored = np.asarray(has_target)[0][real]  # (length,)
+    scored = np.asarray(weights)[0][real] > 0  # (length,)
     if isinstance(run.transform, Normalizer):  # back to the data's own units
         y = y * run.transform.std + run.transform.mean
         p = p * run.transform.std + run.transform.mean

@@ -125,8 +125,13 @@ class RunDir:
     def require_checkpoint(self, which: Checkpoint) -> Path:
         path = self.checkpoint(which)
         if not path.is_file():
-            other = "last" if which == "best" else "best"
-            raise RunError(f"{self.path} has no {which} checkpoint yet ({path}); try --checkpoint {other}")
+            other: Checkpoint = "last" if which == "best" else "best"
+            if self.checkpoint(other).is_file():
+                raise RunError(f"{self.path} has no {which} checkpoint yet ({path}); try --checkpoint {other}")
+            raise RunError(
+                f"{self.path} has no {which} checkpoint yet ({path}), nor any other: training stopped before "
+                f"its first one was written; resume it with 'seqmask train {self.path} --resume'"
+            )
         return path
 
     # -- reading -------------------------------------------------------------------

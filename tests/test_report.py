@@ -314,17 +314,11 @@ def test_reconstruction_figures_draw_the_data_in_its_own_units(runs: Runs, name:
         else:
             want, steps = raw, len(raw)
         np.testing.assert_allclose(y, want, atol=2e-3)  # float32, standardized and back
-        if d.run.cfg.train.loss == "per_step":  # last_step: see the xfail test below
+        if d.run.cfg.train.loss == "per_step":  # last_step: the next test
             assert int(scored.sum()) == steps == int(d.outputs.scores.counts[i])
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="report._predictions takes the scored steps from targets_and_mask, which ignores "
-    "train.loss: with loss last_step every real step is drawn as scored, though evaluate "
-    "scores one step per sequence",
-    strict=True,
-)
 def test_last_step_reconstruction_is_drawn_at_the_one_scored_step(runs: Runs) -> None:
     from seqmask.report import _chosen, _predictions
 
@@ -421,23 +415,12 @@ def test_without_a_detector_the_report_says_how_to_fit_one_and_output_and_open_w
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the report's advice for a run without a detector is always 'seqmask calibrate RUN', "
-    "which fails on a run without validation data (it needs --data FILE, as train's own "
-    "message says)",
-    strict=True,
-)
 def test_no_validation_advice_names_the_data_calibrate_needs(runs: Runs) -> None:
     anomalies = sections(runs.report(NO_VALIDATION)[0])["anomalies"]
     assert "seqmask calibrate" in anomalies and "--data" in anomalies
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the report of --checkpoint last advises 'seqmask calibrate RUN', which calibrates "
-    "the best checkpoint; the last one needs --checkpoint last (as load_detector's own fix says)",
-    strict=True,
-)
 def test_last_checkpoint_advice_names_the_checkpoint(last_report: tuple[str, dict[str, str]]) -> None:
     _, found = last_report
     assert "seqmask calibrate" in found["anomalies"] and "--checkpoint last" in found["anomalies"]
@@ -458,11 +441,6 @@ def test_run_killed_before_its_first_checkpoint_is_an_error(runs: Runs, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="RunDir.require_checkpoint always suggests the other checkpoint ('try --checkpoint "
-    "last'), even when the run has none at all: the suggested command fails the same way",
-    strict=True,
-)
 def test_run_without_any_checkpoint_is_not_told_to_try_the_other(runs: Runs, tmp_path: Path) -> None:
     killed = tmp_path / "killed"
     killed.mkdir()

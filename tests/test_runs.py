@@ -45,6 +45,10 @@ def test_require_says_why_it_is_not_a_run(tmp_path, setup, expected):
 
 def test_missing_checkpoint_names_the_other_one(tmp_path):
     run = make_run(tmp_path / "run")
+    with pytest.raises(RunError, match="no best checkpoint yet.*nor any other.*--resume"):
+        run.require_checkpoint("best")
+    run.checkpoint("last").parent.mkdir(parents=True, exist_ok=True)
+    run.checkpoint("last").write_bytes(b"")
     with pytest.raises(RunError, match="no best checkpoint yet.*--checkpoint last"):
         run.require_checkpoint("best")
     with pytest.raises(RunError, match="must be one of 'best', 'last'"):
