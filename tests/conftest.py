@@ -46,3 +46,14 @@ def pytest_collection_modifyitems(config, items):
         skip = pytest.mark.skip(reason="needs a GPU")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+def one_error(result, code: int, *expected: str) -> str:
+    """Exit `code`, no traceback, and exactly one line of output: 'error: ...' holding `expected`."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import one_error
 from typer.testing import CliRunner, Result
 
 from seqmask.cli import app
@@ -48,17 +49,6 @@ def table(text: str) -> dict[str, str]:
         elif last is not None:
             rows[last] += " " + value
     return rows
-
-
-def one_error(result: Result, code: int, *expected: str) -> str:
-    """Exit `code`, no traceback, and exactly one line of output: 'error: ...' holding `expected`."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for text in expected:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
 
 
 def write_csv(path: Path, n: int, seed: int, anomalies: int = 0) -> list[str]:

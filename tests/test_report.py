@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import one_error
 from typer.testing import CliRunner, Result
 
 from seqmask.cli import app
@@ -64,17 +65,6 @@ def ok(result: Result) -> str:
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     return " ".join(result.output.split())
-
-
-def one_error(result: Result, code: int, *expected: str) -> str:
-    """Exit `code`, no traceback, and exactly one line of output: 'error: ...' holding `expected`."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
-    for text in expected:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
 
 
 def sections(page: str) -> dict[str, str]:
