@@ -108,4 +108,4 @@ def test_quick_options():
     assert opts.datasets == list(detect.QUICK_DATASETS) and opts.seeds == [0] and opts.epochs == 3
     assert opts.set == ["detect.neighbors=3"]
     with pytest.raises(SystemExit):
-        detect.parse_args(["--datasets", "JapaneseVowels"])
+        detect.parse_args(["--datasets", "NoSuchDataset"])
