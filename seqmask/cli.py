@@ -491,7 +491,10 @@ def calibrate(
         Path | None, typer.Option("--labels", help="CSV id,label (1 = anomaly) for the --data sequences (--fpr).")
     ] = None,
     score: Annotated[
-        str | None, typer.Option("--score", help="latent | mahalanobis | error (default: the run's detect.score).")
+        str | None,
+        typer.Option(
+            "--score", help="combined | density | latent | mahalanobis | error (default: the run's detect.score)."
+        ),
     ] = None,
     checkpoint: CheckpointOpt = "best",
 ) -> None:

@@ -684,10 +684,22 @@ def calibrate(
     With `threshold.fpr`, the `labels` file (id,label; 1 = anomaly) says which sequences of
     `data` are normal: the statistics and thresholds come from those only.
     """
-    seqs = calibration_data(run, data)
+    # The run's data files are read once: the validation split (unless `data` replaces it)
+    # and the training split, the latent scores' reference set.
+    train, validation = raw_splits(run.cfg)
+    if data is not None:
+        seqs = run_data(run, data)
+    elif len(validation):
+        seqs = apply_transform(run.transform, validation)
+    else:
+        raise RunError(
+            f"{run.run_dir} was trained without validation data, so there is nothing to calibrate its detector on: "
+            f"run 'seqmask calibrate {run.run_dir} --data FILE' with sequences known to be normal"
+        )
     known = read_labels(labels, seqs) if labels is not None else None
     where = str(data) if data is not None else "the validation split"
-    return calibrate_on(run, seqs, None, where, threshold=threshold, labels=known, score=score, save=save)
+    reference = apply_transform(run.transform, train)
+    return calibrate_on(run, seqs, reference, where, threshold=threshold, labels=known, score=score, save=save)
 
 
 def calibrate_on(
@@ -727,18 +739,6 @@ def calibrate_on(
     if save:
         save_detector(run.run_dir, detector)
     return detector
-
-
-def calibration_data(run: Run, data: str | Path | None) -> Sequences:
-    if data is not None:
-        return run_data(run, data)
-    _, validation = raw_splits(run.cfg)
-    if not len(validation):
-        raise RunError(
-            f"{run.run_dir} was trained without validation data, so there is nothing to calibrate its detector on: "
-            f"run 'seqmask calibrate {run.run_dir} --data FILE' with sequences known to be normal"
-        )
-    return run_data(run, None)
 
 
 def reference_latent(run: Run) -> np.ndarray:

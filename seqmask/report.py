@@ -25,7 +25,7 @@ import numpy as np
 
 from seqmask.batching import padded_batch
 from seqmask.data import Normalizer, Sequences, length_mask_np
-from seqmask.dataset import raw_splits
+from seqmask.dataset import apply_transform, raw_splits
 from seqmask.detect import Detection, Outputs, detect_outputs, load_detector, model_outputs
 from seqmask.errors import DataError, RunError
 from seqmask.evaluate import Run, run_data
@@ -114,10 +114,10 @@ def gather(run: Run, data: str | Path | None = None, labels: str | Path | None =
     train, validation = raw_splits(run.cfg)
     if data is not None:
         seqs, source = run_data(run, data), str(data)
-    elif len(validation):
-        seqs, source = run_data(run, None), "the run's validation data"
+    elif len(validation):  # the splits just read, not read again
+        seqs, source = apply_transform(run.transform, validation), "the run's validation data"
     else:  # nothing held out: the training data is all there is to look at
-        seqs, source = run_data(run, run.cfg.data.train), "the training data (the run has no validation data)"
+        seqs, source = apply_transform(run.transform, train), "the training data (the run has no validation data)"
     outputs = model_outputs(run, seqs)
     metrics = run.run_dir.read_json(METRICS) if run.run_dir.file(METRICS).is_file() else None
     history = _read_history(run.run_dir)
