@@ -169,6 +169,22 @@ def test_average_precision_matches_the_threshold_sum() -> None:
         assert math.isclose(average_precision(labels, scores), ap_by_thresholds(labels, scores), rel_tol=1e-12)
 
 
+def test_auroc_and_average_precision_equal_scikit_learns() -> None:
+    """bench/detect.py reports these two; scikit-learn (a bench extra) is the reference."""
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        n = int(rng.integers(2, 40))
+        labels = rng.integers(0, 2, n)
+        if labels.min() == labels.max():
+            continue
+        scores = rng.integers(0, 8, n).astype(float)  # many ties
+        assert math.isclose(auroc(labels, scores), sklearn_metrics.roc_auc_score(labels, scores), rel_tol=1e-12)
+        assert math.isclose(
+            average_precision(labels, scores), sklearn_metrics.average_precision_score(labels, scores), rel_tol=1e-12
+        )
+
+
 # --------------------------------------------------------------------------- label_metrics
 
 
