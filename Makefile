@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,export]'
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m seqmask.native  # compiles the CPU LSTM kernel once (~25 s)
 	touch $(STAMP)
 
