@@ -31,6 +31,7 @@ from typer._click.core import Context
 from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
+from seqmask import api
 from seqmask.errors import Interrupted, SeqmaskDeprecationWarning, SeqmaskError
 from seqmask.progress import Calibrated, Reporter, TrainStart
 from seqmask.runs import Checkpoint
@@ -250,8 +251,6 @@ def train(
     old_run_dir: Annotated[Path | None, typer.Option("--run-dir", hidden=True)] = None,
 ) -> None:
     """Train an autoencoder; write checkpoints, history and metrics to a run directory."""
-    from seqmask.config import load_config
-
     if resume:
         if run_dir is None and old_run_dir is None:
             _fail("--resume needs the run directory: seqmask train RUN_DIR --resume", 2)
@@ -261,22 +260,22 @@ def train(
         _fail("give --config FILE to start a run, or RUN_DIR --resume to continue one", 2)
     target = _train_target(run_dir, old_run_dir, config)
     try:
-        cfg = None if resume else load_config(config, set_)  # type: ignore[arg-type]
+        # The config is checked before TensorFlow is imported: its errors answer at once.
+        cfg = None if resume else api.make_config(config, set_)  # type: ignore[arg-type]
         _import_tensorflow()
-        from seqmask.train import train as run_training
-
         reporter = _PlainReporter(out) if quiet or not out.is_terminal else _RichReporter(out)
         try:
             with _Interrupt() as interrupt:
-                metrics = run_training(
+                run = api.train(
                     cfg,
                     target,
                     resume=resume,
                     overwrite=overwrite,
-                    overrides=set_ if resume else (),
+                    sets=set_ if resume else (),
                     reporter=reporter,
                     should_stop=interrupt,
                 )
+                metrics = run.metrics
         finally:
             if isinstance(reporter, _RichReporter):
                 reporter.close()
@@ -308,29 +307,33 @@ def evaluate(
     checkpoint: CheckpointOpt = "best",
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Per-sequence CSV (default: RUN_DIR/evaluation_<checkpoint>.csv)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Per-sequence errors, .csv or .parquet (default: RUN_DIR/evaluation_<checkpoint>.csv).",
+        ),
     ] = None,
 ) -> None:
     """The masked loss of a trained run on any data, with per-sequence errors."""
+    _check_table_suffix("--output", output)
     try:
         _import_tensorflow()
-        from seqmask.evaluate import evaluate as run_evaluate
-        from seqmask.evaluate import load_run
-        from seqmask.exports import write_errors_csv
+        from seqmask.exports import write_errors
 
-        run = load_run(run_dir, checkpoint)
-        result = run_evaluate(run, data)
-        output = output or run.run_dir.evaluation_csv(run.checkpoint)
-        tokens = run.cfg.input.kind == "tokens"
-        write_errors_csv(output, result.data, result.scores, tokens=tokens)
+        run = api.load(run_dir, checkpoint)
+        result = run.evaluate(data)
+        output = output or run.loaded.run_dir.evaluation_csv(checkpoint)
+        tokens = run.config.input.kind == "tokens"
+        write_errors(output, result.data, result.scores, tokens=tokens)
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     table = Table(title=f"seqmask evaluate - {run_dir} ({checkpoint} checkpoint)", show_header=False)
     table.add_row("data", str(data) if data else "the run's validation data")
     table.add_row("sequences", f"{len(result.data):,}")
     table.add_row("scored steps", f"{int(result.scores.counts.sum()):,}")
-    error = "cross-entropy" if tokens else run.cfg.train.error
-    table.add_row(f"loss ({run.cfg.train.loss}, {error})", f"{result.loss:.6f}")
+    train_cfg = run.config.train
+    error = "cross-entropy" if tokens else train_cfg.error
+    table.add_row(f"loss ({train_cfg.loss}, {error})", f"{result.loss:.6f}")
     if tokens:
         table.add_row("token accuracy", f"{result.scores.accuracy:.4f}")
         table.add_row("perplexity", f"{math.exp(result.loss):.3f}")
@@ -347,27 +350,29 @@ def encode(
     data: Annotated[Path, typer.Option("--data", help="Sequences to encode.", show_default=False)],
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", help="Where to write the latent vectors: .npy or .csv.", show_default=False),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Where to write the latent vectors: .csv or .parquet (id, length, z0, z1, ...) or .npy.",
+            show_default=False,
+        ),
     ],
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Export one latent vector per sequence, keyed by its id."""
-    if output.suffix not in (".npy", ".csv"):
-        _fail(f"--output must end in .npy or .csv, got {str(output)!r}", 2)
+    if output.suffix not in (".npy", ".csv", ".parquet"):
+        _fail(f"--output must end in .csv, .parquet or .npy, got {str(output)!r}", 2)
     try:
         _import_tensorflow()
-        from seqmask.evaluate import encode as run_encode
-        from seqmask.evaluate import load_run
         from seqmask.exports import write_latent
 
-        run = load_run(run_dir, checkpoint)
-        seqs, latent, seconds = run_encode(run, data)
-        write_latent(output, seqs, latent)
+        encoding = api.load(run_dir, checkpoint).encoding(data)
+        write_latent(output, encoding.ids, encoding.lengths, encoding.latent)
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     out.print(
-        f"wrote {len(seqs):,} latent vectors of size {latent.shape[1]} to {output} "
-        f"({seqs.num_steps / max(seconds, 1e-9):,.0f} real steps/s)"
+        f"wrote {len(encoding.ids):,} latent vectors of size {encoding.latent.shape[1]} to {output} "
+        f"({encoding.num_steps / max(encoding.seconds, 1e-9):,.0f} real steps/s)"
     )
 
 
@@ -421,19 +426,16 @@ def detect(
     try:
         _import_tensorflow()
         from seqmask import detect as detection
-        from seqmask.evaluate import load_run
         from seqmask.exports import write_detection
-        from seqmask.labels import label_metrics, read_labels
 
-        run = load_run(run_dir, checkpoint)
-        result, detector, new = detection.detect(run, data, threshold)
-        known = read_labels(labels, result.seqs) if labels is not None else None
-        metrics = label_metrics(known, result.scores, result.flags) if known is not None else None
+        result = api.load(run_dir, checkpoint).detect(data, threshold=threshold, labels=labels)
+        detector, metrics = result.detector, result.metrics
+        assert detector is not None
         summary = detection.summary(result, detector, metrics)
         write_detection(result, output, steps, _summary_path(output), _json_safe(summary))
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
-    if new:
+    if result.calibrated_now:
         out.print(f"calibrated {run_dir}'s detector first (it had none for the {checkpoint} checkpoint)")
     table = Table(title=f"seqmask detect - {run_dir} ({checkpoint} checkpoint)", show_header=False)
     table.add_row("data", str(data))
@@ -499,34 +501,14 @@ def calibrate(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Fit the run's anomaly detector again, or set its threshold another way, without retraining."""
-    from seqmask.config import AnomalyScore, choices_of
-
-    rules = (("--quantile", quantile), ("--contamination", contamination), ("--fpr", fpr))
-    given = [name for name, value in rules if value is not None]
-    if len(given) > 1:
-        _fail(f"give one of --quantile, --contamination and --fpr, not {' and '.join(given)}", 2)
-    for name, value in rules:
-        if value is not None and not 0 < value < 1:
-            _fail(f"{name} must be between 0 and 1 (exclusive), got {value}", 2)
-    if fpr is not None and labels is None:
-        _fail("--fpr needs --labels FILE: the false-positive rate is measured on the sequences labelled normal", 2)
-    if labels is not None and fpr is None:
-        _fail("--labels is used with --fpr only (detect --labels reports how well scores match labels)", 2)
-    if fpr is not None and data is None:
-        _fail("--fpr needs --data FILE: the labelled sequences to calibrate on", 2)
-    if score is not None and score not in choices_of(AnomalyScore):
-        allowed = ", ".join(map(repr, choices_of(AnomalyScore)))
-        _fail(f"--score must be one of {allowed}, got {score!r}", 2)
     try:
+        api.check_threshold_rule(quantile, contamination, fpr, labels, data, score, cli=True)
         _import_tensorflow()
-        from seqmask import detect as detection
-        from seqmask.evaluate import load_run
-        from seqmask.runs import claim
-
-        with claim(run_dir, fresh=False):  # no training may write the run meanwhile
-            run = load_run(run_dir, checkpoint)
-            threshold = detection.Threshold(quantile, contamination, fpr)
-            detector = detection.calibrate(run, data, threshold=threshold, labels=labels, score=score)  # type: ignore[arg-type]
+        # Loaded inside calibrate's lock on the run, not before it.
+        run = api.Run(run_dir, checkpoint)
+        detector = run.calibrate(
+            data, quantile=quantile, contamination=contamination, fpr=fpr, labels=labels, score=score
+        )
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     low, high = min(detector.bins.per_range), max(detector.bins.per_range)
@@ -562,13 +544,11 @@ def report(
     try:
         _import_tensorflow()
         from seqmask import atomic
-        from seqmask.evaluate import load_run
         from seqmask.report import REPORT
-        from seqmask.report import report as build_report
 
-        run = load_run(run_dir, checkpoint)
-        page = build_report(run, data, labels)
-        output = output or run.run_dir.file(REPORT)
+        run = api.load(run_dir, checkpoint)
+        page = run.report(data, labels)
+        output = output or run.loaded.run_dir.file(REPORT)
         atomic.write_text(output, page)
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)

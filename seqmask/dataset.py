@@ -42,11 +42,16 @@ def load(path: str | Path, cfg: Config) -> Sequences:
         feature_columns=data_cfg.feature_columns,
         **_json_keys(data_cfg),
     )
+    check_kind(seqs, cfg)
+    return truncate(seqs, data_cfg.max_len, data_cfg.truncating)
+
+
+def check_kind(seqs: Sequences, cfg: Config) -> None:
+    """Numbers for `input.kind: values`, tokens for `tokens`."""
     if cfg.input.kind == "tokens" and not seqs.is_tokens:
         raise DataError(f"{seqs.source}: holds numeric values, but 'input.kind' is 'tokens'; set input.kind: values")
     if cfg.input.kind == "values" and seqs.is_tokens:
         raise DataError(f"{seqs.source}: holds tokens, but 'input.kind' is 'values'; set input.kind: tokens")
-    return truncate(seqs, data_cfg.max_len, data_cfg.truncating)
 
 
 def _json_keys(data_cfg: DataConfig) -> dict[str, str]:

@@ -514,10 +514,21 @@ class Detection:
     worst: np.ndarray  # (num_sequences, 2) int64: first and last step of the worst interval, -1 if none
     step_interval: np.ndarray  # (num_steps,) int64: interval number within its sequence (1, 2, ...), 0 if none
     how: str
+    detector: Detector | None = None  # what scored them
+    calibrated_now: bool = False  # the run had no detector for this checkpoint: it was fitted first
+    metrics: dict[str, Any] | None = None  # with known labels: AUROC, AP, precision, recall, F1
 
     @property
     def seqs(self) -> Sequences:
         return self.outputs.seqs
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(num_sequences,) str, in input order."""
+        return self.outputs.seqs.ids
+
+    def with_context(self, detector: Detector, calibrated_now: bool, metrics: dict[str, Any] | None) -> Detection:
+        return replace(self, detector=detector, calibrated_now=calibrated_now, metrics=metrics)
 
 
 def detect_outputs(detector: Detector, out: Outputs, threshold: float | None = None) -> Detection:

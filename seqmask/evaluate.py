@@ -1,8 +1,9 @@
-"""Using a finished run: the masked loss of a checkpoint on any data, and latent vectors.
+"""Using a finished run: the masked loss of a checkpoint on any data, latent vectors and
+reconstructions.
 
 A run directory is all that is needed: its config says how to read and score data, its
 saved transform (normalization statistics, or vocabulary) is applied to the new data, and
-the checkpoint holds the model.
+the checkpoint holds the model. Data is a file or any in-memory form `inputs.py` takes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -18,10 +20,11 @@ import tensorflow as tf
 from seqmask.batching import inference_batch_size, inference_batches, padded_batch
 from seqmask.checkpoints import load_checkpoint
 from seqmask.config import Config
-from seqmask.data import Normalizer, Sequences
-from seqmask.dataset import apply_transform, check_targets, load, load_transform, raw_splits
+from seqmask.data import Normalizer, Sequences, length_mask_np
+from seqmask.dataset import apply_transform, check_targets, load_transform, raw_splits
 from seqmask.devices import configure_device
 from seqmask.errors import DataError, RunError
+from seqmask.inputs import Data, sequences_from
 from seqmask.model import encoder_from
 from seqmask.runs import Checkpoint, RunDir
 from seqmask.scoring import Scores, batch_signature, make_eval_step, make_loss_fn, score
@@ -45,7 +48,23 @@ class Evaluation:
 
     @property
     def loss(self) -> float:
+        """The mean error over every scored step of the data (what `seqmask evaluate` prints)."""
         return self.scores.loss
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(num_sequences,) str: the sequences' ids, in input order."""
+        return self.data.ids
+
+    @property
+    def errors(self) -> np.ndarray:
+        """(num_sequences,) float64: each sequence's mean error over its scored steps."""
+        return self.scores.per_sequence
+
+    @property
+    def accuracy(self) -> float | None:
+        """Token runs: the share of scored steps whose most likely token is right; else None."""
+        return self.scores.accuracy if self.data.values.dtype == np.int32 else None
 
 
 def load_run(run_dir: str | Path | RunDir, checkpoint: Checkpoint = "best") -> Run:
@@ -59,22 +78,23 @@ def load_run(run_dir: str | Path | RunDir, checkpoint: Checkpoint = "best") -> R
     return Run(run, cfg, transform, model, checkpoint)
 
 
-def run_data(run: Run, data: str | Path | None = None) -> Sequences:
-    """`data` read as the run reads data, or the run's own validation split if None."""
+def run_data(run: Run, data: Data = None, *, lengths: Any = None, ids: Any = None) -> Sequences:
+    """`data` read as the run reads data (a file, or an in-memory form: inputs.py), or the
+    run's own validation split if None; transformed as the run's training data was."""
     if data is None:
         _, seqs = raw_splits(run.cfg)
         if not len(seqs):
             raise RunError(f"{run.run_dir} was trained without validation data; pass --data FILE")
     else:
-        seqs = load(data, run.cfg)
+        seqs = sequences_from(data, run.cfg, lengths=lengths, ids=ids)
     expected = run.model.inputs[0].shape[-1]
     if not seqs.is_tokens and seqs.num_features != expected:
         raise DataError(f"{seqs.source}: has {seqs.num_features} features but the run's model takes {expected}")
     return apply_transform(run.transform, seqs)
 
 
-def evaluate(run: Run, data: str | Path | None = None) -> Evaluation:
-    seqs = run_data(run, data)
+def evaluate(run: Run, data: Data = None, *, lengths: Any = None, ids: Any = None) -> Evaluation:
+    seqs = run_data(run, data, lengths=lengths, ids=ids)
     check_targets(seqs, run.cfg.train)
     eval_step = make_eval_step(run.model, make_loss_fn(run.cfg))
     started = time.perf_counter()
@@ -82,9 +102,11 @@ def evaluate(run: Run, data: str | Path | None = None) -> Evaluation:
     return Evaluation(seqs, scores, time.perf_counter() - started)
 
 
-def encode(run: Run, data: str | Path, batch_size: int | None = None) -> tuple[Sequences, np.ndarray, float]:
-    """(sequences, latent (num_sequences, latent_dim) float32, seconds), in file order."""
-    seqs = run_data(run, data)
+def encode(
+    run: Run, data: Data, batch_size: int | None = None, *, lengths: Any = None, ids: Any = None
+) -> tuple[Sequences, np.ndarray, float]:
+    """(sequences, latent (num_sequences, latent_dim) float32, seconds), in input order."""
+    seqs = run_data(run, data, lengths=lengths, ids=ids)
     encoder = encoder_from(run.model)
     spec = encoder.inputs[0]
 
@@ -98,3 +120,32 @@ def encode(run: Run, data: str | Path, batch_size: int | None = None) -> tuple[S
         values, lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
         latent[indices] = encode_step(values, lengths).numpy()
     return seqs, latent, time.perf_counter() - started
+
+
+def reconstruct(
+    run: Run, data: Data, batch_size: int | None = None, *, lengths: Any = None, ids: Any = None
+) -> tuple[Sequences, list[np.ndarray]]:
+    """(sequences, outputs): the model's output at each sequence's real steps, in input
+    order, in the units of the input: numbers (length_i, features) float32, de-normalized
+    with the run's statistics; token runs (length_i,) the most likely token of each step.
+    With `train.target: next_step` row t is the prediction of step t + 1."""
+    seqs = run_data(run, data, lengths=lengths, ids=ids)
+    spec = run.model.inputs[0]
+    padding = run.cfg.data.padding
+
+    @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
+    def predict_step(values: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        return run.model([values, lengths], training=False)  # (batch, time, features | vocab)
+
+    outputs: list[np.ndarray] = [np.zeros(0)] * len(seqs)
+    for indices in inference_batches(seqs.lengths, batch_size or inference_batch_size(run.cfg.train.batch_size)):
+        values, batch_lengths = padded_batch(seqs, indices, "bucket", None, padding)
+        predicted = predict_step(values, batch_lengths).numpy()  # (batch, time, features | vocab)
+        real = length_mask_np(batch_lengths, values.shape[1], padding)  # (batch, time)
+        for row, i in enumerate(indices):
+            steps = predicted[row][real[row]]  # (length_i, features | vocab)
+            if isinstance(run.transform, Vocabulary):
+                outputs[i] = run.transform.decode(steps.argmax(axis=-1))  # (length_i,) tokens
+            else:
+                outputs[i] = (steps * run.transform.std + run.transform.mean).astype(np.float32)
+    return seqs, outputs

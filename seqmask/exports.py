@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqmask.atomic import atomic_path, write_csv
+from seqmask.atomic import atomic_path
 from seqmask.data import Sequences
 from seqmask.errors import RunError
 from seqmask.scoring import Scores
@@ -20,36 +20,47 @@ if TYPE_CHECKING:  # detect imports TensorFlow; these writers do not need it
     from seqmask.detect import Detection
 
 
-def write_errors_csv(path: str | Path, seqs: Sequences, scores: Scores, tokens: bool = False) -> None:
+def error_columns(seqs: Sequences, scores: Scores, tokens: bool = False) -> dict[str, list[Any]]:
     """id, length, scored_steps, error (and, for tokens, accuracy): one row per sequence,
     in input order. For tokens the error is the sequence's mean cross-entropy."""
-    header = ["id", "length", "scored_steps", "error"] + (["accuracy"] if tokens else [])
-    rows = zip(seqs.ids, seqs.lengths, scores.counts, scores.per_sequence, scores.per_sequence_accuracy, strict=True)
-    write_csv(
-        path,
-        header,
-        (
-            [str(sid), int(length), int(count), f"{error:.9g}"] + ([f"{accuracy:.9g}"] if tokens else [])
-            for sid, length, count, error, accuracy in rows
-        ),
-    )
+    columns: dict[str, list[Any]] = {
+        "id": [str(i) for i in seqs.ids],
+        "length": [int(n) for n in seqs.lengths],
+        "scored_steps": [int(c) for c in scores.counts],
+        "error": [float(e) for e in scores.per_sequence],  # NaN: nothing scored
+    }
+    if tokens:
+        columns["accuracy"] = [float(a) for a in scores.per_sequence_accuracy]
+    return columns
 
 
-def write_latent(path: str | Path, seqs: Sequences, latent: np.ndarray) -> None:
-    """`.csv`: id, length, z0..z{d-1}. `.npy`: a structured array (id, length, latent),
-    loadable with allow_pickle=False."""
-    path = str(path)
-    if path.endswith(".csv"):
-        header = ["id", "length"] + [f"z{i}" for i in range(latent.shape[1])]
-        rows = (
-            [str(sid), int(length)] + [f"{v:.9g}" for v in row]
-            for sid, length, row in zip(seqs.ids, seqs.lengths, latent, strict=True)
-        )
-        write_csv(path, header, rows)
+def write_errors(path: str | Path, seqs: Sequences, scores: Scores, tokens: bool = False) -> None:
+    """`evaluate --output`: `error_columns` as .csv or .parquet (by the suffix), atomically."""
+    with atomic_path(path) as tmp:
+        write_table(tmp, error_columns(seqs, scores, tokens), parquet=Path(path).suffix == ".parquet")
+
+
+def latent_columns(ids: np.ndarray, lengths: np.ndarray, latent: np.ndarray) -> dict[str, Any]:
+    """id, length, z0 .. z{d-1}: one float column per latent dimension, the same in CSV
+    and Parquet. Plain columns rather than one list column: pandas reads them as a float
+    matrix (`df.filter(regex="^z")`), DuckDB and Spark as ordinary numbers, no unnesting."""
+    columns: dict[str, Any] = {"id": [str(i) for i in ids], "length": [int(n) for n in lengths]}
+    for k in range(latent.shape[1]):
+        columns[f"z{k}"] = latent[:, k]
+    return columns
+
+
+def write_latent(path: str | Path, ids: np.ndarray, lengths: np.ndarray, latent: np.ndarray) -> None:
+    """`.csv` or `.parquet`: `latent_columns` (Parquet keeps float32). `.npy`: a structured
+    array (id, length, latent), loadable with allow_pickle=False. Written atomically."""
+    path = Path(path)
+    if path.suffix in (".csv", ".parquet"):
+        with atomic_path(path) as tmp:
+            write_table(tmp, latent_columns(ids, lengths, latent), parquet=path.suffix == ".parquet")
         return
-    width = max(1, max((len(str(i)) for i in seqs.ids), default=1))
-    records = np.zeros(len(seqs), dtype=[("id", f"U{width}"), ("length", "i8"), ("latent", "f4", (latent.shape[1],))])
-    records["id"], records["length"], records["latent"] = seqs.ids, seqs.lengths, latent
+    width = max(1, max((len(str(i)) for i in ids), default=1))
+    records = np.zeros(len(ids), dtype=[("id", f"U{width}"), ("length", "i8"), ("latent", "f4", (latent.shape[1],))])
+    records["id"], records["length"], records["latent"] = ids, lengths, latent
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, records, allow_pickle=False)
@@ -101,7 +112,7 @@ def step_columns(detection: Detection) -> dict[str, list[Any]]:
 
 # Parquet column types, fixed: pyarrow would guess "null" for a column with no value.
 _TYPES = {"id": "string", "length": "int64", "anomaly": "int64", "step": "int64", "interval": "int64"}
-_TYPES |= {"interval_start": "int64", "interval_end": "int64"}
+_TYPES |= {"interval_start": "int64", "interval_end": "int64", "scored_steps": "int64"}
 
 
 def write_detection(
@@ -130,15 +141,29 @@ def write_table(path: str | Path, columns: dict[str, list[Any]], parquet: bool |
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        arrays = {name: pa.array(values, type=_TYPES.get(name, "float64")) for name, values in columns.items()}
+        arrays = {name: _arrow(name, values) for name, values in columns.items()}
         pq.write_table(pa.table(arrays), path)
         return
     names = list(columns)
-    rows = zip(*(columns[n] for n in names), strict=True)
+    rows = zip(*(_plain(columns[n]) for n in names), strict=True)
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(names)
         writer.writerows([_cell(v) for v in row] for row in rows)
+
+
+def _arrow(name: str, values: Any) -> Any:
+    """A Parquet column: a numpy array keeps its dtype (float32 latents stay float32)."""
+    import pyarrow as pa
+
+    if isinstance(values, np.ndarray):
+        return pa.array(values)
+    return pa.array(values, type=_TYPES.get(name, "float64"))
+
+
+def _plain(values: Any) -> Any:
+    # CSV cells from Python floats: a float32 printed with .9g round-trips exactly.
+    return values.tolist() if isinstance(values, np.ndarray) else values
 
 
 def _cell(value: Any) -> Any:

@@ -1,0 +1,392 @@
+"""The Python API: train a run, load one, and use it on data held in files or in memory.
+
+    import seqmask
+
+    run = seqmask.train("configs/example.yaml", "runs/demo", train__epochs=20)
+    run = seqmask.load("runs/demo")                   # checkpoint="best" | "last"
+    z = run.encode(sequences)                         # (num_sequences, latent_dim)
+    result = run.evaluate(sequences)                  # result.loss, result.errors
+    recon = run.reconstruct(sequences)                # one (length_i, features) array each
+    found = run.detect(sequences)                     # found.scores, found.flags
+
+`sequences` is a file path, a list of (length_i, features) arrays, a padded array with
+`lengths=`, or a pandas DataFrame in long format (`seqmask.inputs`); raw values go in,
+and the run applies its own normalization or vocabulary. Nothing here prints or exits:
+every problem a user can fix is a `seqmask.SeqmaskError` subclass with the message the
+command line shows. `cli.py` is a thin layer over these functions.
+
+TensorFlow is imported on first use, not on `import seqmask`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import yaml
+
+from seqmask.config import Config, config_from_dict, config_to_dict, load_config
+from seqmask.errors import ConfigError
+from seqmask.inputs import Data
+from seqmask.progress import Reporter
+from seqmask.runs import HISTORY, HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
+
+if TYPE_CHECKING:
+    from seqmask import evaluate as evaluation
+    from seqmask.detect import Detection, Detector
+    from seqmask.export import ExportInfo
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(
+    config: str | Path | Mapping[str, Any] | Config | None = None,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    sets: Sequence[str] = (),
+    reporter: Reporter | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    **overrides: Any,
+) -> Run:
+    """Trains a model and returns the run (its best checkpoint).
+
+    Args:
+        config: a YAML file, a dict shaped like one, or a `Config`. None with `resume`.
+        run_dir: where the run is written; default `runs/<config file name>` for a file
+            (a dict or a `Config` needs one).
+        resume: continue `run_dir` from its last checkpoint, with its saved config.
+        overwrite: replace an existing run directory.
+        sets: overrides as on the command line, `"train.learning_rate=0.01"`.
+        reporter: receives progress (`seqmask.progress.Reporter`); default: none.
+        should_stop: polled after every batch; True checkpoints and raises `Interrupted`.
+        **overrides: config keys by their `--set` path, with `__` for the dot
+            (`train__epochs=5`), or `**{"train.epochs": 5}`; values are Python values.
+
+    Returns:
+        The trained `Run`, loaded on first use.
+
+    Raises:
+        ConfigError, DataError, RunError, DeviceError: what the CLI reports for the same input.
+    """
+    from seqmask.train import train as run_training
+
+    all_sets = [*sets, *override_texts(overrides)]
+    if resume:
+        if run_dir is None:
+            raise ConfigError("resume needs the run directory: seqmask.train(run_dir=..., resume=True)")
+        if config is not None or overwrite:
+            raise ConfigError(
+                "resume continues a run with its saved config: do not combine it with a config or overwrite"
+            )
+        cfg = None
+    elif config is None:
+        raise ConfigError("give a config (a YAML file, a dict or a Config) to start a run, or run_dir with resume=True")
+    else:
+        cfg = make_config(config, all_sets)
+        if run_dir is None:
+            if not isinstance(config, str | Path):
+                raise ConfigError("a config given as a dict or a Config needs run_dir: where to write the run")
+            run_dir = Path("runs") / Path(config).stem
+    assert run_dir is not None
+    run_training(
+        cfg,
+        Path(run_dir),
+        resume=resume,
+        overwrite=overwrite,
+        overrides=all_sets if resume else (),
+        reporter=reporter,
+        should_stop=should_stop,
+    )
+    return Run(Path(run_dir), "best")
+
+
+def make_config(config: str | Path | Mapping[str, Any] | Config, sets: Sequence[str] = ()) -> Config:
+    """A checked `Config` from a file, a dict or a `Config`, with `--set`-style `sets` applied.
+    Relative paths in a dict resolve against the current directory."""
+    if isinstance(config, str | Path):
+        return load_config(config, sets)
+    if isinstance(config, Config):
+        if not sets:
+            return config
+        config = config_to_dict(config)
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"a config is a YAML file, a dict or a Config, got {type(config).__name__}")
+    from seqmask.config import apply_overrides
+
+    return config_from_dict(apply_overrides(dict(config), sets))
+
+
+def override_texts(overrides: Mapping[str, Any]) -> list[str]:
+    """`{"train__epochs": 5}` -> `["train.epochs=5"]`: Python values written as YAML, so they
+    are parsed and checked exactly as `--set` values are."""
+    texts = []
+    for key, value in overrides.items():
+        path = key.replace("__", ".", 1) if "." not in key else key
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+        texts.append(f"{path}={text.removesuffix('...').strip()}")
+    return texts
+
+
+def load(run_dir: str | Path, checkpoint: Checkpoint = "best") -> Run:
+    """The run in `run_dir` with its `checkpoint` ("best" or "last") loaded.
+
+    Raises:
+        RunError: not a run directory, no such checkpoint, or a checkpoint that cannot be read.
+    """
+    run = Run(Path(run_dir), checkpoint)
+    run.loaded  # noqa: B018  (load now: a broken run fails here, not at first use)
+    return run
+
+
+# --------------------------------------------------------------------------- a run
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """`Run.encoding`'s result: one latent vector per sequence, in input order."""
+
+    ids: np.ndarray  # (num_sequences,) str
+    lengths: np.ndarray  # (num_sequences,) int64
+    latent: np.ndarray  # (num_sequences, latent_dim) float32
+    seconds: float
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lengths.sum())
+
+
+class Run:
+    """A trained run directory and one of its checkpoints.
+
+    Args:
+        path: the run directory.
+        checkpoint: "best" (lowest validation loss) or "last".
+
+    The model is loaded on first use and kept. Data arguments take every form of
+    `seqmask.inputs` (a path, a list of arrays, a padded array with `lengths=`, a pandas
+    DataFrame); `ids=` names in-memory sequences (default "0", "1", ...).
+    """
+
+    def __init__(self, path: str | Path, checkpoint: Checkpoint = "best") -> None:
+        if checkpoint not in ("best", "last"):
+            raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+        self.path = Path(path)
+        self.checkpoint: Checkpoint = checkpoint
+        self._loaded: evaluation.Run | None = None
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, checkpoint={self.checkpoint!r})"
+
+    @property
+    def loaded(self) -> evaluation.Run:
+        """The config, transform and model, as evaluate / detect / report use them."""
+        if self._loaded is None:
+            from seqmask.evaluate import load_run
+
+            self._loaded = load_run(self.path, self.checkpoint)
+        return self._loaded
+
+    @property
+    def config(self) -> Config:
+        """The run's resolved config (every default filled in)."""
+        return self.loaded.cfg if self._loaded is not None else RunDir(self.path).require().read_config()
+
+    # -- what the run recorded ---------------------------------------------------------
+
+    @property
+    def history(self) -> list[dict[str, float | int | None]]:
+        """One dict per finished epoch (`history.csv`), numbers as numbers, None where empty:
+        `pandas.DataFrame(run.history)` is the table."""
+        path = RunDir(self.path).require().file(HISTORY)
+        if not path.is_file():
+            return []
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return [
+            {k: _number(row.get(k, ""), k == "epoch" or k == "train_real_steps") for k in HISTORY_FIELDS}
+            for row in rows
+        ]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """`metrics.json`: the best and final figures, stop reason, data sizes, the detector."""
+        run = RunDir(self.path).require()
+        if not run.file(METRICS).is_file():
+            from seqmask.errors import RunError
+
+            raise RunError(f"{self.path} has no {METRICS} yet: training has not finished an epoch")
+        metrics: dict[str, Any] = run.read_json(METRICS)
+        return metrics
+
+    # -- using it on data --------------------------------------------------------------
+
+    def encoding(self, data: Data, *, lengths: Any = None, ids: Any = None, batch_size: int | None = None) -> Encoding:
+        """`encode` with the ids, lengths and the time it took."""
+        from seqmask.evaluate import encode
+
+        seqs, latent, seconds = encode(self.loaded, data, batch_size, lengths=lengths, ids=ids)
+        return Encoding(seqs.ids, seqs.lengths, latent, seconds)
+
+    def encode(self, data: Data, *, lengths: Any = None, ids: Any = None, batch_size: int | None = None) -> np.ndarray:
+        """One latent vector per sequence: (num_sequences, latent_dim) float32, in input order.
+
+        Padding, the amount of it and which sequences share a batch change nothing.
+        """
+        return self.encoding(data, lengths=lengths, ids=ids, batch_size=batch_size).latent
+
+    def reconstruct(
+        self, data: Data, *, lengths: Any = None, ids: Any = None, batch_size: int | None = None
+    ) -> list[np.ndarray]:
+        """The model's output for each sequence's real steps, in the input's units:
+        (length_i, features) float32 (token runs: (length_i,) the most likely tokens).
+        With `train.target: next_step`, row t predicts step t + 1."""
+        from seqmask.evaluate import reconstruct
+
+        return reconstruct(self.loaded, data, batch_size, lengths=lengths, ids=ids)[1]
+
+    def evaluate(self, data: Data = None, *, lengths: Any = None, ids: Any = None) -> evaluation.Evaluation:
+        """The exact masked loss on `data` (default: the run's validation data): `.loss`, the
+        mean over all scored steps, and `.errors`, `.ids`, per sequence; as `seqmask evaluate`."""
+        from seqmask.evaluate import evaluate
+
+        return evaluate(self.loaded, data, lengths=lengths, ids=ids)
+
+    def detect(
+        self,
+        data: Data,
+        *,
+        lengths: Any = None,
+        ids: Any = None,
+        threshold: float | None = None,
+        labels: str | Path | Sequence[int] | np.ndarray | None = None,
+    ) -> Detection:
+        """Anomaly scores, thresholds and flags per sequence, step scores and the worst
+        interval, as `seqmask detect`. A run without a detector for this checkpoint is
+        calibrated first with its config's settings (`.calibrated_now`).
+
+        Args:
+            threshold: flag scores above this instead of the calibrated thresholds.
+            labels: known labels (1 = anomaly), a CSV `id,label` or one per sequence in
+                input order: `.metrics` then holds AUROC, average precision, precision,
+                recall and F1.
+        """
+        from seqmask import detect as detection
+        from seqmask.evaluate import run_data
+
+        if threshold is not None and not np.isfinite(threshold):
+            raise ConfigError(f"threshold must be a finite number, got {threshold}")
+        detector, new = detection.detector_for(self.loaded)
+        seqs = run_data(self.loaded, data, lengths=lengths, ids=ids)
+        found = detection.detect_outputs(detector, detection.model_outputs(self.loaded, seqs), threshold)
+        metrics = None
+        if labels is not None:
+            from seqmask.labels import label_metrics
+
+            metrics = label_metrics(_labels(labels, seqs), found.scores, found.flags)
+        return found.with_context(detector, new, metrics)
+
+    def calibrate(
+        self,
+        data: Data = None,
+        *,
+        quantile: float | None = None,
+        contamination: float | None = None,
+        fpr: float | None = None,
+        labels: str | Path | None = None,
+        score: str | None = None,
+    ) -> Detector:
+        """Fits the anomaly detector again on `data` (default: the validation data) and
+        saves it in the run, as `seqmask calibrate`; at most one of `quantile`,
+        `contamination`, `fpr` (which needs `labels` and `data`)."""
+        from seqmask import detect as detection
+
+        check_threshold_rule(quantile, contamination, fpr, labels, data, score)
+        with claim(self.path, fresh=False):  # no training may write the run meanwhile
+            rule = detection.Threshold(quantile, contamination, fpr)
+            return detection.calibrate(self.loaded, data, threshold=rule, labels=labels, score=score)  # type: ignore[arg-type]
+
+    def report(self, data: Data = None, labels: str | Path | None = None) -> str:
+        """The run's HTML report (`seqmask report`) as one self-contained page."""
+        from seqmask.report import report
+
+        return report(self.loaded, data, labels)
+
+    def export(self, output: str | Path, format: str = "savedmodel", overwrite: bool = False) -> ExportInfo:
+        """A model for serving that needs neither seqmask nor its kernel (`seqmask export`)."""
+        from seqmask.export import export
+
+        return export(self.loaded, Path(output), format, overwrite=overwrite)  # type: ignore[arg-type]
+
+
+def check_threshold_rule(
+    quantile: float | None,
+    contamination: float | None,
+    fpr: float | None,
+    labels: Any,
+    data: Any,
+    score: str | None,
+    cli: bool = False,
+) -> None:
+    """The calibration arguments, checked before anything is loaded; `cli` words them as
+    the command line's options (`--quantile`), else as this API's arguments."""
+    from seqmask.config import AnomalyScore, choices_of
+
+    def name(n: str) -> str:
+        return f"--{n}" if cli else n
+
+    def needs(n: str) -> str:
+        return f"--{n} FILE" if cli else f"{n}="
+
+    rules = (("quantile", quantile), ("contamination", contamination), ("fpr", fpr))
+    given = [name(n) for n, value in rules if value is not None]
+    if len(given) > 1:
+        raise ConfigError(
+            f"give one of {name('quantile')}, {name('contamination')} and {name('fpr')}, not {' and '.join(given)}"
+        )
+    for n, value in rules:
+        if value is not None and not 0 < value < 1:
+            raise ConfigError(f"{name(n)} must be between 0 and 1 (exclusive), got {value}")
+    if fpr is not None and labels is None:
+        raise ConfigError(
+            f"{name('fpr')} needs {needs('labels')}: "
+            "the false-positive rate is measured on the sequences labelled normal"
+        )
+    if labels is not None and fpr is None:
+        raise ConfigError(
+            f"{name('labels')} is used with {name('fpr')} only "
+            f"(detect {name('labels')} reports how well scores match labels)"
+        )
+    if fpr is not None and data is None:
+        raise ConfigError(f"{name('fpr')} needs {needs('data')}: the labelled sequences to calibrate on")
+    if score is not None and score not in choices_of(AnomalyScore):
+        allowed = ", ".join(map(repr, choices_of(AnomalyScore)))
+        raise ConfigError(f"{name('score')} must be one of {allowed}, got {score!r}")
+
+
+def _labels(labels: str | Path | Sequence[int] | np.ndarray, seqs: Any) -> np.ndarray:
+    from seqmask.errors import DataError
+    from seqmask.labels import read_labels
+
+    if isinstance(labels, str | Path):
+        return read_labels(labels, seqs)
+    known = np.asarray(labels)
+    if known.shape != (len(seqs),) or not np.isin(known, (0, 1)).all():
+        raise DataError(f"labels must be one 0 or 1 per sequence ({len(seqs)}), in input order")
+    return known.astype(np.int64)
+
+
+def _number(text: str | None, whole: bool) -> float | int | None:
+    if text is None or text == "":
+        return None
+    return int(float(text)) if whole else float(text)
