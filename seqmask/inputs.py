@@ -82,9 +82,8 @@ def _ids(ids: PySequence[Any] | None, n: int, where: str) -> np.ndarray:
     if out.shape != (n,):
         raise DataError(f"{where}: got {len(out)} ids for {n} sequences")
     if len(np.unique(out)) != n:
-        seen: set[str] = set()
-        duplicate = next(i for i in out if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise DataError(f"{where}: id {duplicate!r} is given to more than one sequence")
+        unique, counts = np.unique(out, return_counts=True)
+        raise DataError(f"{where}: id {str(unique[counts > 1][0])!r} is given to more than one sequence")
     return out
 
 
