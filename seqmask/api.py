@@ -75,7 +75,7 @@ def train(
     Raises:
         ConfigError, DataError, RunError, DeviceError: what the CLI reports for the same input.
     """
-    from seqmask.train import train as run_training
+    from seqmask.training import train as run_training
 
     all_sets = [*sets, *override_texts(overrides)]
     if resume:

@@ -1,6 +1,6 @@
 """What training tells whoever watches it: the `Reporter` interface and what it receives.
 
-train.py calls a reporter and never prints; cli.py's reporters draw the calls. This module
+training.py calls a reporter and never prints; cli.py's reporters draw the calls. This module
 imports nothing heavy, so the CLI can subclass `Reporter` without loading TensorFlow.
 """
 

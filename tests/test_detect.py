@@ -48,7 +48,7 @@ from seqmask.evaluate import Run, evaluate, load_run, run_data
 from seqmask.model import build_autoencoder
 from seqmask.runs import RunDir
 from seqmask.scoring import Scores
-from seqmask.train import train
+from seqmask.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ def tiny_config(tmp_path, device):
 def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path):
     import tensorflow as tf
 
-    from seqmask.train import train
+    from seqmask.training import train
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
@@ -39,7 +39,7 @@ def test_gpu_training_reports_the_exact_masked_loss(tmp_path):
     """On the GPU (cuDNN kernels) evaluate's figure still equals plain numpy."""
     from seqmask.data import pad
     from seqmask.evaluate import evaluate, load_run
-    from seqmask.train import train
+    from seqmask.training import train
 
     metrics = train(tiny_config(tmp_path, "gpu"), tmp_path / "run")
     assert metrics["device"].startswith("gpu")

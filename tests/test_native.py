@@ -230,7 +230,7 @@ def _kernel_messages(monkeypatch, tmp_path, data=None, model=None):
 
     from seqmask.config import load_config
     from seqmask.progress import Reporter
-    from seqmask.train import train
+    from seqmask.training import train
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 9, 20)

@@ -20,7 +20,7 @@ import yaml
 from seqmask.checkpoints import load_checkpoint
 from seqmask.config import load_config
 from seqmask.evaluate import evaluate, load_run
-from seqmask.train import train
+from seqmask.training import train
 
 pytestmark = pytest.mark.slow
 

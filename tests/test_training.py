@@ -9,7 +9,7 @@ import yaml
 
 from seqmask.config import load_config
 from seqmask.errors import RunError
-from seqmask.train import Diverged, train
+from seqmask.training import Diverged, train
 
 
 def write(tmp_path, values, lengths, **train):
