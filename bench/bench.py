@@ -421,7 +421,7 @@ def child_sgemm(spec):
 def child_seqmask(spec):
     """Train through the public API, then evaluate and encode the same data with the run."""
     from seqmask.evaluate import encode, evaluate, load_run
-    from seqmask.train import train
+    from seqmask.training import train
 
     import_rss = peak_rss_mib()
     cfg = resolve(spec["data"], spec["epochs"], spec["overrides"])

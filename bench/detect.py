@@ -373,7 +373,7 @@ def run_seqmask(task, files, opts, work):
     """(scores per variant (None where it failed), extra facts: errors, seconds, length stats)."""
     from seqmask.detect import fit_detector, model_outputs, reference_latent
     from seqmask.evaluate import load_run, run_data
-    from seqmask.train import train
+    from seqmask.training import train
 
     cfg = seqmask_config(task, files, opts)
     run_dir = work / "run"

@@ -67,7 +67,7 @@ def main(argv=None):
     from seqmask.config import load_config
     from seqmask.detect import fit_detector, model_outputs, reference_latent
     from seqmask.evaluate import load_run, run_data
-    from seqmask.train import train
+    from seqmask.training import train
 
     run_dir = opts.run
     if run_dir is None:

@@ -36,7 +36,7 @@ from seqmask.fused_lstm import FusedLSTM  # noqa: E402
 from seqmask.losses import loss_terms  # noqa: E402
 from seqmask.model import build_autoencoder  # noqa: E402
 from seqmask.scoring import make_loss_fn  # noqa: E402
-from seqmask.train import _make_train_step  # noqa: E402
+from seqmask.training import _make_train_step  # noqa: E402
 
 BATCH, FEATURES, UNITS, LATENT = 64, 12, 64, 32
 

@@ -424,7 +424,7 @@ def seqmask_config(trial, train_overrides, opts):
 
 def run_seqmask_variant(trial, opts, name, train_overrides):
     from seqmask.evaluate import encode, evaluate, load_run
-    from seqmask.train import train
+    from seqmask.training import train
 
     cfg = seqmask_config(trial, train_overrides, opts)
     run_dir = trial.work / f"run_{name}"
