@@ -1,4 +1,4 @@
-"""The command line: `seqmask train | evaluate | encode | detect | calibrate`.
+"""The command line: `seqmask train | evaluate | encode | detect | calibrate | report | export`.
 
 The only module that prints or exits. Errors the user can fix (`SeqmaskError`) become one
 message on stderr and an exit code: 2 for config and usage errors, 1 for data, run and
@@ -17,7 +17,7 @@ import sys
 import warnings
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import numpy as np
 import typer
@@ -562,6 +562,35 @@ def report(
             opened = False
         if not opened:
             out.print(f"no web browser found here; open {output.resolve()} in one")
+
+
+@app.command()
+def export(
+    run_dir: RunDirArg,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The directory to write the model into.", show_default=False)
+    ],
+    format_: Annotated[
+        Literal["savedmodel", "onnx"],
+        typer.Option("--format", help="A TensorFlow SavedModel, or one ONNX file (needs seqmask[export])."),
+    ] = "savedmodel",
+    checkpoint: CheckpointOpt = "best",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output directory.")] = False,
+) -> None:
+    """Write the run as a model for serving that needs neither seqmask nor its compiled kernel."""
+    try:
+        _import_tensorflow()
+        info = api.load(run_dir, checkpoint).export(output, format_, overwrite=overwrite)
+    except SeqmaskError as e:
+        _fail(str(e), e.exit_code)
+    table = Table(title=f"seqmask export - {run_dir} ({checkpoint} checkpoint)", show_header=False)
+    table.add_row("format", info.format)
+    for name, outputs in info.signatures.items():
+        table.add_row(f"{name} ->", ", ".join(outputs))
+    table.add_row("inputs", "values (batch, time, features), lengths (batch,) int32: see seqmask_export.json")
+    table.add_row("anomaly score", info.anomaly_score if info.with_anomaly_score else "none (the run has no detector)")
+    table.add_row("written to", f"{info.path} ({info.seconds:.1f} s)")
+    out.print(table)
 
 
 def main() -> None:
