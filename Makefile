@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo lint test test-fast bench bench-quick bench-quality bench-quality-quick bench-detect bench-detect-quick data clean
+.PHONY: install demo lint test test-fast bench bench-quick bench-quality bench-quality-quick bench-detect bench-detect-quick bench-export data clean
 
 install: $(STAMP)
 
@@ -68,6 +68,9 @@ bench-detect: install
 bench-detect-quick: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/detect.py --quick
+
+bench-export: install
+	$(BIN)/python bench/export.py
 
 bench-quality-quick: install
 	$(BIN)/pip install --quiet -e '.[bench]'
