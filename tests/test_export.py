@@ -27,7 +27,7 @@ from seqmask.training import train
 ROOT = Path(__file__).resolve().parents[1]
 # Every decoder with post padding; with pre padding only remask is valid (the config refuses the others).
 COMBOS = [("repeat", "post"), ("remask", "post"), ("crop", "post"), ("remask", "pre")]
-NUM_SEQUENCES = 40
+NUM_SEQUENCES = 32
 
 
 def _ids(combo: tuple[str, str]) -> str:
@@ -56,7 +56,7 @@ def _train_run(tmp: Path, decoder: str, padding: str) -> tuple[Path, Path]:
             "bidirectional": wide,
             "pooling": "mean" if wide else "none",
         },
-        "train": {"epochs": 2, "batch_size": 8},
+        "train": {"epochs": 1, "batch_size": 8},
     }
     (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
     train(load_config(tmp / "config.yaml"), tmp / "run")
