@@ -63,7 +63,7 @@ from seqmask.detect import SELF_DISTANCE, Detector, checkpoint_digest, load_dete
 from seqmask.errors import ConfigError, RunError
 from seqmask.evaluate import Run
 from seqmask.layers import length_mask_ops
-from seqmask.losses import targets_and_mask, token_errors
+from seqmask.losses import step_weights, targets_and_mask, token_errors
 from seqmask.model import LATENT, build_autoencoder
 from seqmask.runs import VOCABULARY
 from seqmask.scoring import error_of, make_loss_fn
@@ -256,7 +256,7 @@ class _Graphs:
         cfg = run.cfg
         self.run, self.detector = run, detector
         self.tokens = isinstance(run.transform, Vocabulary)
-        self.padding, self.target = cfg.data.padding, cfg.train.target
+        self.padding, self.target, self.loss = cfg.data.padding, cfg.train.target, cfg.train.loss
         self.model = portable_model(run)
         self.num_features = int(self.model.inputs[0].shape[-1])
         latent_layer = self.model.get_layer(LATENT)
@@ -315,13 +315,20 @@ class _Graphs:
         # scoring.Scores.per_sequence: float64 division, NaN with nothing scored.
         error = tf.where(counts64 > 0, sums64 / tf.maximum(counts64, 1.0), np.nan)  # (batch,)
         out = {"error": error, "scored_steps": tf.cast(tf.round(counts), tf.int32)}
+        labels, has_target = targets_and_mask(x, lengths, self.target, self.padding)  # (b, t, f), (b, t)
         if self.tokens:
+            # Σ w·hit as losses.token_errors counts it, with tf.argmax for keras.ops.argmax:
+            # Keras's (which only differs when +0.0 and -0.0 tie for the largest logit) reads
+            # the sign bit through a Bitcast, an op ONNX opset 17 does not have.
+            predicted = tf.argmax(predictions, axis=-1, output_type=tf.int32)  # (batch, time)
+            hit = tf.logical_and(tf.equal(predicted, tf.cast(labels[:, :, 0], tf.int32)), has_target)
+            w = step_weights(has_target, self.loss)  # (batch, time)
+            hits = tf.reduce_sum(tf.cast(hit, tf.float32) * w, axis=1)  # (batch,)
             out["accuracy"] = tf.where(counts64 > 0, tf.cast(hits, tf.float64) / tf.maximum(counts64, 1.0), np.nan)
         ops = self.detector_ops
         if ops is None:
             return out
         # detect._output_step's residuals: y - ŷ at scored steps (tokens: the step's NLL).
-        labels, has_target = targets_and_mask(x, lengths, self.target, self.padding)  # (b, t, f), (b, t)
         if self.tokens:
             nll, _ = token_errors(labels, tf.cast(predictions, tf.float32), has_target)  # (batch, time)
             residual = nll[:, :, None]  # (batch, time, 1)
@@ -417,6 +424,10 @@ def _write_onnx(graphs: _Graphs, target: Path) -> dict[str, tuple[str, ...]]:
         raise ExportError(f"tf2onnx could not convert the run's graph to ONNX: {e}") from e
     finally:
         quiet.setLevel(level)
+    try:  # tf2onnx leaves an op it cannot map in the graph (and only logs it): refuse that file
+        importlib.import_module("onnx").checker.check_model(proto)
+    except Exception as e:
+        raise ExportError(f"tf2onnx could not express the run's graph in ONNX opset {ONNX_OPSET}: {e}") from e
     names = tuple(o.name for o in proto.graph.output)
     expected = {n for outs in graphs.outputs().values() for n in outs} | {"latent", "reconstruction"}
     if set(names) != expected:

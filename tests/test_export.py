@@ -344,6 +344,16 @@ def test_token_run_exports_ids_in_and_cross_entropy_out(tmp_path: Path) -> None:
     recon = model.reconstruct(values, lengths)["reconstruction"].numpy()
     assert recon.dtype == np.int32 and recon.shape == values.shape
     assert (recon[:, -3:] == 0).all() and recon.max() < len(run.transform)
+    # The same through ONNX (skipped without the export extra).
+    ort = pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
+    pytest.importorskip("tf2onnx", reason="the export extra (tf2onnx) is not installed")
+    export(run, tmp_path / "onnx", "onnx")
+    session = ort.InferenceSession(str(tmp_path / "onnx" / ONNX_FILE), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(None, {"values": values, "lengths": lengths}), strict=True))
+    np.testing.assert_allclose(got["error"], evaluation.scores.per_sequence, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got["latent"], latent, rtol=1e-5, atol=2e-6)
+    np.testing.assert_array_equal(got["reconstruction"], recon)
 
 
 # --------------------------------------------------------------------------- errors
