@@ -10,18 +10,24 @@ import sysconfig
 from dataclasses import replace
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 import yaml
+from conftest import make_sequences
 
 from seqmask import detect
-from seqmask.config import load_config
-from seqmask.data import Sequences, pad
+from seqmask.config import config_from_dict, load_config
+from seqmask.data import Normalizer, Sequences, pad
 from seqmask.dataset import apply_transform, load
 from seqmask.errors import ConfigError, RunError
 from seqmask.evaluate import Run, encode, evaluate, load_run
 from seqmask.export import METADATA, ONNX_FILE, ExportError, _Graphs, export
+from seqmask.model import build_autoencoder, encoder_from
+from seqmask.runs import RunDir
+from seqmask.scoring import make_eval_step, make_loss_fn
+from seqmask.scoring import score as score_all
 from seqmask.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -414,3 +420,46 @@ def test_failure_midway_leaves_nothing(small_run: Run, tmp_path: Path, monkeypat
     with pytest.raises(RuntimeError, match="disk on fire"):
         export(small_run, tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- model and loss options, untrained
+
+# (padding, model keys, train keys): the options the trained runs above do not cover.
+OPTIONS = {
+    "next_step-mae": ("post", {"decoder": "repeat"}, {"target": "next_step", "error": "mae"}),
+    "reverse-last_step": ("post", {"decoder": "crop", "num_layers": 2}, {"target": "reverse", "loss": "last_step"}),
+    "composite-dropout": ("post", {"decoder": "remask", "dropout": 0.2, "input_noise": 0.1}, {"target": "composite"}),
+    "pre-two_layers": ("pre", {"decoder": "remask", "num_layers": 2, "pooling": "max"}, {"target": "next_step"}),
+    "pre-plain": ("pre", {"decoder": "remask", "bidirectional": False, "decoder_positions": 0}, {}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_rebuilt_graph_matches_seqmask_for_every_option(name: str, tmp_path: Path) -> None:
+    """The traced functions (as export writes them) against the fused model seqmask trains
+    and scores with, on raw values normalized by a non-trivial Normalizer."""
+    padding, model_keys, train_keys = OPTIONS[name]
+    cfg = config_from_dict(
+        {
+            "data": {"train": str(tmp_path / "data.npz"), "padding": padding},
+            "model": {"units": 6, "latent_dim": 3, **model_keys},
+            "train": {"batch_size": 4, **train_keys},
+        }
+    )
+    keras.utils.set_random_seed(0)
+    future = cfg.train.future_fraction if cfg.train.target == "composite" else 0.0
+    model = build_autoencoder(cfg.model, 2, padding, fused=True, seed=cfg.train.seed, future_fraction=future)
+    normalizer = Normalizer(np.array([3.0, -1.0]), np.array([2.0, 0.5]))
+    run = Run(RunDir(tmp_path / "run"), cfg, normalizer, model, "best")
+    raw = make_sequences([1, 6, 3, 9, 2, 5], seed=3)
+    raw = raw.with_values(raw.values * 2.0 + np.array([3.0, -1.0], np.float32))
+    seqs = normalizer.apply(raw)
+    expected = score_all(make_eval_step(model, make_loss_fn(cfg)), seqs, 4, padding).per_sequence
+    normalized, lengths = _padded(seqs, padding)
+    expected_latent = encoder_from(model)([normalized, lengths], training=False).numpy()
+    graphs = _Graphs(run, None)
+    values, _ = _padded(raw, padding, extra=2, fill=1e6)
+    got = graphs.function("score")(values, lengths)
+    np.testing.assert_allclose(got["error"].numpy(), expected, rtol=1e-5, atol=1e-7)
+    latent = graphs.function("encode")(values, lengths)["latent"].numpy()
+    np.testing.assert_allclose(latent, expected_latent, rtol=1e-5, atol=1e-6)
