@@ -1,13 +1,20 @@
 """seqmask: masked LSTM sequence autoencoders on variable-length sequences.
 
 The Python API (`seqmask.api`): `train` a run, `load` one, and use the `Run` on data.
-Importing seqmask does not import TensorFlow; the first call that needs it does.
+Importing seqmask imports neither TensorFlow nor numpy: the API's names load on first
+use (PEP 562), so `import seqmask.config` and the CLI's `--help` stay instant.
 """
 
-from seqmask.api import Encoding, Run, load, train
+from typing import TYPE_CHECKING, Any
+
 from seqmask.errors import ConfigError, DataError, DeviceError, Interrupted, RunError, SeqmaskError
 
+if TYPE_CHECKING:
+    from seqmask.api import Encoding, Run, load, train
+
 __version__ = "0.1.0"
+
+_API = ("Encoding", "Run", "load", "train")
 
 __all__ = [
     "ConfigError",
@@ -22,3 +29,11 @@ __all__ = [
     "load",
     "train",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from seqmask import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'seqmask' has no attribute {name!r}")

@@ -203,3 +203,39 @@ def test_importing_seqmask_does_not_import_tensorflow() -> None:
     code = "import sys, seqmask; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_pre_padding_remask_reconstruct_and_evaluate_agree(data: dict, tmp_path: Path) -> None:
+    config = {
+        "data": {"train": str(data["root"] / "train.csv"), "step_column": "step", "padding": "pre"},
+        "model": {**MODEL, "decoder": "remask"},
+        "train": {"epochs": 1, "batch_size": 8, "error": "mae"},
+    }
+    run = seqmask.train(config, tmp_path / "pre")
+    test = data["test"]
+    transform = run.loaded.transform
+    err = [np.abs((r - s) / transform.std) for r, s in zip(run.reconstruct(test), test, strict=True)]
+    assert run.evaluate(test).loss == pytest.approx(np.concatenate(err).mean(), rel=1e-4)
+    seqs_padded = np.full((len(test), 12, 2), -7.0, np.float32)  # pre padding: real steps last
+    for i, s in enumerate(test):
+        seqs_padded[i, 12 - len(s) :] = s
+    np.testing.assert_allclose(
+        run.encode(seqs_padded, lengths=[len(s) for s in test]), run.encode(test), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_a_token_run_reconstructs_tokens(tmp_path: Path) -> None:
+    lines = [" ".join(["a", "b", "c", "b"][: 2 + i % 3]) for i in range(30)]
+    (tmp_path / "tokens.txt").write_text("\n".join(lines) + "\n")
+    config = {
+        "data": {"train": str(tmp_path / "tokens.txt"), "validation_split": 0.2},
+        "input": {"kind": "tokens"},
+        "model": MODEL,
+        "train": {"epochs": 1, "batch_size": 8},
+    }
+    run = seqmask.train(config, tmp_path / "run")
+    recon = run.reconstruct([["a", "b"], ["c", "b", "a"]])
+    assert [r.shape for r in recon] == [(2,), (3,)]
+    assert set(np.concatenate(recon)) <= {"a", "b", "c", "<unk>", "<pad>"}
+    result = run.evaluate([["a", "b"], ["c", "b", "a"]])
+    assert result.accuracy is not None and 0 <= result.accuracy <= 1
