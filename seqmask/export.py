@@ -22,7 +22,9 @@ normalization reaches the model. Signatures (each output is per sequence unless 
 
     encode       latent (batch, latent_dim) float32: `seqmask encode`'s vectors
     reconstruct  reconstruction (batch, time, features) float32 in raw units, zero at
-                 padded steps (tokens: int32, the most likely id per step)
+                 padded steps (tokens: int32, the most likely id per step); the model's
+                 output as trained (train.target next_step: step t predicts step t + 1;
+                 reverse: the step that mirrors t)
     score        error (batch,) float64: `seqmask evaluate`'s per-sequence error Σ w·e / Σ w
                  (NaN with nothing scored), scored_steps (batch,) int32: Σ w
                  [tokens: accuracy (batch,) float64]
@@ -34,6 +36,15 @@ float32 like data.Normalizer), and the reconstruction is mapped back, x̂ = x̂'
 The per-sequence error and the anomaly score reuse losses.py and re-express detect.py's
 numpy math in TensorFlow ops, float64 where detect.py is float64, its fitted arrays as
 constants: the numbers are those of `evaluate` and `detect` to float rounding.
+
+The SavedModel's signatures are also TF-Serving signatures (`serving_default` is
+`encode`). ONNX has no signatures, so the ONNX file is one graph with every output
+(latent, reconstruction, error, scored_steps [, accuracy] [, anomaly_score, threshold,
+anomaly]); a runtime asked for some of them computes what those need. Two tf2onnx habits
+are worked around: its `where` as `c·x + (1 - c)·y` (NaN wherever the other branch holds
+inf or NaN: `_exact_selects`), and Keras's argmax, which reads the sign bit through a
+Bitcast that opset 17 lacks (token accuracy uses tf.argmax). Step-level detection
+(`detect --steps`: step scores, intervals) is not exported: only sequence scores.
 """
 
 from __future__ import annotations
@@ -479,6 +490,8 @@ def metadata(graphs: _Graphs, format: ExportFormat, signatures: dict[str, tuple[
             "length_bins": {"edges": list(detector.bins.edges), "per_range": list(detector.bins.per_range)},
             "anomaly": "anomaly_score > threshold (a NaN score is never anomalous)",
         }
+    if format == "savedmodel":
+        meta["serving_default"] = "encode"
     if format == "onnx":
         meta["onnx"] = {
             "opset": ONNX_OPSET,

@@ -34,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every decoder with post padding; with pre padding only remask is valid (the config refuses the others).
 COMBOS = [("repeat", "post"), ("remask", "post"), ("crop", "post"), ("remask", "pre")]
 NUM_SEQUENCES = 32
+# One worker builds the module's runs once under `pytest -n 2 --dist loadgroup` (or loadfile).
+pytestmark = pytest.mark.xdist_group("export")
 
 
 def _ids(combo: tuple[str, str]) -> str:
@@ -282,6 +284,10 @@ def test_every_detector_score_matches_detect(runs: dict, score: str, aggregate: 
     run = load_run(run_dir)
     detector = detect.calibrate(run, score=score, save=False)
     detector = replace(detector, settings=replace(detector.settings, aggregate=aggregate, top_fraction=0.3))
+    # Thresholds by length range (the tiny runs calibrate one range): edges at lengths in the data.
+    median = float(np.median(detector.thresholds(np.array([1]))))
+    bins = detect.LengthBins((10.0, 37.0), (0.5 * median, median, 2.0 * median))
+    detector = replace(detector, bins=bins)
     seqs = run_data_of(run, data)
     expected = detect.detect_outputs(detector, detect.model_outputs(run, seqs))
     fn = _Graphs(run, detector).function("score")
@@ -289,6 +295,7 @@ def test_every_detector_score_matches_detect(runs: dict, score: str, aggregate: 
     got = {k: v.numpy() for k, v in fn(values, lengths).items()}
     np.testing.assert_allclose(got["anomaly_score"], expected.scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["threshold"], expected.thresholds, rtol=1e-12)
+    assert len(np.unique(expected.thresholds)) == 3
     clear = np.abs(expected.scores - expected.thresholds) > 1e-4
     np.testing.assert_array_equal(got["anomaly"][clear], expected.flags[clear])
 
