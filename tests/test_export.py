@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,9 +85,21 @@ def _padded(seqs: Sequences, padding: str, extra: int = 0, fill: float | None = 
     return values, lengths
 
 
+Runs = Callable[[tuple[str, str]], tuple[Path, Path]]
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[Path, Path]]:
-    return {combo: _train_run(tmp_path_factory.mktemp(_ids(combo)), *combo) for combo in COMBOS}
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """combo -> (run directory, data file), each run trained on first use: the fast tests
+    (`-m "not slow"`) need two of the four."""
+    cache: dict[tuple[str, str], tuple[Path, Path]] = {}
+
+    def get(combo: tuple[str, str]) -> tuple[Path, Path]:
+        if combo not in cache:
+            cache[combo] = _train_run(tmp_path_factory.mktemp(_ids(combo)), *combo)
+        return cache[combo]
+
+    return get
 
 
 # --------------------------------------------------------------------------- the proof: no seqmask
@@ -120,14 +133,15 @@ print("ok")
 
 
 @pytest.fixture(scope="module")
-def checked(runs: dict[tuple[str, str], tuple[Path, Path]], tmp_path_factory: pytest.TempPathFactory) -> dict:
+def checked(runs: Runs, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Per combo: seqmask's own numbers and those of its two exports, computed in a
     subprocess that cannot import seqmask."""
     pytest.importorskip("tf2onnx", reason="the export extra (tf2onnx) is not installed")
     pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
     tmp = tmp_path_factory.mktemp("checked")
     jobs, expected = [], {}
-    for combo, (run_dir, data) in runs.items():
+    for combo in COMBOS:
+        run_dir, data = runs(combo)
         run = load_run(run_dir)
         name = _ids(combo)
         infos = {fmt: export(run, tmp / f"{name}_{fmt}", fmt) for fmt in ("savedmodel", "onnx")}
@@ -162,12 +176,13 @@ def checked(runs: dict[tuple[str, str], tuple[Path, Path]], tmp_path_factory: py
         timeout=600,
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-3000:]
-    for combo in runs:
+    for combo in COMBOS:
         with np.load(tmp / f"{_ids(combo)}_result.npz") as result:
             expected[combo]["got"] = dict(result)
     return expected
 
 
+@pytest.mark.slow  # the `checked` fixture: 4 runs, 8 exports, a subprocess (~60 s)
 @pytest.mark.parametrize("fmt", ["savedmodel", "onnx"])
 @pytest.mark.parametrize("combo", COMBOS, ids=_ids)
 def test_export_without_seqmask_matches_encode_evaluate_and_detect(checked: dict, combo: tuple, fmt: str) -> None:
@@ -187,6 +202,7 @@ def test_export_without_seqmask_matches_encode_evaluate_and_detect(checked: dict
     np.testing.assert_array_equal(counts, case["lengths"])  # reconstruct, per_step: every real step
 
 
+@pytest.mark.slow  # the `checked` fixture: 4 runs, 8 exports, a subprocess (~60 s)
 @pytest.mark.parametrize("combo", COMBOS, ids=_ids)
 def test_reconstruction_is_in_raw_units_and_zero_at_padding(checked: dict, combo: tuple) -> None:
     case = checked[combo]
@@ -206,6 +222,7 @@ def test_reconstruction_is_in_raw_units_and_zero_at_padding(checked: dict, combo
     np.testing.assert_allclose(error, case["error"], rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.slow  # the `checked` fixture: 4 runs, 8 exports, a subprocess (~60 s)
 def test_metadata_and_info(checked: dict) -> None:
     case = checked["remask", "pre"]
     info = case["infos"]["savedmodel"]
@@ -227,13 +244,14 @@ def test_metadata_and_info(checked: dict) -> None:
 # --------------------------------------------------------------------------- padding invariance
 
 
+@pytest.mark.slow  # the `checked` fixture: 4 runs, 8 exports, a subprocess (~60 s)
 @pytest.mark.parametrize("combo", [("repeat", "post"), ("remask", "pre")], ids=_ids)
 def test_padding_and_batch_change_nothing_in_the_export(
-    runs: dict, checked: dict, combo: tuple, tmp_path: Path
+    runs: Runs, checked: dict, combo: tuple, tmp_path: Path
 ) -> None:
     ort = pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
     case = checked[combo]
-    run_dir, data = runs[combo]
+    run_dir, data = runs(combo)
     padding = combo[1]
     seqs = load(data, load_run(run_dir).cfg)
     model = tf.saved_model.load(str(case["infos"]["savedmodel"].path))
@@ -278,9 +296,9 @@ def test_padding_and_batch_change_nothing_in_the_export(
         ("combined", "mean"),
     ],
 )
-def test_every_detector_score_matches_detect(runs: dict, score: str, aggregate: str) -> None:
+def test_every_detector_score_matches_detect(runs: Runs, score: str, aggregate: str) -> None:
     """The score graph (traced in-process, as export traces it) against detect.py's numpy."""
-    run_dir, data = runs["repeat", "post"]
+    run_dir, data = runs(("repeat", "post"))
     run = load_run(run_dir)
     detector = detect.calibrate(run, score=score, save=False)
     detector = replace(detector, settings=replace(detector.settings, aggregate=aggregate, top_fraction=0.3))
@@ -307,8 +325,8 @@ def run_data_of(run: Run, data: Path) -> Sequences:
 # --------------------------------------------------------------------------- without a detector, tokens
 
 
-def test_run_without_detector_exports_the_error_only(runs: dict, tmp_path: Path) -> None:
-    run_dir, data = runs["crop", "post"]
+def test_run_without_detector_exports_the_error_only(runs: Runs, tmp_path: Path) -> None:
+    run_dir, data = runs(("crop", "post"))
     bare = tmp_path / "run"
     shutil.copytree(run_dir, bare)
     (bare / detect.DETECTOR).unlink()
@@ -373,8 +391,8 @@ def test_token_run_exports_ids_in_and_cross_entropy_out(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_run(runs: dict) -> Run:
-    return load_run(runs["crop", "post"][0])
+def small_run(runs: Runs) -> Run:
+    return load_run(runs(("crop", "post"))[0])
 
 
 def test_existing_output_is_refused_then_overwritten(small_run: Run, tmp_path: Path) -> None:
