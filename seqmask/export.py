@@ -521,11 +521,13 @@ def _building(output: Path) -> Iterator[Path]:
     """A temporary directory beside `output`, renamed onto it if the block succeeds; on
     any failure it is removed and `output` is left as it was."""
     parent = output.absolute().parent
+    made = [p for p in (parent, *parent.parents) if not p.exists()]  # the parents this call creates
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".tmp", dir=parent))
         os.chmod(tmp, 0o777 & ~_umask())
     except OSError as e:
+        _remove_empty(made)
         raise ExportError(f"cannot write {output}: {e}") from e
     try:
         yield tmp
@@ -541,10 +543,21 @@ def _building(output: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         raise ExportError(f"cannot write {output}: {e}") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         raise
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Removes the directories a failed export created, innermost first, if still empty."""
+    for d in directories:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def export(run: Run, output: str | Path, format: ExportFormat = "savedmodel", overwrite: bool = False) -> ExportInfo:

@@ -443,8 +443,20 @@ def test_failure_midway_leaves_nothing(small_run: Run, tmp_path: Path, monkeypat
 
     monkeypatch.setattr(export_module, "metadata", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        export(small_run, tmp_path / "out")
-    assert list(tmp_path.iterdir()) == []
+        export(small_run, tmp_path / "new" / "parents" / "out")
+    assert list(tmp_path.iterdir()) == []  # nor the parents it made
+
+
+def test_stale_detector_is_a_run_error_naming_calibrate(runs: Runs, tmp_path: Path) -> None:
+    run_dir, _ = runs(("crop", "post"))
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    entries = json.loads((copy / detect.DETECTOR).read_text())
+    entries["best"]["checkpoint_digest"] = "0" * 64  # as if the run had been trained on since
+    (copy / detect.DETECTOR).write_text(json.dumps(entries))
+    with pytest.raises(RunError, match="seqmask calibrate"):
+        export(load_run(copy), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- model and loss options, untrained
