@@ -106,10 +106,25 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
 
 # Run with `python -I -S`: no site processing, so seqmask's editable install (a .pth file)
 # is not on the path; site-packages is appended by hand for TensorFlow and onnxruntime.
+# A non-editable install would be in site-packages itself: the finder blocks it too.
 CHECKER = r"""
-import importlib.util, json, sys
+import json, sys
+
+
+class NoSeqmask:
+    def find_spec(self, name, path=None, target=None):
+        if name == "seqmask" or name.startswith("seqmask."):
+            raise ImportError("seqmask is blocked in the checker")
+        return None
+
+
+sys.meta_path.insert(0, NoSeqmask())
 sys.path.append(sys.argv[1])
-assert importlib.util.find_spec("seqmask") is None, "seqmask is importable in the checker"
+try:
+    import seqmask
+    raise AssertionError("seqmask is importable in the checker")
+except ImportError:
+    pass
 import numpy as np
 import tensorflow as tf
 import onnxruntime as ort
