@@ -24,7 +24,7 @@ from seqmask.data import Normalizer, Sequences, pad
 from seqmask.dataset import apply_transform, load
 from seqmask.errors import ConfigError, RunError
 from seqmask.evaluate import Run, encode, evaluate, load_run
-from seqmask.export import METADATA, ONNX_FILE, ExportError, _Graphs, export
+from seqmask.export import METADATA, ONNX_FILE, ExportError, _Graphs, _write_onnx, export
 from seqmask.model import build_autoencoder, encoder_from
 from seqmask.runs import RunDir
 from seqmask.scoring import make_eval_step, make_loss_fn
@@ -299,38 +299,64 @@ def test_padding_and_batch_change_nothing_in_the_export(
 # --------------------------------------------------------------------------- every anomaly score
 
 
-@pytest.mark.parametrize(
-    ("score", "aggregate"),
-    [
-        ("error", "top"),
-        ("mahalanobis", "top"),
-        ("mahalanobis", "mean"),
-        ("mahalanobis", "max"),
-        ("latent", "top"),
-        ("density", "top"),
-        ("combined", "mean"),
-    ],
-)
-def test_every_detector_score_matches_detect(runs: Runs, score: str, aggregate: str) -> None:
-    """The score graph (traced in-process, as export traces it) against detect.py's numpy."""
-    run_dir, data = runs(("repeat", "post"))
-    run = load_run(run_dir)
+SCORES = [
+    ("error", "top"),
+    ("mahalanobis", "top"),
+    ("mahalanobis", "mean"),
+    ("mahalanobis", "max"),
+    ("latent", "top"),
+    ("density", "top"),
+    ("combined", "mean"),
+]
+
+
+def _detector(run: Run, score: str, aggregate: str) -> detect.Detector:
+    """`score` fitted on the run's validation split, with `aggregate` and three length ranges."""
     detector = detect.calibrate(run, score=score, save=False)
     detector = replace(detector, settings=replace(detector.settings, aggregate=aggregate, top_fraction=0.3))
     # Thresholds by length range (the tiny runs calibrate one range): edges at lengths in the data.
     median = float(np.median(detector.thresholds(np.array([1]))))
-    bins = detect.LengthBins((10.0, 37.0), (0.5 * median, median, 2.0 * median))
-    detector = replace(detector, bins=bins)
-    seqs = run_data_of(run, data)
-    expected = detect.detect_outputs(detector, detect.model_outputs(run, seqs))
-    fn = _Graphs(run, detector).function("score")
-    values, lengths = _padded(load(data, run.cfg), run.cfg.data.padding)
-    got = {k: v.numpy() for k, v in fn(values, lengths).items()}
-    np.testing.assert_allclose(got["anomaly_score"], expected.scores, rtol=1e-5, atol=1e-6)
+    return replace(detector, bins=detect.LengthBins((10.0, 37.0), (0.5 * median, median, 2.0 * median)))
+
+
+def _check_detection(got: dict[str, np.ndarray], expected: detect.Detection, atol: float) -> None:
+    np.testing.assert_allclose(got["anomaly_score"], expected.scores, rtol=1e-5, atol=atol)
     np.testing.assert_allclose(got["threshold"], expected.thresholds, rtol=1e-12)
     assert len(np.unique(expected.thresholds)) == 3
     clear = np.abs(expected.scores - expected.thresholds) > 1e-4
     np.testing.assert_array_equal(got["anomaly"][clear], expected.flags[clear])
+
+
+@pytest.mark.parametrize(("score", "aggregate"), SCORES)
+def test_every_detector_score_matches_detect(runs: Runs, score: str, aggregate: str) -> None:
+    """The score graph (traced in-process, as export traces it) against detect.py's numpy."""
+    run_dir, data = runs(("repeat", "post"))
+    run = load_run(run_dir)
+    detector = _detector(run, score, aggregate)
+    expected = detect.detect_outputs(detector, detect.model_outputs(run, run_data_of(run, data)))
+    fn = _Graphs(run, detector).function("score")
+    values, lengths = _padded(load(data, run.cfg), run.cfg.data.padding)
+    _check_detection({k: v.numpy() for k, v in fn(values, lengths).items()}, expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_every_detector_score_through_onnx(runs: Runs, tmp_path: Path) -> None:
+    """The same scores from the ONNX graph in onnxruntime (float64 TopK, Gather, MatMul)."""
+    ort = pytest.importorskip("onnxruntime", reason="the export extra (onnxruntime) is not installed")
+    pytest.importorskip("tf2onnx", reason="the export extra (tf2onnx) is not installed")
+    run_dir, data = runs(("repeat", "post"))
+    run = load_run(run_dir)
+    outputs = detect.model_outputs(run, run_data_of(run, data))
+    values, lengths = _padded(load(data, run.cfg), run.cfg.data.padding, extra=4, fill=np.nan)
+    for i, (score, aggregate) in enumerate(SCORES):
+        detector = _detector(run, score, aggregate)
+        target = tmp_path / str(i)
+        target.mkdir()
+        _write_onnx(_Graphs(run, detector), target)
+        session = ort.InferenceSession(str(target / ONNX_FILE), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        got = dict(zip(names, session.run(None, {"values": values, "lengths": lengths}), strict=True))
+        _check_detection(got, detect.detect_outputs(detector, outputs), atol=1e-5)
 
 
 def run_data_of(run: Run, data: Path) -> Sequences:
