@@ -2,9 +2,9 @@
 
 The only module that prints or exits. Errors the user can fix (`SeqmaskError`) become one
 message on stderr and an exit code: 2 for config and usage errors, 1 for data, run and
-device errors, 130 for Ctrl-C. Every command takes the run directory as its first
-argument. TensorFlow is imported inside the commands that need it, so `--help` and config
-errors answer at once.
+device errors, 130 for Ctrl-C, 143 for SIGTERM (preempted: checkpoint written, resume it).
+Every command takes the run directory as its first argument. TensorFlow is imported inside
+the commands that need it, so `--help` and config errors answer at once.
 """
 
 from __future__ import annotations
@@ -108,23 +108,37 @@ def _import_tensorflow() -> None:
             os.close(saved)
 
 
+# SIGTERM is what schedulers and Kubernetes send before they kill a process: 128 + 15 is
+# the code of a process that SIGTERM ended, and the range 128-255 is the one Kubeflow's
+# `restartPolicy: ExitCode` treats as retryable. Ctrl-C keeps the shell's 130.
+PREEMPTED = 143
+INTERRUPTED = 130
+
+
 class _Interrupt:
-    """First Ctrl-C: finish the batch, checkpoint, exit 130. A second one stops at once."""
+    """First Ctrl-C or SIGTERM: finish the batch, checkpoint, exit 130 (Ctrl-C) or 143
+    (SIGTERM: preempted, resume me). A second one stops at once."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum: int | None = None
 
     def __enter__(self) -> _Interrupt:
-        self.previous = signal.signal(signal.SIGINT, self._handle)
+        self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
+
+    @property
+    def exit_code(self) -> int:
+        return PREEMPTED if self.signum == signal.SIGTERM else INTERRUPTED
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        signal.signal(signal.SIGINT, self.previous)
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
     def __call__(self) -> bool:
         return self.requested
@@ -259,13 +273,14 @@ def train(
     elif config is None:
         _fail("give --config FILE to start a run, or RUN_DIR --resume to continue one", 2)
     target = _train_target(run_dir, old_run_dir, config)
+    interrupt = _Interrupt()
     try:
         # The config is checked before TensorFlow is imported: its errors answer at once.
         cfg = None if resume else api.make_config(config, set_)  # type: ignore[arg-type]
         _import_tensorflow()
         reporter = _PlainReporter(out) if quiet or not out.is_terminal else _RichReporter(out)
         try:
-            with _Interrupt() as interrupt:
+            with interrupt:
                 run = api.train(
                     cfg,
                     target,
@@ -280,14 +295,15 @@ def train(
             if isinstance(reporter, _RichReporter):
                 reporter.close()
     except Interrupted as stop:
+        what = "preempted (SIGTERM)" if interrupt.exit_code == PREEMPTED else "interrupted"
         err.print(
-            f"interrupted at epoch {stop.epoch}, batch {stop.batch}; checkpoint written.\n"
+            f"{what} at epoch {stop.epoch}, batch {stop.batch}; checkpoint written.\n"
             f"resume with: seqmask train {shlex.quote(str(stop.run_dir))} --resume"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt.exit_code) from None
     except KeyboardInterrupt:
         err.print("interrupted; the last checkpoint written is kept")
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupt.exit_code) from None
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     val = metrics["best_val_loss"]

@@ -177,6 +177,37 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path):
     assert len(history(run_dir)) == 3
 
 
+def test_sigterm_checkpoints_exits_143_and_resumes_to_the_uninterrupted_run(tmp_path):
+    """What a scheduler's preemption does: SIGTERM, then the job restarted with --resume."""
+    config = make_run_config(tmp_path, epochs=3)
+    reference = tmp_path / "reference"
+    train(load_config(config), reference)
+    run_dir = tmp_path / "run"
+    proc = seqmask("train", run_dir, "--config", config, "--quiet")
+    assert wait_for_progress(proc, run_dir / "checkpoints" / "last.keras")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out
+    text = " ".join(out.split())
+    assert "preempted (SIGTERM) at epoch" in text and f"resume with: seqmask train {run_dir} --resume" in text
+    assert "Traceback" not in out
+    assert (run_dir / "checkpoints" / "last.keras").exists()
+    assert not (run_dir / "metrics.json").exists()  # stopped before the end
+
+    proc = seqmask("train", run_dir, "--resume", "--quiet")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    got, want = history(run_dir), history(reference)
+    assert len(got) == len(want) == 3
+    for a, b in zip(got, want, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), k
+    final = load_checkpoint(run_dir / "checkpoints" / "last.keras")[0].get_weights()
+    expected = load_checkpoint(reference / "checkpoints" / "last.keras")[0].get_weights()
+    assert max(float(np.abs(x - y).max()) for x, y in zip(final, expected, strict=True)) <= 1e-6
+
+
 def test_a_run_in_use_refuses_a_second_writer_until_its_process_dies(tmp_path):
     """A second train --overwrite, or a --resume, on a run still training fails, naming
     the process and host; it deletes and writes nothing. After a SIGKILL the lock is
