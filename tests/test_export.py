@@ -348,7 +348,8 @@ def test_every_detector_score_through_onnx(runs: Runs, tmp_path: Path) -> None:
     run = load_run(run_dir)
     outputs = detect.model_outputs(run, run_data_of(run, data))
     values, lengths = _padded(load(data, run.cfg), run.cfg.data.padding, extra=4, fill=np.nan)
-    for i, (score, aggregate) in enumerate(SCORES):
+    # Those the matrix above does not run through ONNX (it has combined with top): ~5 s each.
+    for i, (score, aggregate) in enumerate([("mahalanobis", "max"), ("latent", "top"), ("combined", "mean")]):
         detector = _detector(run, score, aggregate)
         target = tmp_path / str(i)
         target.mkdir()
