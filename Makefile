@@ -40,10 +40,10 @@ lint: install
 # Two worker processes (pytest-xdist): most tests are single-threaded Python and graph
 # tracing, so two cores run two of them at once (README, "Development", says how long).
 test: install lint
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 test-fast: install lint
-	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow"
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'

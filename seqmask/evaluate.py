@@ -9,6 +9,8 @@ the checkpoint holds the model. Data is a file or any in-memory form `inputs.py`
 from __future__ import annotations
 
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from seqmask.dataset import apply_transform, check_targets, load_transform, raw_
 from seqmask.devices import configure_device
 from seqmask.errors import DataError, RunError
 from seqmask.inputs import Data, sequences_from
-from seqmask.model import encoder_from
+from seqmask.model import LATENT, encoder_from
 from seqmask.runs import Checkpoint, RunDir
 from seqmask.scoring import Scores, batch_signature, make_eval_step, make_loss_fn, score
 from seqmask.vocab import Vocabulary
@@ -107,19 +109,33 @@ def encode(
 ) -> tuple[Sequences, np.ndarray, float]:
     """(sequences, latent (num_sequences, latent_dim) float32, seconds), in input order."""
     seqs = run_data(run, data, lengths=lengths, ids=ids)
-    encoder = encoder_from(run.model)
-    spec = encoder.inputs[0]
-
-    @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
-    def encode_step(values: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        return encoder([values, lengths], training=False)  # (batch, latent_dim)
-
-    latent = np.zeros((len(seqs), encoder.outputs[0].shape[-1]), np.float32)
+    encode_step = _traced(run.model, "encode")
+    latent = np.zeros((len(seqs), run.model.get_layer(LATENT).output.shape[-1]), np.float32)
     started = time.perf_counter()
     for indices in inference_batches(seqs.lengths, batch_size or inference_batch_size(run.cfg.train.batch_size)):
-        values, lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
-        latent[indices] = encode_step(values, lengths).numpy()
+        values, batch_lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
+        latent[indices] = encode_step(values, batch_lengths).numpy()  # (batch, latent_dim)
     return seqs, latent, time.perf_counter() - started
+
+
+# One traced function per model and kind: tracing costs ~0.2 s, more than encoding a few
+# sequences, and notebooks call encode / reconstruct again and again on the same run.
+_TRACED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable[..., tf.Tensor]]] = weakref.WeakKeyDictionary()
+
+
+def _traced(model: keras.Model, kind: str) -> Callable[..., tf.Tensor]:
+    """values, lengths -> the latent vectors ("encode") or the model's output ("predict")."""
+    functions = _TRACED.setdefault(model, {})
+    if kind not in functions:
+        net = encoder_from(model) if kind == "encode" else model
+        spec = model.inputs[0]
+
+        @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
+        def step(values: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+            return net([values, lengths], training=False)  # (batch, latent_dim) | (batch, time, features | vocab)
+
+        functions[kind] = step
+    return functions[kind]
 
 
 def reconstruct(
@@ -130,13 +146,8 @@ def reconstruct(
     with the run's statistics; token runs (length_i,) the most likely token of each step.
     With `train.target: next_step` row t is the prediction of step t + 1."""
     seqs = run_data(run, data, lengths=lengths, ids=ids)
-    spec = run.model.inputs[0]
     padding = run.cfg.data.padding
-
-    @tf.function(input_signature=batch_signature(spec.shape[-1], spec.dtype))
-    def predict_step(values: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        return run.model([values, lengths], training=False)  # (batch, time, features | vocab)
-
+    predict_step = _traced(run.model, "predict")
     outputs: list[np.ndarray] = [np.zeros(0)] * len(seqs)
     for indices in inference_batches(seqs.lengths, batch_size or inference_batch_size(run.cfg.train.batch_size)):
         values, batch_lengths = padded_batch(seqs, indices, "bucket", None, padding)
