@@ -11,9 +11,9 @@ variable-length sequences (lengths uniform in ``--min-length`` .. ``--max-length
 
 * ``seqmask``     ``seqmask.evaluate.encode(run, file)``: what ``seqmask encode`` runs
                   (seqmask's fused CPU kernel on the post-padded run), its own timing:
-                  batching, padding and the model, not reading the file. It includes
-                  tracing its encode step, which `encode` does on every call (as every
-                  ``seqmask encode`` command does): about 0.2 s, most of a small run's time.
+                  batching, padding and the model, not reading the file. Its encode step
+                  is traced once per model, in the untimed first call (each ``seqmask
+                  encode`` command, a new process, pays it once: about 0.2 s).
 * ``savedmodel``  ``tf.saved_model.load(dir).encode(values, lengths)`` on the same
                   batches (``seqmask.batching.inference_batches``: by length, ``--batch-size``),
                   raw values padded per batch inside the timed loop.
