@@ -26,10 +26,11 @@ demo: install
 	$(BIN)/seqmask detect runs/demo --data data/trajectories.npz --labels data/trajectories_anomalies.csv \
 		--output runs/demo/detections.csv --steps runs/demo/detection_steps.csv
 	$(BIN)/seqmask report runs/demo --labels data/trajectories_labels.csv
+	$(BIN)/seqmask export runs/demo --output runs/demo_export --overwrite
 	@echo
 	@echo "Results in runs/demo: history.csv, metrics.json, checkpoints/, evaluation_best.csv, latent.csv,"
 	@echo "detections.csv, detection_steps.csv (README: 'Finding unusual sequences')"
-	@echo "Open runs/demo/report.html in a browser to see the run."
+	@echo "Open runs/demo/report.html in a browser to see the run; runs/demo_export is the model for serving (README: 'Serving')."
 
 # Lint, import order, layout and types: part of `make test`, so CI enforces them.
 lint: install
