@@ -75,8 +75,6 @@ def train(
     Raises:
         ConfigError, DataError, RunError, DeviceError: what the CLI reports for the same input.
     """
-    from seqmask.training import train as run_training
-
     all_sets = [*sets, *override_texts(overrides)]
     if resume:
         if run_dir is None:
@@ -95,6 +93,8 @@ def train(
                 raise ConfigError("a config given as a dict or a Config needs run_dir: where to write the run")
             run_dir = Path("runs") / Path(config).stem
     assert run_dir is not None
+    from seqmask.training import train as run_training  # TensorFlow: after the config's checks
+
     run_training(
         cfg,
         Path(run_dir),
