@@ -20,7 +20,6 @@ TensorFlow is imported on first use, not on `import seqmask`.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from seqmask.config import Config, config_from_dict, config_to_dict, load_config
 from seqmask.errors import ConfigError
 from seqmask.inputs import Data
 from seqmask.progress import Reporter
-from seqmask.runs import HISTORY, HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
+from seqmask.runs import HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
 
 if TYPE_CHECKING:
     from seqmask import evaluate as evaluation
@@ -208,11 +207,7 @@ class Run:
     def history(self) -> list[dict[str, float | int | None]]:
         """One dict per finished epoch (`history.csv`), numbers as numbers, None where empty:
         `pandas.DataFrame(run.history)` is the table."""
-        path = RunDir(self.path).require().file(HISTORY)
-        if not path.is_file():
-            return []
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+        rows = RunDir(self.path).require().read_history()
         return [
             {k: _number(row.get(k, ""), k == "epoch" or k == "train_real_steps") for k in HISTORY_FIELDS}
             for row in rows
@@ -281,19 +276,16 @@ class Run:
                 input order: `.metrics` then holds AUROC, average precision, precision,
                 recall and F1.
         """
-        from seqmask import detect as detection
-        from seqmask.evaluate import run_data
+        from seqmask.detect import detect
 
         if threshold is not None and not np.isfinite(threshold):
             raise ConfigError(f"threshold must be a finite number, got {threshold}")
-        detector, new = detection.detector_for(self.loaded)
-        seqs = run_data(self.loaded, data, lengths=lengths, ids=ids)
-        found = detection.detect_outputs(detector, detection.model_outputs(self.loaded, seqs), threshold)
+        found, detector, new = detect(self.loaded, data, threshold, lengths=lengths, ids=ids)
         metrics = None
         if labels is not None:
             from seqmask.labels import label_metrics
 
-            metrics = label_metrics(_labels(labels, seqs), found.scores, found.flags)
+            metrics = label_metrics(_labels(labels, found.seqs), found.scores, found.flags)
         return found.with_context(detector, new, metrics)
 
     def calibrate(

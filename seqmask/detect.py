@@ -58,6 +58,7 @@ from seqmask.data import Sequences, _gather_index, length_mask_np
 from seqmask.dataset import apply_transform, raw_splits
 from seqmask.errors import RunError
 from seqmask.evaluate import Run, run_data
+from seqmask.inputs import Data
 from seqmask.labels import read_labels
 from seqmask.losses import targets_and_mask, token_errors
 from seqmask.model import LATENT
@@ -683,7 +684,7 @@ class Threshold:
 
 def calibrate(
     run: Run,
-    data: str | Path | None = None,
+    data: Data = None,
     *,
     threshold: Threshold = Threshold(),
     labels: str | Path | None = None,
@@ -708,7 +709,7 @@ def calibrate(
             f"run 'seqmask calibrate {run.run_dir} --data FILE' with sequences known to be normal"
         )
     known = read_labels(labels, seqs) if labels is not None else None
-    where = str(data) if data is not None else "the validation split"
+    where = seqs.source if data is not None else "the validation split"  # the file, or inputs.py's name
     reference = apply_transform(run.transform, train)
     return calibrate_on(run, seqs, reference, where, threshold=threshold, labels=known, score=score, save=save)
 
@@ -768,9 +769,13 @@ def detector_for(run: Run) -> tuple[Detector, bool]:
         return calibrate(run), True
 
 
-def detect(run: Run, data: str | Path, threshold: float | None = None) -> tuple[Detection, Detector, bool]:
+def detect(
+    run: Run, data: Data, threshold: float | None = None, *, lengths: Any = None, ids: Any = None
+) -> tuple[Detection, Detector, bool]:
+    """`data` (a file or an in-memory form, inputs.py) scored by the run's detector, which
+    is calibrated first if the run has none for its checkpoint: (detection, detector, new)."""
     detector, new = detector_for(run)
-    seqs = run_data(run, data)
+    seqs = run_data(run, data, lengths=lengths, ids=ids)
     return detect_outputs(detector, model_outputs(run, seqs), threshold), detector, new
 
 

@@ -29,8 +29,9 @@ from seqmask.dataset import apply_transform, raw_splits
 from seqmask.detect import Detection, Outputs, detect_outputs, load_detector, model_outputs
 from seqmask.errors import DataError, RunError
 from seqmask.evaluate import Run, run_data
+from seqmask.inputs import Data
 from seqmask.losses import step_weights, targets_and_mask
-from seqmask.runs import HISTORY, METRICS, RunDir
+from seqmask.runs import METRICS
 from seqmask.scoring import error_of
 from seqmask.vocab import Vocabulary
 
@@ -109,18 +110,19 @@ class ReportData:
         return self.outputs.scores.per_sequence
 
 
-def gather(run: Run, data: str | Path | None = None, labels: str | Path | None = None) -> ReportData:
+def gather(run: Run, data: Data = None, labels: str | Path | None = None) -> ReportData:
     """Everything the report draws, computed once."""
     train, validation = raw_splits(run.cfg)
     if data is not None:
-        seqs, source = run_data(run, data), str(data)
+        seqs = run_data(run, data)
+        source = seqs.source  # the file, or "the list of sequences" for in-memory data (inputs.py)
     elif len(validation):  # the splits just read, not read again
         seqs, source = apply_transform(run.transform, validation), "the run's validation data"
     else:  # nothing held out: the training data is all there is to look at
         seqs, source = apply_transform(run.transform, train), "the training data (the run has no validation data)"
     outputs = model_outputs(run, seqs)
     metrics = run.run_dir.read_json(METRICS) if run.run_dir.file(METRICS).is_file() else None
-    history = _read_history(run.run_dir)
+    history = run.run_dir.read_history()
     categories = read_categories(labels, seqs) if labels is not None else None
     detection, note = None, ""
     try:
@@ -138,14 +140,6 @@ def gather(run: Run, data: str | Path | None = None, labels: str | Path | None =
         note = f"the run has no anomaly detector for its {run.checkpoint} checkpoint yet: '{command}' fits one"
     score = detector.score if detector is not None else ""
     return ReportData(run, source, outputs, train.lengths, metrics, history, categories, detection, note, score)
-
-
-def _read_history(run_dir: RunDir) -> list[dict[str, str]]:
-    path = run_dir.file(HISTORY)
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def read_categories(path: str | Path, seqs: Sequences) -> np.ndarray:
@@ -557,6 +551,6 @@ def render(d: ReportData) -> str:
     )
 
 
-def report(run: Run, data: str | Path | None = None, labels: str | Path | None = None) -> str:
+def report(run: Run, data: Data = None, labels: str | Path | None = None) -> str:
     """The report of `run` on `data` (default: its validation data) as one HTML page."""
     return render(gather(run, data, labels))

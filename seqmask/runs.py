@@ -12,6 +12,7 @@ and the data.
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -146,6 +147,14 @@ class RunDir:
 
     def read_json(self, name: str) -> Any:
         return read_json(self.path / name)
+
+    def read_history(self) -> list[dict[str, str]]:
+        """history.csv's rows as text, one dict per finished epoch ([] before the first)."""
+        path = self.path / HISTORY
+        if not path.is_file():
+            return []
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
 
     # -- writing (every write atomic) ------------------------------------------------
 
