@@ -94,7 +94,7 @@ def train(
     assert run_dir is not None
     from seqmask.training import train as run_training  # TensorFlow: after the config's checks
 
-    run_training(
+    metrics = run_training(
         cfg,
         Path(run_dir),
         resume=resume,
@@ -103,7 +103,10 @@ def train(
         reporter=reporter,
         should_stop=should_stop,
     )
-    return Run(Path(run_dir), "best")
+    run = Run(Path(run_dir), "best")
+    # What this process trained: a multi-worker run's other workers write no metrics.json.
+    run._trained_metrics = metrics
+    return run
 
 
 def make_config(config: str | Path | Mapping[str, Any] | Config, sets: Sequence[str] = ()) -> Config:
@@ -183,6 +186,7 @@ class Run:
         self.path = Path(path)
         self.checkpoint: Checkpoint = checkpoint
         self._loaded: evaluation.Run | None = None
+        self._trained_metrics: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, checkpoint={self.checkpoint!r})"
@@ -216,6 +220,8 @@ class Run:
     @property
     def metrics(self) -> dict[str, Any]:
         """`metrics.json`: the best and final figures, stop reason, data sizes, the detector."""
+        if self._trained_metrics is not None:
+            return self._trained_metrics
         run = RunDir(self.path).require()
         if not run.file(METRICS).is_file():
             from seqmask.errors import RunError

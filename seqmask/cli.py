@@ -295,12 +295,17 @@ def train(
             if isinstance(reporter, _RichReporter):
                 reporter.close()
     except Interrupted as stop:
-        what = "preempted (SIGTERM)" if interrupt.exit_code == PREEMPTED else "interrupted"
+        # In a multi-worker run a stop asked of one worker stops them all at the same batch.
+        code = interrupt.exit_code if interrupt.requested else PREEMPTED
+        if not interrupt.requested:
+            what = "stopped because another worker was interrupted or preempted"
+        else:
+            what = "preempted (SIGTERM)" if code == PREEMPTED else "interrupted"
         err.print(
             f"{what} at epoch {stop.epoch}, batch {stop.batch}; checkpoint written.\n"
             f"resume with: seqmask train {shlex.quote(str(stop.run_dir))} --resume"
         )
-        raise typer.Exit(interrupt.exit_code) from None
+        raise typer.Exit(code) from None
     except KeyboardInterrupt:
         err.print("interrupted; the last checkpoint written is kept")
         raise typer.Exit(interrupt.exit_code) from None

@@ -51,6 +51,7 @@ __all__ = [
     "Aggregate",
     "AnomalyScore",
     "Batching",
+    "Distribute",
     "Config",
     "DataConfig",
     "DataFormat",
@@ -97,6 +98,7 @@ Target = Literal["reconstruct", "next_step", "reverse", "composite"]
 Pooling = Literal["none", "mean", "max", "mean_max"]
 Device = Literal["auto", "cpu", "gpu"]
 Batching = Literal["bucket", "pad_to_max"]
+Distribute = Literal["auto", "none", "mirrored", "multi_worker"]
 AnomalyScore = Literal["combined", "density", "latent", "mahalanobis", "error"]
 Aggregate = Literal["top", "mean", "max"]
 
@@ -310,6 +312,21 @@ class TrainConfig:
     # None: one checkpoint per epoch, often enough unless epochs are very long. It counts
     # batches (optimizer updates), as the name says: "steps" are time steps everywhere else.
     checkpoint_every_batches: int | None = None
+    # How training is spread over devices or machines (seqmask/distribute.py; README,
+    # "Training on several GPUs or machines"). "auto": multi_worker when TF_CONFIG names two
+    # or more workers, mirrored on two or more GPUs, else none. Every choice trains on the
+    # same global batches (batch_size is the global batch) to the same numbers, up to the
+    # order of float32 additions.
+    distribute: Distribute = "auto"
+    # mirrored: how many replicas. None: every GPU, or one CPU device. On a CPU, N > 1
+    # splits it into N logical devices: a laptop can run (and a test check) a mirrored run.
+    replicas: int | None = None
+    # multi_worker: a worker that dies or stops answering makes the others fail (exit 143,
+    # resumable) within about this many seconds, instead of waiting forever.
+    worker_timeout: float = 60.0
+    # multi_worker: how long the workers wait at start for all of TF_CONFIG's workers to
+    # come up (a scheduler may start pods minutes apart).
+    startup_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -448,6 +465,9 @@ _TRAIN_SPEC: dict[str, _Spec] = {
     "seed": _Spec("int", _Range(0, 2**32 - 1)),
     "cpu_threads": _Spec("int", _Range(1), nullable=True),
     "checkpoint_every_batches": _Spec("int", _Range(1), nullable=True),
+    "replicas": _Spec("int", _Range(1), nullable=True),
+    "worker_timeout": _Spec("float", _Range(4)),
+    "startup_timeout": _Spec("float", _Range(1)),
 }
 
 
@@ -525,7 +545,8 @@ def with_keys_added(saved: Any) -> Any:
 # the run (its counters are in the checkpoint and keep counting); lr_patience and
 # min_learning_rate decide when and how far the plateau schedule cuts the rate (the cuts
 # already made live in the optimizer and stay); checkpoint_every_batches only says how
-# often to save. The detect keys only say how the finished run is calibrated and scored.
+# often to save; the distribute keys only say where the same batches run (a run started on
+# two GPUs may resume on one). The detect keys only say how the finished run is calibrated and scored.
 RESUME_OVERRIDABLE: tuple[str, ...] = (
     "train.epochs",
     "train.patience",
@@ -533,6 +554,10 @@ RESUME_OVERRIDABLE: tuple[str, ...] = (
     "train.lr_patience",
     "train.min_learning_rate",
     "train.checkpoint_every_batches",
+    "train.distribute",
+    "train.replicas",
+    "train.worker_timeout",
+    "train.startup_timeout",
     "detect.score",
     "detect.aggregate",
     "detect.top_fraction",

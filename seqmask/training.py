@@ -15,17 +15,20 @@ through a `Reporter` (progress.py); this module never prints.
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import seqmask
-from seqmask import native, runs
+from seqmask import distribute, native, runs
 from seqmask.batching import batch_size_for, batch_time_len, inference_batch_size, padded_batch, training_batches
 from seqmask.checkpoints import load_checkpoint, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
@@ -33,6 +36,7 @@ from seqmask.data import Sequences
 from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform
 from seqmask.detect import DetectError, calibrate_on, load_detector
 from seqmask.devices import configure_device
+from seqmask.distribute import Cluster
 from seqmask.errors import Interrupted, RunError
 from seqmask.evaluate import Run
 from seqmask.model import build_autoencoder
@@ -54,7 +58,9 @@ class _Session:
     """Everything one training run works with, from start (or resume) to its last epoch."""
 
     cfg: Config
-    run: RunDir
+    run: RunDir  # where this process writes: the run, or a worker's scratch directory
+    home: RunDir  # the run directory itself (a multi-worker run's, on a shared filesystem)
+    cluster: Cluster
     splits: Splits
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
@@ -77,7 +83,15 @@ class _Session:
         return _monitor(self.splits)
 
     def save_last(self) -> None:
-        save_checkpoint(self.model, self.run.checkpoint("last"), self.state.to_dict())
+        self.save("last", self.state.to_dict())
+
+    def save(self, which: Literal["best", "last"], state: dict[str, Any]) -> None:
+        """A checkpoint in the run directory; a multi-worker run's other workers write theirs
+        to a scratch directory and remove it, as TensorFlow's multi-worker guide asks."""
+        path = self.run.checkpoint(which)
+        save_checkpoint(self.model, path, state)
+        if not self.cluster.is_chief:
+            path.unlink()
 
 
 def train(
@@ -94,13 +108,13 @@ def train(
     config and the `overrides` `apply_resume_overrides` allows). Returns the metrics."""
     reporter = reporter or Reporter()
     should_stop = should_stop or (lambda: False)
+    if _is_other_worker(cfg, run_dir, resume, overrides):
+        return _train_as_worker(cfg, RunDir(Path(run_dir)), resume, overrides, reporter, should_stop)
     with runs.claim(run_dir, fresh=not resume, overwrite=overwrite) as run:
-        session = _open(cfg, run, resume, overrides, reporter)
+        session = _open(cfg, run, run, resume, overrides, reporter)
         reporter.start(_start_info(session))
         trained = not session.state.finished
-        while not session.state.finished:
-            started = _run_epoch(session, reporter, should_stop)
-            reporter.epoch_end(_end_epoch(session, started))
+        _train_epochs(session, reporter, should_stop)
         # A finished run resumed for nothing keeps the detector it has (`seqmask calibrate`
         # may have set it), unless --set changed a detect key.
         recalibrate = trained or any(o.strip().startswith("detect.") for o in overrides)
@@ -112,43 +126,113 @@ def train(
         return metrics
 
 
+def _train_epochs(s: _Session, reporter: Reporter, should_stop: Callable[[], bool]) -> None:
+    with s.cluster.peer_errors(s.home.path):
+        while not s.state.finished:
+            started = _run_epoch(s, reporter, should_stop)
+            reporter.epoch_end(_end_epoch(s, started))
+
+
+# --------------------------------------------------------------------------- multi-worker
+
+
+def _is_other_worker(cfg: Config | None, run_dir: str | Any, resume: bool, overrides: Sequence[str]) -> bool:
+    """True in a multi-worker run's processes other than the chief (TF_CONFIG)."""
+    spec = distribute.cluster_from_env()
+    if spec is None or spec.is_chief:
+        return False
+    if cfg is None:  # --resume: the run's saved config says whether it is multi_worker
+        home = RunDir(Path(run_dir))
+        _require_shared(home, resume)
+        cfg = _resumed_config(home, overrides, write=False)
+    return distribute.is_worker_process(cfg)
+
+
+def _require_shared(home: RunDir, resume: bool) -> None:
+    if resume and not home.is_run():
+        raise RunError(
+            f"this worker cannot read the run {home.path}: a multi-worker run resumes from the "
+            "chief's run directory, which every worker must see on a shared filesystem"
+        )
+
+
+def _train_as_worker(
+    cfg: Config | None,
+    home: RunDir,
+    resume: bool,
+    overrides: Sequence[str],
+    reporter: Reporter,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any]:
+    """A non-chief worker trains in step with the chief, reading the run directory (to
+    resume) but writing only to a scratch directory it removes at the end; the chief alone
+    writes the run, its history, metrics and detector."""
+    scratch = RunDir(Path(tempfile.mkdtemp(prefix="seqmask-worker-")))
+    try:
+        session = _open(cfg, scratch, home, resume, overrides, reporter)
+        reporter.start(_start_info(session))
+        _train_epochs(session, reporter, should_stop)
+        return _metrics(session)
+    finally:
+        shutil.rmtree(scratch.path, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- start or resume
 
 
-def _open(cfg: Config | None, run: RunDir, resume: bool, overrides: Sequence[str], reporter: Reporter) -> _Session:
+def _open(
+    cfg: Config | None, run: RunDir, home: RunDir, resume: bool, overrides: Sequence[str], reporter: Reporter
+) -> _Session:
+    """`run`: where this process writes; `home`: the run directory (the same, but for a
+    multi-worker run's other workers, who resume from `home` and write to scratch)."""
+    chief = run is home
     if resume:
-        run.remove_partial_writes()
-        cfg = _resumed_config(run, overrides)
+        if chief:
+            run.remove_partial_writes()
+        _require_shared(home, resume)
+        cfg = _resumed_config(home, overrides, write=chief)
     assert cfg is not None
     device = configure_device(cfg.train.device, cfg.train.cpu_threads)
+    cluster = distribute.setup(cfg.train, device)  # before TensorFlow's first op
     lstm_kernel = _lstm_kernel(device, cfg.data.padding, reporter)
     splits = prepare(cfg)
     # A run killed before its first checkpoint resumes from scratch, with its saved config.
-    from_checkpoint = resume and run.checkpoint("last").is_file()
-    if from_checkpoint:
-        model, state = _from_checkpoint(run, cfg, splits)
-    else:
-        if not resume:
-            run.clear()  # --overwrite: the old run goes only once the new data has loaded
-            run.write_config(cfg)
-        save_transform(run, splits.transform)
-        model, state = _new_model(cfg, splits, device), TrainState()
+    from_checkpoint = resume and home.checkpoint("last").is_file()
+    with cluster.strategy.scope():  # variables (weights, optimizer) are mirrored under it
+        if from_checkpoint:
+            model, state = _from_checkpoint(home, cfg, splits)
+        else:
+            if chief:
+                if not resume:
+                    run.clear()  # --overwrite: the old run goes only once the new data has loaded
+                    run.write_config(cfg)
+                save_transform(run, splits.transform)
+            model, state = _new_model(cfg, splits, device), TrainState()
+        if cluster.distributed and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # not inside the step's tf.function
     if resume and state.batch == 0:  # a finished run given more epochs or patience trains on
         state.stop_reason = _stop_reason(state, cfg.train, _monitor(splits))
         state.finished = state.stop_reason is not None
     loss_fn = make_loss_fn(cfg)
+    if cluster.distributed:
+        train_step = distribute.make_train_step(cluster, model, model.optimizer, loss_fn)
+        eval_step = distribute.make_eval_step(cluster, model, loss_fn)
+    else:
+        train_step, eval_step = _make_train_step(model, model.optimizer, loss_fn), make_eval_step(model, loss_fn)
     return _Session(
         cfg,
         run,
+        home,
+        cluster,
         splits,
         model,
         model.optimizer,
         state,
-        device,
+        device if not cluster.distributed else f"{device}, {cluster.describe()}",
         lstm_kernel,
         from_checkpoint,
-        train_step=_make_train_step(model, model.optimizer, loss_fn),
-        eval_step=make_eval_step(model, loss_fn),
+        train_step=train_step,
+        eval_step=eval_step,
         writer=tf.summary.create_file_writer(str(run.tensorboard_dir)),
     )
 
@@ -158,10 +242,10 @@ def _monitor(splits: Splits) -> str:
     return "val_loss" if len(splits.validation) else "loss"
 
 
-def _resumed_config(run: RunDir, overrides: Sequence[str]) -> Config:
+def _resumed_config(run: RunDir, overrides: Sequence[str], write: bool = True) -> Config:
     """The run's saved config, with the overrides a resumed run may take (saved back)."""
     cfg = apply_resume_overrides(run.read_raw_config(), overrides, source=str(run.config_path))
-    if overrides:
+    if overrides and write:
         run.write_config(cfg)
     return cfg
 
@@ -244,7 +328,7 @@ def _make_train_step(model: keras.Model, optimizer: keras.optimizers.Optimizer, 
 def _start_info(s: _Session) -> TrainStart:
     state = s.state
     return TrainStart(
-        run_dir=str(s.run),
+        run_dir=str(s.home),
         resumed_at=(state.epoch, state.batch) if s.resumed_from_checkpoint else None,
         already_finished=state.finished,
         stop_reason=state.stop_reason,
@@ -275,22 +359,27 @@ def _run_epoch(s: _Session, reporter: Reporter, should_stop: Callable[[], bool])
     while state.batch < len(batches):
         k = state.batch
         values, lengths = padded_batch(train_seqs, batches[k], cfg.train.batching, s.splits.max_len, cfg.data.padding)
-        total, count, hits = s.train_step(values, lengths).numpy().tolist()
+        if s.cluster.distributed:
+            # A stop asked of any worker comes back summed over all of them, so every worker
+            # checkpoints after this same batch.
+            total, count, hits, stops = s.train_step(values, lengths, np.float32(should_stop())).numpy().tolist()
+        else:
+            total, count, hits = s.train_step(values, lengths).numpy().tolist()
         if not math.isfinite(total):
             raise Diverged(
                 f"the training loss became {total} at epoch {epoch}, batch {k + 1}; "
                 "likely causes: a learning rate too high (train.learning_rate), unnormalized "
                 "features (data.normalize: standard), or no gradient clipping (train.clip_norm). "
-                f"The last good checkpoint is kept in {s.run.checkpoint('last')}"
+                f"The last good checkpoint is kept in {s.home.checkpoint('last')}"
             )
         state.add_batch(total, count, hits, seconds=time.perf_counter() - started)
         reporter.batch_end(epoch, k + 1, state.epoch_loss, real_steps_done[k] / max(state.epoch_seconds, 1e-9))
         global_step += 1
-        interrupted = should_stop()
+        interrupted = stops > 0 if s.cluster.distributed else should_stop()
         if interrupted or (every and global_step % every == 0):
             s.save_last()
         if interrupted:
-            raise Interrupted(s.run.path, epoch, k + 1)
+            raise Interrupted(s.home.path, epoch, k + 1)
     return started
 
 
@@ -341,7 +430,7 @@ def _track_best(s: _Session, row: EpochRow) -> None:
     current = getattr(row, monitor)
     if state.best_loss is None or current < state.best_loss - train_cfg.min_delta:
         state.best_loss, state.best_epoch, state.bad_epochs, state.plateau = current, row.epoch, 0, 0
-        save_checkpoint(s.model, s.run.checkpoint("best"), {"epoch": row.epoch, monitor: current})
+        s.save("best", {"epoch": row.epoch, monitor: current})
         return
     state.bad_epochs += 1
     state.plateau += 1
@@ -425,6 +514,7 @@ def _metrics(s: _Session) -> dict[str, Any]:
         "train_seconds": seconds,
         "real_steps_per_second": sum(row.train_real_steps for row in state.history) / max(seconds, 1e-9),
         "device": s.device,
+        "distribute": s.cluster.as_dict(),
         "lstm_kernel": s.lstm_kernel,
         "versions": {"seqmask": seqmask.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
     }

@@ -668,6 +668,10 @@ def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
         "train.lr_patience=4",
         "train.min_learning_rate=1e-6",
         "train.checkpoint_every_batches=20",
+        "train.distribute=multi_worker",
+        "train.replicas=2",
+        "train.worker_timeout=30",
+        "train.startup_timeout=900",
         "detect.score=mahalanobis",
         "detect.aggregate=max",
         "detect.top_fraction=0.2",
@@ -685,6 +689,10 @@ def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
         lr_patience=4,
         min_learning_rate=1e-6,
         checkpoint_every_batches=20,
+        distribute="multi_worker",
+        replicas=2,
+        worker_timeout=30.0,
+        startup_timeout=900.0,
     )
     assert cfg.train == expected
     assert cfg.detect == DetectConfig("mahalanobis", "max", 0.2, 3, 0.95, 1)
