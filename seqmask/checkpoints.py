@@ -15,7 +15,8 @@ from typing import Any
 
 import keras
 
-import seqmask.layers  # noqa: F401  (registers the custom layers before any load)
+import seqmask.fused_lstm  # noqa: F401  (registers the custom layers before any load)
+import seqmask.layers  # noqa: F401
 from seqmask.atomic import atomic_path
 from seqmask.errors import RunError
 

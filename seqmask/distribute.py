@@ -30,6 +30,7 @@ import json
 import math
 import os
 import re
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -226,6 +227,7 @@ def setup(train_cfg: TrainConfig, device: str) -> Cluster:
         else tf.distribute.experimental.CommunicationImplementation.AUTO
     )
     options = tf.distribute.experimental.CommunicationOptions(implementation=implementation)
+    before = signal.getsignal(signal.SIGTERM)
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     except RuntimeError as e:
@@ -238,7 +240,20 @@ def setup(train_cfg: TrainConfig, device: str) -> Cluster:
             f"cannot start multi-worker training: {e}. TensorFlow's collectives must be set up "
             "before its first op: run each worker as its own process (seqmask train ...)"
         ) from None
+    _restore_sigterm(before)
     return Cluster("multi_worker", strategy, spec)
+
+
+def _restore_sigterm(handler: Any) -> None:
+    """TensorFlow's coordination service takes SIGTERM for its own preemption notifier (a C
+    handler Python never hears of), which would leave SIGTERM doing nothing at all. Python's
+    handler goes back: seqmask's (checkpoint, exit 143) under the CLI, the default otherwise."""
+    if handler is None:  # not set from Python: nothing to restore
+        return
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals are the main thread's to handle
+        pass
 
 
 def _tune_health_check(train_cfg: TrainConfig) -> None:

@@ -1,0 +1,355 @@
+"""tf.distribute: a mirrored or multi-worker run reaches the one-process run's numbers.
+
+The end-to-end tests run `seqmask train` in subprocesses (a strategy must be set up before
+TensorFlow's first op, which a pytest worker has long passed): mirrored over two logical CPU
+devices, and two worker processes on localhost with TF_CONFIG, each compared with a
+one-process run of the same config: history and final weights to 1e-5. The multi-worker
+tests also kill one worker (SIGKILL, then SIGTERM) mid-epoch and resume both.
+"""
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import yaml
+from conftest import make_sequences, tiny_model_cfg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqmask import distribute
+from seqmask.checkpoints import STATE_MEMBER, load_checkpoint
+from seqmask.config import load_config
+from seqmask.errors import ConfigError, RunError
+
+TIMEOUT = 240  # seconds: a bound on every subprocess, so a hang fails the test instead
+
+
+def tf_config(ports, index, job="worker"):
+    return json.dumps({"cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": job, "index": index}})
+
+
+# --------------------------------------------------------------------------- TF_CONFIG
+
+
+def test_cluster_from_env_reads_tf_config():
+    env = {"TF_CONFIG": tf_config([1111, 2222], 1)}
+    spec = distribute.cluster_from_env(env)
+    assert [str(t) for t in spec.tasks] == ["worker 0 (localhost:1111)", "worker 1 (localhost:2222)"]
+    assert spec.me.index == 1 and not spec.is_chief
+    assert distribute.cluster_from_env({"TF_CONFIG": tf_config([1111, 2222], 0)}).is_chief
+
+
+def test_a_chief_task_is_the_chief_and_comes_first():
+    raw = {
+        "cluster": {"worker": ["w0:1", "w1:2"], "chief": ["c:3"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    spec = distribute.cluster_from_env({"TF_CONFIG": json.dumps(raw)})
+    assert str(spec.tasks[0]) == "chief 0 (c:3)"
+    assert not spec.is_chief  # worker 0 is not the chief when there is a chief task
+
+
+def test_no_tf_config_or_a_single_task_is_no_cluster():
+    assert distribute.cluster_from_env({}) is None
+    assert distribute.cluster_from_env({"TF_CONFIG": tf_config([1111], 0)}) is None
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("{not json", "TF_CONFIG is not valid"),
+        (json.dumps({"cluster": {"worker": ["a:1", "b:2"]}}), "TF_CONFIG is not valid"),
+        (tf_config([1, 2], 5), "this task, worker 5, is not in its cluster"),
+    ],
+)
+def test_a_bad_tf_config_is_one_clear_error(raw, expected):
+    with pytest.raises(ConfigError, match=expected):
+        distribute.cluster_from_env({"TF_CONFIG": raw})
+
+
+def test_auto_resolves_from_tf_config_and_the_gpus():
+    two = {"TF_CONFIG": tf_config([1, 2], 0)}
+    assert distribute.resolve("auto", two, num_gpus=0) == "multi_worker"
+    assert distribute.resolve("auto", {}, num_gpus=2) == "mirrored"
+    assert distribute.resolve("auto", {}, num_gpus=1) == "none"
+    assert distribute.resolve("none", two, num_gpus=4) == "none"
+    assert distribute.resolve("mirrored", {}, num_gpus=0) == "mirrored"
+
+
+def test_multi_worker_without_tf_config_is_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    cfg = load_config(_config(tmp_path))
+    import dataclasses
+
+    train_cfg = dataclasses.replace(cfg.train, distribute="multi_worker")
+    with pytest.raises(ConfigError, match="'train.distribute' is 'multi_worker' but TF_CONFIG"):
+        distribute.setup(train_cfg, "cpu")
+
+
+def test_a_worker_resuming_without_the_shared_run_directory_is_a_clear_error(monkeypatch, tmp_path):
+    from seqmask.training import train
+
+    monkeypatch.setenv("TF_CONFIG", tf_config([1, 2], 1))
+    with pytest.raises(RunError, match="shared filesystem"):
+        train(None, tmp_path / "not_here", resume=True)
+
+
+def test_a_lost_peer_is_named():
+    spec = distribute.cluster_from_env({"TF_CONFIG": tf_config([1111, 2222], 0)})
+    text = "Graph execution error:\n\ncluster check alive failed, /job:worker/replica:0/task:1 is down"
+    message = distribute._peer_message(spec, text, "runs/x")
+    assert message.startswith("worker 1 (localhost:2222) of this multi-worker run died or stopped answering")
+    assert "seqmask train runs/x --resume" in message
+    assert distribute._peer_message(spec, "no names here", "r").startswith("another worker")
+
+
+# --------------------------------------------------------------------------- the batch split
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), replicas=st.integers(1, 8))
+def test_every_row_goes_to_one_replica_with_weight_one(n, replicas):
+    import tensorflow as tf
+
+    _, per, rows, weights = (t.numpy() for t in distribute._split(tf.zeros([n], tf.int32), replicas))
+    assert per == -(-n // replicas) and len(rows) == len(weights) == per * replicas
+    np.testing.assert_array_equal(rows[:n], np.arange(n))  # each real row once, in order
+    np.testing.assert_array_equal(weights, np.r_[np.ones(n), np.zeros(per * replicas - n)])
+    np.testing.assert_array_equal(rows[n:], 0)  # fillers copy row 0 (finite), weighted 0
+
+
+def test_the_split_by_hand():
+    import tensorflow as tf
+
+    n, per, rows, weights = distribute._split(tf.zeros([7], tf.int32), 3)
+    assert (int(n), int(per)) == (7, 3)
+    assert rows.numpy().tolist() == [0, 1, 2, 3, 4, 5, 6, 0, 0]
+    assert weights.numpy().tolist() == [1, 1, 1, 1, 1, 1, 1, 0, 0]
+
+
+def test_distributed_scoring_equals_one_process_scoring(tmp_path):
+    """The mirrored eval step (here on this process's one CPU device) gives exactly the
+    per-sequence sums of scoring.make_eval_step, batch sizes not divisible included."""
+    import tensorflow as tf
+
+    from seqmask.batching import padded_batch
+    from seqmask.model import build_autoencoder
+    from seqmask.scoring import make_eval_step, make_loss_fn
+
+    cfg = load_config(_config(tmp_path))
+    seqs = make_sequences([3, 1, 5, 2, 4], seed=1)
+    cluster = distribute.Cluster("mirrored", tf.distribute.MirroredStrategy(["/cpu:0"]))
+    with cluster.strategy.scope():
+        model = build_autoencoder(tiny_model_cfg(), 2, "post", fused=True)
+    loss_fn = make_loss_fn(cfg)
+    one, dist = make_eval_step(model, loss_fn), distribute.make_eval_step(cluster, model, loss_fn)
+    for rows in ([0], [0, 1, 2], [0, 1, 2, 3, 4]):
+        values, lengths = padded_batch(seqs, np.array(rows), "bucket", None, "post")
+        for a, b in zip(one(values, lengths), dist(values, lengths), strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def _config(tmp_path, **train):
+    """203 sequences: 162 to train in batches of 7, so every epoch ends with a batch of one
+    sequence (a replica with no sequence of its own); a clip norm small enough to bite."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, 203)
+    t = np.arange(lengths.sum())
+    values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
+    np.savez(tmp_path / "data.npz", values=values.astype(np.float32), lengths=lengths)
+    cfg = {
+        "data": {"train": "data.npz"},
+        "model": {"units": 8, "latent_dim": 4},
+        "train": {
+            "epochs": 4,
+            "batch_size": 7,
+            "patience": 0,
+            "lr_patience": 1,
+            "learning_rate": 0.01,
+            "clip_norm": 0.05,
+            "checkpoint_every_batches": 5,
+            "worker_timeout": 20,
+            **train,
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    return {**env, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def _seqmask(*args, env=None):
+    return [sys.executable, "-m", "seqmask", "train", *map(str, args), "--quiet"], env or _env()
+
+
+def _run(*args, env=None):
+    cmd, env = _seqmask(*args, env=env)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items() if k != "seconds" and v != ""} for row in csv.DictReader(f)]
+
+
+def _weights(run_dir):
+    model, _ = load_checkpoint(run_dir / "checkpoints" / "last.keras")
+    return model.get_weights()
+
+
+def _assert_same_run(run_dir, reference):
+    got, want = _history(run_dir), _history(reference)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+    for a, b in zip(_weights(run_dir), _weights(reference), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The one-process run every distributed run is compared with."""
+    tmp = tmp_path_factory.mktemp("reference")
+    _run(tmp / "run", "--config", _config(tmp), "--set", "train.distribute=none")
+    return tmp / "run"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+def test_mirrored_over_two_cpu_devices_matches_one_process(tmp_path, reference):
+    config = _config(tmp_path)
+    _run(tmp_path / "run", "--config", config, "--set", "train.distribute=mirrored", "--set", "train.replicas=2")
+    _assert_same_run(tmp_path / "run", reference)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["distribute"] == {"mode": "mirrored", "replicas": 2, "workers": 1}
+    assert "mirrored over 2 replicas" in metrics["device"]
+
+
+def _start_workers(tmp_path, *args, tmpdirs=None):
+    """Both workers of a localhost cluster, each a `seqmask train` process."""
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    procs = []
+    for i in range(2):
+        extra = {"TF_CONFIG": tf_config(ports, i)}
+        if tmpdirs:
+            extra["TMPDIR"] = str(tmpdirs[i])
+        cmd, env = _seqmask(*args, env=_env(**extra))
+        log = open(tmp_path / f"worker{i}.log", "a")  # noqa: SIM115  (closed by _finish)
+        procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
+    return procs
+
+
+def _finish(procs):
+    codes = []
+    for proc, log in procs:
+        try:
+            codes.append(proc.wait(timeout=TIMEOUT))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    return codes
+
+
+def _position(run_dir):
+    """(epoch, batch) of the chief's last checkpoint, or None before the first."""
+    try:
+        with zipfile.ZipFile(run_dir / "checkpoints" / "last.keras") as z:
+            state = json.loads(z.read(STATE_MEMBER))
+    except (FileNotFoundError, KeyError, zipfile.BadZipFile, OSError):
+        return None
+    return state["epoch"], state["batch"]
+
+
+def _wait_mid_epoch(run_dir, procs, epoch=2):
+    """Until the chief has checkpointed in the middle of `epoch` or later."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        position = _position(run_dir)
+        if position and position[0] >= epoch and position[1] > 0:
+            return position
+        if any(p.poll() is not None for p, _ in procs):
+            pytest.fail("a worker ended before the kill: " + (run_dir.parent / "worker0.log").read_text()[-2000:])
+        time.sleep(0.02)
+    pytest.fail("no mid-epoch checkpoint in time")
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+def test_two_workers_match_one_process_and_leave_no_scratch(tmp_path, reference):
+    config = _config(tmp_path)
+    tmpdirs = [tmp_path / "tmp0", tmp_path / "tmp1"]
+    for d in tmpdirs:
+        d.mkdir()
+    procs = _start_workers(tmp_path, tmp_path / "run", "--config", config, tmpdirs=tmpdirs)
+    assert _finish(procs) == [0, 0], (tmp_path / "worker1.log").read_text()[-2000:]
+    _assert_same_run(tmp_path / "run", reference)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["distribute"] == {"mode": "multi_worker", "replicas": 2, "workers": 2}
+    assert (tmp_path / "run" / "detector.json").is_file()  # the chief calibrated
+    assert not any(tmpdirs[1].iterdir())  # the other worker's scratch directory is gone
+    assert "done (reached train.epochs)" in (tmp_path / "worker1.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+def test_a_killed_worker_stops_the_other_and_both_resume_to_the_same_run(tmp_path, reference):
+    config = _config(tmp_path)
+    run = tmp_path / "run"
+    procs = _start_workers(tmp_path, run, "--config", config)
+    _wait_mid_epoch(run, procs)
+    procs[1][0].send_signal(signal.SIGKILL)
+    killed = time.monotonic()
+    codes = _finish(procs)
+    waited = time.monotonic() - killed
+    chief_log = (tmp_path / "worker0.log").read_text()
+    assert codes == [143, -signal.SIGKILL], chief_log[-2000:]
+    assert waited < 20 + 15  # train.worker_timeout, and the time to exit
+    errors = [line for line in chief_log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "worker 1 (localhost:" in errors[0] and "--resume" in errors[0], chief_log
+    assert "Traceback" not in chief_log
+    assert _finish(_start_workers(tmp_path, run, "--resume")) == [0, 0], chief_log
+    _assert_same_run(run, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+def test_sigterm_to_one_worker_checkpoints_both_and_resumes_to_the_same_run(tmp_path, reference):
+    config = _config(tmp_path)
+    run = tmp_path / "run"
+    procs = _start_workers(tmp_path, run, "--config", config)
+    _wait_mid_epoch(run, procs)
+    procs[1][0].send_signal(signal.SIGTERM)
+    assert _finish(procs) == [143, 143]
+    # Whitespace normalized: the console wraps long lines.
+    chief_log, worker_log = (" ".join((tmp_path / f"worker{i}.log").read_text().split()) for i in range(2))
+    assert "stopped because another worker was interrupted or preempted" in chief_log
+    assert "preempted (SIGTERM)" in worker_log
+    epoch, batch = _position(run)
+    assert f"at epoch {epoch}, batch {batch}; checkpoint written" in chief_log  # the same batch on both
+    assert f"at epoch {epoch}, batch {batch}; checkpoint written" in worker_log
+    assert _finish(_start_workers(tmp_path, run, "--resume")) == [0, 0]
+    _assert_same_run(run, reference)
