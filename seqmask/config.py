@@ -321,11 +321,12 @@ class TrainConfig:
     # mirrored: how many replicas. None: every GPU, or one CPU device. On a CPU, N > 1
     # splits it into N logical devices: a laptop can run (and a test check) a mirrored run.
     replicas: int | None = None
-    # multi_worker: a worker that dies or stops answering makes the others fail (exit 143,
-    # resumable) within about this many seconds, instead of waiting forever.
+    # multi_worker: meant to bound how long the others wait for a worker that stops
+    # answering. Not yet in force: TensorFlow's coordination service replaces the health
+    # check it tunes (issue 15); a worker that dies is still found at once (refused connection).
     worker_timeout: float = 60.0
-    # multi_worker: how long the workers wait at start for all of TF_CONFIG's workers to
-    # come up (a scheduler may start pods minutes apart).
+    # multi_worker: meant to bound the wait at start for all of TF_CONFIG's workers. Not yet
+    # in force, for the same reason (issue 15): today a worker that never starts is waited for.
     startup_timeout: float = 600.0
 
 
