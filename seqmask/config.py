@@ -321,12 +321,11 @@ class TrainConfig:
     # mirrored: how many replicas. None: every GPU, or one CPU device. On a CPU, N > 1
     # splits it into N logical devices: a laptop can run (and a test check) a mirrored run.
     replicas: int | None = None
-    # multi_worker: meant to bound how long the others wait for a worker that stops
-    # answering. Not yet in force: TensorFlow's coordination service replaces the health
-    # check it tunes (issue 15); a worker that dies is still found at once (refused connection).
+    # multi_worker: seconds without a heartbeat after which a worker counts as lost and the
+    # others stop (exit 143). A killed worker is found sooner: its connection is refused.
     worker_timeout: float = 60.0
-    # multi_worker: meant to bound the wait at start for all of TF_CONFIG's workers. Not yet
-    # in force, for the same reason (issue 15): today a worker that never starts is waited for.
+    # multi_worker: seconds every worker of TF_CONFIG has to start; after that the ones that
+    # came stop with an error naming the missing ones (schedulers may start pods minutes apart).
     startup_timeout: float = 600.0
 
 

@@ -20,16 +20,17 @@ all-reduce (every other row is an exact zero), so every worker sees the same fig
 early stopping and the schedule decide alike everywhere. A stop request (Ctrl-C, SIGTERM)
 on any worker rides the step's all-reduce, so all workers checkpoint at the same batch.
 
-A worker that dies is found when its connection is refused (`PeerLost`). The peer health
-check tuned here from `train.worker_timeout` is switched off by TensorFlow's coordination
-service, which MultiWorkerMirroredStrategy enables: bounding a hung or missing worker needs
-the coordination service's own timeouts (issue 15, not done).
+Waits are bounded by TensorFlow's coordination service, configured here before the strategy
+(MultiWorkerMirroredStrategy keeps a configuration it finds): every task must register
+within `train.startup_timeout` (a barrier, so a worker that never starts is an error on all
+the others, not a hang), and a task whose heartbeats stop for `train.worker_timeout` aborts
+every collective. A killed worker is found sooner, when its connection is refused. Either
+way training stops with one `PeerLost` naming the worker.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import signal
@@ -222,7 +223,7 @@ def setup(train_cfg: TrainConfig, device: str) -> Cluster:
             "'train.distribute' is 'multi_worker' but TF_CONFIG names no cluster of two or more "
             "workers; set TF_CONFIG in every worker's environment (README: 'Training on several GPUs or machines')"
         )
-    _tune_health_check(train_cfg)
+    _configure_coordination(spec, train_cfg)
     implementation = (
         tf.distribute.experimental.CommunicationImplementation.RING
         if device == "cpu"
@@ -232,12 +233,14 @@ def setup(train_cfg: TrainConfig, device: str) -> Cluster:
     before = signal.getsignal(signal.SIGTERM)
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except (tf.errors.DeadlineExceededError, tf.errors.UnavailableError) as e:
+        missing = _missing_tasks(spec, str(e))
+        raise PeerLost(
+            f"not every worker of TF_CONFIG came up within train.startup_timeout = {train_cfg.startup_timeout:g} s "
+            f"(waiting for {', '.join(map(str, missing))}); start every worker, each with its own TF_CONFIG "
+            "task, or raise train.startup_timeout"
+        ) from None
     except RuntimeError as e:
-        if "Timeout waiting for the cluster" in str(e):
-            raise PeerLost(
-                f"not every worker of TF_CONFIG ({', '.join(map(str, spec.tasks))}) came up within "
-                f"train.startup_timeout = {train_cfg.startup_timeout:g} s"
-            ) from None
         raise RunError(
             f"cannot start multi-worker training: {e}. TensorFlow's collectives must be set up "
             "before its first op: run each worker as its own process (seqmask train ...)"
@@ -258,20 +261,38 @@ def _restore_sigterm(handler: Any) -> None:
         pass
 
 
-def _tune_health_check(train_cfg: TrainConfig) -> None:
-    """TensorFlow pings every peer each interval, retrying `limit` times with a timeout; a
-    dead peer aborts the collectives. With interval = timeout = T/4 and 3 attempts a dead
-    peer is found within about T = train.worker_timeout seconds (not forever)."""
-    from tensorflow.python.distribute import collective_all_reduce_strategy as car
+def _configure_coordination(spec: ClusterSpec, train_cfg: TrainConfig) -> None:
+    """The coordination service MultiWorkerMirroredStrategy would configure, with bounded
+    waits: registration is a barrier that fails after `startup_timeout` on every task that
+    came, and a task silent for `worker_timeout` (no heartbeat) fails the collectives."""
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.eager import context
 
-    quarter = max(train_cfg.worker_timeout / 4.0, 1.0)
-    ext = car.CollectiveAllReduceExtended
-    ext._enable_check_health = True
-    ext._check_health_interval = quarter
-    ext._check_health_timeout = math.ceil(quarter)
-    ext._check_health_retry_limit = 3
-    # 0 would wait forever for a worker that never starts.
-    ext._check_health_initial_timeout = max(int(train_cfg.startup_timeout), 1)
+    leader = spec.tasks[0]  # the chief, or worker 0: the coordination leader MWMS would pick
+    jobs = [
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=sum(t.job == job for t in spec.tasks))
+        for job in ("chief", "worker")
+        if any(t.job == job for t in spec.tasks)
+    ]
+    ctx = context.context()
+    ctx.configure_coordination_service(
+        service_type="standalone",
+        service_leader=f"/job:{leader.job}/replica:0/task:{leader.index}",
+        coordinated_jobs=jobs,
+        cluster_register_timeout_in_ms=int(train_cfg.startup_timeout * 1000),
+        heartbeat_timeout_in_ms=int(train_cfg.worker_timeout * 1000),
+    )
+    # Without the barrier a task registers alone and then waits, unbounded, for the others'
+    # devices; with it, registration itself waits for every task, up to the timeout.
+    ctx.coordination_service.cluster_register_with_barrier = True
+
+
+def _missing_tasks(spec: ClusterSpec, text: str) -> list[Task]:
+    """The tasks a registration error names as late, else every other task (a worker that
+    is not the leader only learns that the leader did not answer)."""
+    named = [spec.named(job, int(i)) for job, i in re.findall(r"/job:(\w+)/replica:\d+/task:(\d+)", text)]
+    late = [t for t in named if t is not None and t != spec.me]
+    return list(dict.fromkeys(late)) or [t for t in spec.tasks if t != spec.me]
 
 
 def _mirrored_devices(replicas: int | None, device: str) -> list[str]:

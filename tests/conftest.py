@@ -34,6 +34,42 @@ def make_sequences(lengths, num_features=2, seed=0):
     return Sequences(values, lengths, ids, source="<test>")
 
 
+def write_run_config(tmp_path, num_sequences=800, model=None, **train):
+    """A run config over `num_sequences` noisy sine/cosine tracks of 1-29 steps (data.npz
+    beside it), with a small model and frequent checkpoints, for end-to-end runs."""
+    import yaml
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, num_sequences)
+    t = np.arange(lengths.sum())
+    values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
+    np.savez(tmp_path / "data.npz", values=values.astype(np.float32), lengths=lengths)
+    cfg = {
+        "data": {"train": "data.npz"},
+        "model": {"units": 8, "latent_dim": 4, **(model or {})},
+        "train": {
+            "epochs": 8,
+            "batch_size": 8,
+            "patience": 0,
+            "lr_patience": 1,
+            "checkpoint_every_batches": 5,
+            "learning_rate": 0.01,
+            **train,
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def read_history(run_dir):
+    """history.csv as a list of {column: float}, without the timing and empty cells."""
+    import csv
+
+    with open(run_dir / "history.csv") as f:
+        return [{k: float(v) for k, v in row.items() if k != "seconds" and v != ""} for row in csv.DictReader(f)]
+
+
 def _has_gpu():
     import tensorflow as tf
 

@@ -7,7 +7,6 @@ one-process run of the same config: history and final weights to 1e-5. The multi
 tests also kill one worker (SIGKILL, then SIGTERM) mid-epoch and resume both.
 """
 
-import csv
 import json
 import os
 import signal
@@ -19,8 +18,7 @@ import zipfile
 
 import numpy as np
 import pytest
-import yaml
-from conftest import make_sequences, tiny_model_cfg
+from conftest import make_sequences, read_history, tiny_model_cfg, write_run_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,6 +109,14 @@ def test_a_lost_peer_is_named():
     assert distribute._peer_message(spec, "no names here", "r").startswith("another worker")
 
 
+def test_a_late_worker_is_named_or_else_every_other():
+    spec = distribute.cluster_from_env({"TF_CONFIG": tf_config([1111, 2222, 3333], 0)})
+    text = "Barrier timed out. Some timed out task names:\n/job:worker/replica:0/task:2\n"
+    assert [str(t) for t in distribute._missing_tasks(spec, text)] == ["worker 2 (localhost:3333)"]
+    # A worker that is not the leader only hears "Deadline Exceeded": all the others may be late.
+    assert [t.index for t in distribute._missing_tasks(spec, "Deadline Exceeded")] == [1, 2]
+
+
 # --------------------------------------------------------------------------- the batch split
 
 
@@ -163,29 +169,8 @@ def test_distributed_scoring_equals_one_process_scoring(tmp_path):
 def _config(tmp_path, **train):
     """203 sequences: 162 to train in batches of 7, so every epoch ends with a batch of one
     sequence (a replica with no sequence of its own); a clip norm small enough to bite."""
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 30, 203)
-    t = np.arange(lengths.sum())
-    values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
-    np.savez(tmp_path / "data.npz", values=values.astype(np.float32), lengths=lengths)
-    cfg = {
-        "data": {"train": "data.npz"},
-        "model": {"units": 8, "latent_dim": 4},
-        "train": {
-            "epochs": 4,
-            "batch_size": 7,
-            "patience": 0,
-            "lr_patience": 1,
-            "learning_rate": 0.01,
-            "clip_norm": 0.05,
-            "checkpoint_every_batches": 5,
-            "worker_timeout": 20,
-            **train,
-        },
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    train = {"epochs": 4, "batch_size": 7, "clip_norm": 0.05, "worker_timeout": 20, **train}
+    return write_run_config(tmp_path, num_sequences=203, **train)
 
 
 def _env(**extra):
@@ -204,18 +189,13 @@ def _run(*args, env=None):
     return done
 
 
-def _history(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return [{k: float(v) for k, v in row.items() if k != "seconds" and v != ""} for row in csv.DictReader(f)]
-
-
 def _weights(run_dir):
     model, _ = load_checkpoint(run_dir / "checkpoints" / "last.keras")
     return model.get_weights()
 
 
 def _assert_same_run(run_dir, reference):
-    got, want = _history(run_dir), _history(reference)
+    got, want = read_history(run_dir), read_history(reference)
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):
         assert a.keys() == b.keys()
@@ -244,13 +224,18 @@ def test_mirrored_over_two_cpu_devices_matches_one_process(tmp_path, reference):
     assert "mirrored over 2 replicas" in metrics["device"]
 
 
-def _start_workers(tmp_path, *args, tmpdirs=None):
-    """Both workers of a localhost cluster, each a `seqmask train` process."""
+def _free_ports(count):
     ports = []
-    for _ in range(2):
+    for _ in range(count):
         with socket.socket() as s:
             s.bind(("localhost", 0))
             ports.append(s.getsockname()[1])
+    return ports
+
+
+def _start_workers(tmp_path, *args, tmpdirs=None):
+    """Both workers of a localhost cluster, each a `seqmask train` process."""
+    ports = _free_ports(2)
     procs = []
     for i in range(2):
         extra = {"TF_CONFIG": tf_config(ports, i)}
@@ -314,42 +299,83 @@ def test_two_workers_match_one_process_and_leave_no_scratch(tmp_path, reference)
     assert "done (reached train.epochs)" in (tmp_path / "worker1.log").read_text()
 
 
+def _stop_one_worker_mid_epoch(tmp_path, sig, **train):
+    """Start both workers, send `sig` to worker 1 mid-epoch; the exit codes, the seconds the
+    chief took to end after the signal, and both logs."""
+    run = tmp_path / "run"
+    procs = _start_workers(tmp_path, run, "--config", _config(tmp_path, **train))
+    _wait_mid_epoch(run, procs)
+    procs[1][0].send_signal(sig)
+    sent = time.monotonic()
+    try:
+        procs[0][0].wait(timeout=TIMEOUT)
+        waited = time.monotonic() - sent
+    finally:
+        if sig == signal.SIGSTOP:
+            procs[1][0].kill()
+    codes = _finish(procs)
+    return codes, waited, [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
+
+
+def _one_error(log, *expected):
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in log, log[-3000:]
+    for text in expected:
+        assert text in errors[0], errors[0]
+
+
+def _resume_both(tmp_path, reference):
+    assert _finish(_start_workers(tmp_path, tmp_path / "run", "--resume")) == [0, 0]
+    _assert_same_run(tmp_path / "run", reference)
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("distribute")
 def test_a_killed_worker_stops_the_other_and_both_resume_to_the_same_run(tmp_path, reference):
-    config = _config(tmp_path)
-    run = tmp_path / "run"
-    procs = _start_workers(tmp_path, run, "--config", config)
-    _wait_mid_epoch(run, procs)
-    procs[1][0].send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    codes = _finish(procs)
-    waited = time.monotonic() - killed
-    chief_log = (tmp_path / "worker0.log").read_text()
+    codes, waited, (chief_log, _) = _stop_one_worker_mid_epoch(tmp_path, signal.SIGKILL)
     assert codes == [143, -signal.SIGKILL], chief_log[-2000:]
     assert waited < 20 + 15  # train.worker_timeout, and the time to exit
-    errors = [line for line in chief_log.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "worker 1 (localhost:" in errors[0] and "--resume" in errors[0], chief_log
-    assert "Traceback" not in chief_log
-    assert _finish(_start_workers(tmp_path, run, "--resume")) == [0, 0], chief_log
-    _assert_same_run(run, reference)
+    _one_error(chief_log, "worker 1 (localhost:", "--resume")
+    _resume_both(tmp_path, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+def test_a_hung_worker_stops_the_other_within_worker_timeout(tmp_path, reference):
+    """SIGSTOP: the worker's connections stay open but its heartbeats stop."""
+    codes, waited, (chief_log, _) = _stop_one_worker_mid_epoch(tmp_path, signal.SIGSTOP, worker_timeout=8)
+    assert codes[0] == 143, chief_log[-2000:]
+    assert waited < 8 + 15, waited
+    _one_error(chief_log, "worker 1 (localhost:", "--resume")
+    _resume_both(tmp_path, reference)
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("distribute")
 def test_sigterm_to_one_worker_checkpoints_both_and_resumes_to_the_same_run(tmp_path, reference):
-    config = _config(tmp_path)
-    run = tmp_path / "run"
-    procs = _start_workers(tmp_path, run, "--config", config)
-    _wait_mid_epoch(run, procs)
-    procs[1][0].send_signal(signal.SIGTERM)
-    assert _finish(procs) == [143, 143]
+    codes, _, logs = _stop_one_worker_mid_epoch(tmp_path, signal.SIGTERM)
+    assert codes == [143, 143]
     # Whitespace normalized: the console wraps long lines.
-    chief_log, worker_log = (" ".join((tmp_path / f"worker{i}.log").read_text().split()) for i in range(2))
+    chief_log, worker_log = (" ".join(log.split()) for log in logs)
     assert "stopped because another worker was interrupted or preempted" in chief_log
     assert "preempted (SIGTERM)" in worker_log
-    epoch, batch = _position(run)
+    epoch, batch = _position(tmp_path / "run")
     assert f"at epoch {epoch}, batch {batch}; checkpoint written" in chief_log  # the same batch on both
     assert f"at epoch {epoch}, batch {batch}; checkpoint written" in worker_log
-    assert _finish(_start_workers(tmp_path, run, "--resume")) == [0, 0]
-    _assert_same_run(run, reference)
+    _resume_both(tmp_path, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_worker_that_never_starts_is_an_error_within_startup_timeout(tmp_path, index):
+    """Only one of the two workers starts: it stops after train.startup_timeout, naming the
+    other, and leaves no run directory behind."""
+    config = _config(tmp_path, startup_timeout=3)
+    cmd, env = _seqmask(tmp_path / "run", "--config", config, env=_env(TF_CONFIG=tf_config(_free_ports(2), index)))
+    started = time.monotonic()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode == 143, done.stderr[-3000:]
+    assert time.monotonic() - started < 3 + 60  # the timeout, and starting TensorFlow twice over
+    _one_error(done.stderr, "train.startup_timeout = 3 s", f"waiting for worker {1 - index} (localhost:")
+    assert not (tmp_path / "run").exists()

@@ -6,7 +6,6 @@ the run directory must load (evaluate works on the last checkpoint) and resume. 
 is then resumed to the end and must match the reference: history to 1e-6, final weights.
 """
 
-import csv
 import os
 import signal
 import subprocess
@@ -15,7 +14,7 @@ import time
 
 import numpy as np
 import pytest
-import yaml
+from conftest import read_history, write_run_config
 
 from seqmask.checkpoints import load_checkpoint
 from seqmask.config import load_config
@@ -25,35 +24,6 @@ from seqmask.training import train
 pytestmark = pytest.mark.slow
 
 KILLS = 20
-
-
-def make_run_config(tmp_path, model=None, **train_overrides):
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(1, 30, 800)
-    t = np.arange(lengths.sum())
-    values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
-    np.savez(tmp_path / "data.npz", values=values.astype(np.float32), lengths=lengths)
-    cfg = {
-        "data": {"train": "data.npz"},
-        "model": {"units": 8, "latent_dim": 4, **(model or {})},
-        "train": {
-            "epochs": 8,
-            "batch_size": 8,
-            "patience": 0,
-            "lr_patience": 1,
-            "checkpoint_every_batches": 5,
-            "learning_rate": 0.01,
-            **train_overrides,
-        },
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def history(run_dir):
-    with open(run_dir / "history.csv") as f:
-        return [{k: float(v) for k, v in row.items() if k != "seconds" and v != ""} for row in csv.DictReader(f)]
 
 
 def seqmask(*args, **kwargs):
@@ -93,7 +63,7 @@ PLAIN = {"bidirectional": False, "pooling": "none", "input_stats": False}
 
 @pytest.mark.parametrize("model, kills", [(PLAIN, KILLS), (REGULARIZED, 4)], ids=["plain", "regularized"])
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model, kills):
-    config = make_run_config(tmp_path, model=model, **({"weight_decay": 0.01} if model is REGULARIZED else {}))
+    config = write_run_config(tmp_path, model=model, **({"weight_decay": 0.01} if model is REGULARIZED else {}))
     reference = tmp_path / "reference"
     train(load_config(config), reference)
 
@@ -141,7 +111,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model, kills):
     assert proc.returncode == 0, out
     assert "resuming" in out
 
-    got, want = history(run_dir), history(reference)
+    got, want = read_history(run_dir), read_history(reference)
     assert len(got) == len(want) == 8
     for g, w in zip(got, want, strict=True):
         for key in ("epoch", "loss", "val_loss", "learning_rate"):
@@ -159,7 +129,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, model, kills):
 
 
 def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path):
-    config = make_run_config(tmp_path, epochs=3)
+    config = write_run_config(tmp_path, epochs=3)
     run_dir = tmp_path / "run"
     proc = seqmask("train", run_dir, "--config", config, "--quiet")
     assert wait_for_progress(proc, run_dir / "checkpoints" / "last.keras")
@@ -174,12 +144,12 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(tmp_path):
     proc = seqmask("train", run_dir, "--resume", "--quiet")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert len(history(run_dir)) == 3
+    assert len(read_history(run_dir)) == 3
 
 
 def test_sigterm_checkpoints_exits_143_and_resumes_to_the_uninterrupted_run(tmp_path):
     """What a scheduler's preemption does: SIGTERM, then the job restarted with --resume."""
-    config = make_run_config(tmp_path, epochs=3)
+    config = write_run_config(tmp_path, epochs=3)
     reference = tmp_path / "reference"
     train(load_config(config), reference)
     run_dir = tmp_path / "run"
@@ -197,7 +167,7 @@ def test_sigterm_checkpoints_exits_143_and_resumes_to_the_uninterrupted_run(tmp_
     proc = seqmask("train", run_dir, "--resume", "--quiet")
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    got, want = history(run_dir), history(reference)
+    got, want = read_history(run_dir), read_history(reference)
     assert len(got) == len(want) == 3
     for a, b in zip(got, want, strict=True):
         assert a.keys() == b.keys()
@@ -214,7 +184,7 @@ def test_a_run_in_use_refuses_a_second_writer_until_its_process_dies(tmp_path):
     stale, and --resume takes it over."""
     import socket
 
-    config = make_run_config(tmp_path, epochs=50)
+    config = write_run_config(tmp_path, epochs=50)
     run_dir = tmp_path / "run"
     proc = seqmask("train", run_dir, "--config", config, "--quiet")
     try:
