@@ -1,0 +1,686 @@
+"""Data larger than memory, part 1: the index of a set of shard files.
+
+A shard is a data file of many sequences (``.npz``, ``.parquet``, ``.jsonl``,
+``.jsonl.gz``); a dataset too large for memory is a directory, or a glob pattern,
+of such shards. Training will stream batches from them, and for that it needs,
+before the first batch, what today's in-memory path learns by reading everything:
+every sequence's id and length, where it lives (shard and row), and the statistics
+of the normalizer. :func:`build_index` reads each shard once to get them and keeps
+nothing else, so memory holds the values of at most ``threads`` shards at a time.
+
+The :class:`ShardIndex` is saved with the run (one ``.npz``, no pickles). It also
+records each shard's size and modification time: a run resumed on shards that have
+changed since would silently train on other data, so :meth:`ShardIndex.check_unchanged`
+refuses them.
+
+The normalization statistics are merged shard by shard with Chan et al.'s parallel
+update of (count, mean, M2), each shard's own in float64 by two passes, so that the
+result matches :meth:`Normalizer.fit <seqmask.data.Normalizer.fit>` of all the data
+at once to float32 rounding, with no sum of squares that cancels catastrophically
+when values sit far from 0.
+
+:func:`split_positions` splits by a seeded hash of each id, so the validation set
+depends only on the ids: the same data cut into any number of shards, in any order,
+splits the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.npyio import NpzFile
+
+from seqmask.atomic import atomic_path
+from seqmask.data import Normalizer, Sequences
+from seqmask.errors import DataError
+from seqmask.readers import detect_format
+from seqmask.readers._arrays import first_repeat
+from seqmask.readers._common import reason, show
+from seqmask.readers.files import is_pattern, list_files
+
+__all__ = ["SHARD_FORMATS", "Reader", "ShardIndex", "build_index", "find_shards", "split_positions"]
+
+# What build_index and ShardIndex.read call to decode one shard: read_sequences with the
+# config's format and keys, bound with functools.partial.
+Reader = Callable[[Path], Sequences]
+
+# Formats of many sequences per file (keys of the readers' table): these can be shards.
+SHARD_FORMATS: tuple[str, ...] = ("npz", "parquet", "jsonl")
+# One sequence per file: a directory of these is today's csv_dir / npy_dir, not shards.
+_PER_SEQUENCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".npy")
+
+# Rows per chunk when a shard's statistics are computed: bounds the float64 temporaries
+# to ~chunk * features * 8 bytes, whatever the size of the shard.
+_CHUNK_ROWS = 1 << 16
+
+_INDEX_VERSION = 1
+
+
+# -- finding the shards ------------------------------------------------------------------
+
+
+_ONE_PER_FILE = " (one sequence per file)"
+
+
+def _format_of(f: Path) -> str | None:
+    """The reader format of one file by its name, for a message: ``".npy (one sequence
+    per file)"`` for the files of csv_dir / npy_dir, None for an unknown extension."""
+    name = f.name.lower()
+    for suffix in _PER_SEQUENCE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix + _ONE_PER_FILE
+    try:
+        return detect_format(f)
+    except DataError:
+        return None
+
+
+def find_shards(path: str | Path) -> list[Path] | None:
+    """The shard files of a directory or glob pattern, sorted by path (by name, within
+    one directory); None where ``path`` is not a set of shards: a single file (or a path
+    that does not exist, for the reader to report), or a directory / pattern of .csv or
+    .npy files, one per sequence (formats ``csv_dir`` and ``npy_dir``, read as before).
+
+    Hidden files and sub-directories are left out, as for ``csv_dir``. ``DataError`` for
+    an empty directory or pattern, for shards of different formats (naming a file of
+    each), and for a file among the shards that is not one.
+    """
+    p = Path(path)
+    shown = str(path)
+    if not (p.is_dir() or (is_pattern(shown) and not _exists(p))):
+        return None
+    files = list_files(p, shown)  # DataError for a pattern that matches nothing
+    what = "directory" if p.is_dir() else "pattern"
+    if not files:
+        raise DataError(f"{shown}: the {what} holds no files; give shard files (.npz, .parquet, .jsonl) or a data file")
+    formats = {f: _format_of(f) for f in files}
+    shards = [f for f, fmt in formats.items() if fmt in SHARD_FORMATS]
+    if not shards:
+        if all(fmt is not None and fmt.endswith(_ONE_PER_FILE) for fmt in formats.values()):
+            return None  # one file per sequence: today's csv_dir / npy_dir
+        raise DataError(
+            f"{shown}: the {what} holds no shard files (.npz, .parquet, .jsonl, .jsonl.gz) and is not "
+            f"one .csv or .npy file per sequence (it holds e.g. {files[0].name!r})"
+        )
+    first = shards[0]
+    for f, fmt in formats.items():
+        if fmt is None:
+            raise DataError(f"{shown}: {f} is not a shard file (expected .npz, .parquet, .jsonl or .jsonl.gz files)")
+        if fmt != formats[first]:
+            raise DataError(
+                f"{shown}: shards must all have one format, but {first} is {formats[first]} and {f} is {fmt}"
+            )
+    return shards
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):
+        return False
+
+
+# -- statistics ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Stats:
+    """Streaming moments of every feature over ``count`` real steps."""
+
+    count: int
+    mean: np.ndarray  # (features,) float64
+    m2: np.ndarray  # (features,) float64: Σ (x - mean)²
+    minimum: np.ndarray  # (features,) float64; +inf when count == 0
+    maximum: np.ndarray  # (features,) float64; -inf when count == 0
+
+    @classmethod
+    def empty(cls, num_features: int) -> _Stats:
+        zeros = np.zeros(num_features, dtype=np.float64)
+        return cls(0, zeros, zeros.copy(), np.full(num_features, np.inf), np.full(num_features, -np.inf))
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> _Stats:
+        """Two passes over ``values`` ``(steps, features)``, in float64 chunks of rows:
+        mean = Σx / n, then M2 = Σ (x - mean)²; exact where a one-pass Σx² - n·mean²
+        would cancel."""
+        n, num_features = values.shape
+        if n == 0:
+            return cls.empty(num_features)
+        total = np.zeros(num_features, dtype=np.float64)
+        for start in range(0, n, _CHUNK_ROWS):
+            total += values[start : start + _CHUNK_ROWS].sum(axis=0, dtype=np.float64)
+        mean = total / n
+        m2 = np.zeros(num_features, dtype=np.float64)
+        for start in range(0, n, _CHUNK_ROWS):
+            dev = values[start : start + _CHUNK_ROWS].astype(np.float64) - mean  # (chunk, features)
+            m2 += np.einsum("ij,ij->j", dev, dev)
+        return cls(
+            n,
+            mean,
+            m2,
+            values.min(axis=0).astype(np.float64),
+            values.max(axis=0).astype(np.float64),
+        )
+
+    def merge(self, b: _Stats) -> _Stats:
+        """Chan, Golub and LeVeque's parallel update of two sets of moments:
+
+        n = n_a + n_b;  δ = mean_b − mean_a;  mean = mean_a + δ·n_b/n;
+        M2 = M2_a + M2_b + δ²·n_a·n_b/n.
+        """
+        a = self
+        if b.count == 0:
+            return a
+        if a.count == 0:
+            return b
+        n = a.count + b.count
+        delta = b.mean - a.mean  # (features,)
+        mean = a.mean + delta * (b.count / n)
+        m2 = a.m2 + b.m2 + delta * delta * (a.count * b.count / n)
+        return _Stats(n, mean, m2, np.minimum(a.minimum, b.minimum), np.maximum(a.maximum, b.maximum))
+
+
+# -- the index -------------------------------------------------------------------------------
+
+
+class _ShardCache:
+    """An LRU of decoded shards by shard number, for :meth:`ShardIndex.read`.
+
+    It holds the shards of one reader at a time: another ``read`` callable (other
+    options, say) empties it, so a shard is never served as another reader decoded
+    it. The lock guards the dictionary only; decoding runs outside it, so two threads
+    may decode the same shard at once (the later one is kept)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reader: Reader | None = None
+        self._shards: OrderedDict[int, Sequences] = OrderedDict()
+
+    def get(self, s: int, read: Reader) -> Sequences | None:
+        with self._lock:
+            if self._reader is not read:
+                self._shards.clear()
+                self._reader = read
+            hit = self._shards.get(s)
+            if hit is not None:
+                self._shards.move_to_end(s)
+            return hit
+
+    def put(self, s: int, read: Reader, seqs: Sequences, max_cached: int) -> None:
+        with self._lock:
+            if self._reader is read and max_cached > 0:
+                self._shards[s] = seqs
+                self._shards.move_to_end(s)
+            while len(self._shards) > max(max_cached, 0):
+                self._shards.popitem(last=False)
+
+
+@dataclass(frozen=True, eq=False)
+class ShardIndex:
+    """Where every sequence of a set of shards lives, and the statistics of all their steps.
+
+    The per-sequence arrays are in global order: shard by shard, then row order within
+    the shard; position ``i`` is sequence ``ids[i]``, row ``row[i]`` of shard
+    ``shards[shard[i]]``. ``sizes`` and ``mtimes`` are each shard's size in bytes and
+    ``st_mtime_ns`` when it was indexed (before it was read, so a change during the read
+    shows up as a change). ``feature_names`` are the first shard's (every shard's must
+    be the same), ``()`` when the files have none.
+    """
+
+    shards: tuple[str, ...]  # absolute paths
+    sizes: np.ndarray  # (shards,) int64
+    mtimes: np.ndarray  # (shards,) int64, st_mtime_ns
+    ids: np.ndarray  # (n,) str
+    lengths: np.ndarray  # (n,) int64
+    shard: np.ndarray  # (n,) int32
+    row: np.ndarray  # (n,) int64
+    num_features: int
+    count: int  # real steps over all shards
+    mean: np.ndarray  # (features,) float64
+    m2: np.ndarray  # (features,) float64: Σ (x - mean)² over every real step
+    minimum: np.ndarray  # (features,) float64
+    maximum: np.ndarray  # (features,) float64
+    feature_names: tuple[str, ...] = ()
+    # The shards read() decoded last; state, not data (not saved).
+    _cache: _ShardCache = field(default_factory=lambda: _ShardCache(), init=False, repr=False)
+
+    @property
+    def num_sequences(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lengths.sum())
+
+    def __repr__(self) -> str:
+        return (
+            f"ShardIndex(shards={len(self.shards)}, n={self.num_sequences}, steps={self.num_steps}, "
+            f"features={self.num_features})"
+        )
+
+    # -- normalization -----------------------------------------------------------------
+
+    def normalizer(self) -> Normalizer:
+        """The standardization of all the steps, by the rule of :meth:`Normalizer.fit`:
+        population std = sqrt(M2 / count); std 1 for a feature that is constant
+        (max == min) or whose std is not finite or not > 0; mean 0 where not finite.
+        ``ValueError`` for an index of no steps, as ``fit`` of no data."""
+        if self.count == 0:
+            raise ValueError("cannot fit a normalizer on no data")
+        with np.errstate(invalid="ignore"):
+            std = np.sqrt(self.m2 / self.count)  # (features,)
+            constant = (self.maximum == self.minimum) | ~np.isfinite(std) | ~(std > 0)
+        std = np.where(constant, 1.0, std)
+        mean = np.where(np.isfinite(self.mean), self.mean, 0.0)
+        return Normalizer(mean, std)
+
+    # -- saving --------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """One ``.npz`` of plain arrays (strings as fixed-width unicode, scalars as 0-d
+        arrays), written atomically: a kill leaves the old index or the new one."""
+        arrays: dict[str, Any] = {
+            "version": np.asarray(_INDEX_VERSION, dtype=np.int64),
+            "shards": np.asarray(self.shards, dtype=str).reshape(-1),
+            "sizes": self.sizes,
+            "mtimes": self.mtimes,
+            "ids": self.ids,
+            "lengths": self.lengths,
+            "shard": self.shard,
+            "row": self.row,
+            "num_features": np.asarray(self.num_features, dtype=np.int64),
+            "count": np.asarray(self.count, dtype=np.int64),
+            "mean": self.mean,
+            "m2": self.m2,
+            "minimum": self.minimum,
+            "maximum": self.maximum,
+            "feature_names": np.asarray(self.feature_names, dtype=str).reshape(-1),
+        }
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            # A file object, not a name: np.savez would add ".npz" to the temporary name.
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+
+    @classmethod
+    def load(cls, path: Path) -> ShardIndex:
+        """Inverse of :meth:`save`. ``DataError`` naming ``path`` for a file that is not
+        a shard index (missing, corrupt, or with inconsistent arrays)."""
+        shown = str(path)
+        try:
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, NpzFile):
+                raise DataError(f"{shown}: not a shard index (a single array, not an .npz archive of arrays)")
+            with archive:
+                arrays = {key: np.asarray(archive[key]) for key in archive.files}
+        except FileNotFoundError:
+            raise DataError(f"{shown}: shard index not found") from None
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a corrupt file fails in many ways
+            raise DataError(f"{shown}: not a shard index ({reason(e)})") from None
+        return _from_arrays(arrays, shown)
+
+    # -- the shards on disk ----------------------------------------------------------------
+
+    def check_unchanged(self) -> None:
+        """``DataError`` for the first shard that is missing, or whose size or
+        modification time differs from the recorded ones: the run's index, statistics
+        and split describe the old data."""
+        fix = "the run trained on the old data: restore it, or start a new run"
+        for k, shard in enumerate(self.shards):
+            try:
+                st = os.stat(shard)
+            except FileNotFoundError:
+                raise DataError(f"{shard}: missing since the run's index was built; {fix}") from None
+            except OSError as e:
+                raise DataError(f"{shard}: cannot access the shard ({e.strerror or e})") from None
+            size, mtime = int(self.sizes[k]), int(self.mtimes[k])
+            if st.st_size != size:
+                change = f"size {size} -> {st.st_size} bytes"
+            elif st.st_mtime_ns != mtime:
+                change = f"modified {_when(st.st_mtime_ns)}, indexed as of {_when(mtime)}"
+            else:
+                continue
+            raise DataError(f"{shard}: changed since the run's index was built ({change}); {fix}")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def read(self, positions: np.ndarray, read: Reader, *, max_cached_shards: int = 2) -> Sequences:
+        """The sequences at global ``positions`` ``(m,)``, in that order (repeats allowed).
+
+        Each shard needed is decoded once per call (by ``read``, the reader the index was
+        built with), or taken from a small LRU of the ``max_cached_shards`` shards
+        decoded last (0: none), kept while the same ``read`` is passed. The values are
+        copies of the shards' own, so bit-identical to slicing all the shards read into
+        memory and concatenated. ``DataError`` if a shard no longer holds the sequences
+        the index says it does.
+        """
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1)  # (m,)
+        n = self.num_sequences
+        if pos.size and (int(pos.min()) < 0 or int(pos.max()) >= n):
+            raise IndexError(f"position out of range for {n} sequences")
+        shard_of = self.shard[pos]  # (m,)
+        if pos.size == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            values = np.zeros((0, self.num_features), np.float32)
+            return Sequences(values, empty, empty.astype(str), self._source(set()), self.feature_names)
+        order = np.argsort(shard_of, kind="stable")  # (m,): the output slots grouped by shard
+        bounds = np.flatnonzero(np.diff(shard_of[order])) + 1
+        pieces: list[Sequences] = []
+        for slots in np.split(order, bounds):  # a loop per shard
+            s = int(shard_of[slots[0]])
+            seqs = self._decoded(s, read, max_cached_shards)
+            pieces.append(seqs.subset(self._rows_in(s, seqs, pos[slots])))
+        grouped = Sequences(
+            np.concatenate([p.values for p in pieces]),  # (steps, features), in `order`
+            np.concatenate([p.lengths for p in pieces]),
+            np.concatenate([p.ids for p in pieces]),
+            self._source({int(s) for s in shard_of}),
+            pieces[0].feature_names,
+        )
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)  # output slot j is grouped[inverse[j]]
+        return grouped.subset(inverse)
+
+    def _rows_in(self, s: int, seqs: Sequences, pos: np.ndarray) -> np.ndarray:
+        """The rows of shard ``s`` (decoded as ``seqs``) of global positions ``pos``, once
+        checked that they hold the ids and lengths the index recorded."""
+        rows = self.row[pos]  # (k,)
+        if len(seqs) <= int(rows.max()):
+            raise DataError(
+                f"{self.shards[s]}: holds {len(seqs)} sequences, but the index has {int(rows.max()) + 1} or more; "
+                "it changed since the index was built: restore it, or start a new run"
+            )
+        bad = np.flatnonzero((seqs.ids[rows] != self.ids[pos]) | (seqs.lengths[rows] != self.lengths[pos]))
+        if bad.size:
+            j = int(bad[0])
+            raise DataError(
+                f"{self.shards[s]}: row {int(rows[j])} is sequence {show(str(seqs.ids[rows[j]]))} of "
+                f"{int(seqs.lengths[rows[j]])} steps, but the index has {show(str(self.ids[pos[j]]))} of "
+                f"{int(self.lengths[pos[j]])}; it changed since the index was built: restore it, or start a new run"
+            )
+        return rows
+
+    def _decoded(self, s: int, read: Reader, max_cached: int) -> Sequences:
+        """Shard ``s`` decoded, from the LRU when it holds it, else by ``read``."""
+        hit = self._cache.get(s, read)
+        if hit is not None:
+            return hit
+        seqs = read(Path(self.shards[s]))
+        self._cache.put(s, read, seqs, max_cached)
+        return seqs
+
+    def _source(self, used: set[int]) -> str:
+        """The ``source`` of a read: the one shard, or the directory all the shards share."""
+        if len(used) == 1:
+            return self.shards[next(iter(used))]
+        return os.path.commonpath(self.shards) if self.shards else ""
+
+
+def _when(ns: int) -> str:
+    """A ``st_mtime_ns`` for a message: UTC to the nanosecond."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return f"{stamp}.{rest:09d} UTC"
+
+
+# -- loading an index ------------------------------------------------------------------------
+
+_KEYS = (
+    "version",
+    "shards",
+    "sizes",
+    "mtimes",
+    "ids",
+    "lengths",
+    "shard",
+    "row",
+    "num_features",
+    "count",
+    "mean",
+    "m2",
+    "minimum",
+    "maximum",
+    "feature_names",
+)
+
+
+def _from_arrays(a: dict[str, np.ndarray], shown: str) -> ShardIndex:
+    """The index in the arrays of a saved file, checked for consistency."""
+
+    def bad(why: str) -> DataError:
+        return DataError(f"{shown}: not a valid shard index ({why})")
+
+    missing = [k for k in _KEYS if k not in a]
+    if missing:
+        raise bad(f"missing array {missing[0]!r}")
+    for key in ("version", "num_features", "count"):
+        if a[key].shape != () or a[key].dtype.kind not in "iu":
+            raise bad(f"{key!r} must be an integer scalar")
+    if int(a["version"]) != _INDEX_VERSION:
+        raise bad(f"version {int(a['version'])}, this seqmask reads version {_INDEX_VERSION}")
+    num_features, count = int(a["num_features"]), int(a["count"])
+    for key in ("shards", "ids", "feature_names"):
+        if a[key].ndim != 1 or (a[key].size and a[key].dtype.kind != "U"):
+            raise bad(f"{key!r} must be a 1-D array of strings")
+    num_shards, n = a["shards"].shape[0], a["ids"].shape[0]
+    for key, size in (("sizes", num_shards), ("mtimes", num_shards), ("lengths", n), ("shard", n), ("row", n)):
+        if a[key].shape != (size,) or (size and a[key].dtype.kind not in "iu"):
+            raise bad(f"{key!r} must be {size} integers")
+    for key in ("mean", "m2", "minimum", "maximum"):
+        if a[key].shape != (num_features,) or a[key].dtype.kind != "f":
+            raise bad(f"{key!r} must be {num_features} floats")
+    lengths, shard, row = a["lengths"].astype(np.int64), a["shard"].astype(np.int64), a["row"].astype(np.int64)
+    if n and (int(lengths.min()) < 1 or int(shard.min()) < 0 or int(shard.max()) >= num_shards or int(row.min()) < 0):
+        raise bad("sequence lengths, shard numbers or rows out of range")
+    if int(lengths.sum()) != count:
+        raise bad(f"the lengths add up to {int(lengths.sum())} steps, but 'count' is {count}")
+    names = tuple(str(x) for x in a["feature_names"])
+    if names and len(names) != num_features:
+        raise bad(f"{len(names)} feature names for {num_features} features")
+    return ShardIndex(
+        shards=tuple(str(x) for x in a["shards"]),
+        sizes=a["sizes"].astype(np.int64),
+        mtimes=a["mtimes"].astype(np.int64),
+        ids=a["ids"] if n else np.zeros(0, dtype="<U1"),
+        lengths=lengths,
+        shard=shard.astype(np.int32),
+        row=row,
+        num_features=num_features,
+        count=count,
+        mean=a["mean"].astype(np.float64),
+        m2=a["m2"].astype(np.float64),
+        minimum=a["minimum"].astype(np.float64),
+        maximum=a["maximum"].astype(np.float64),
+        feature_names=names,
+    )
+
+
+# -- building an index -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class _Summary:
+    """What the index keeps of one shard: never its values."""
+
+    path: Path
+    size: int
+    mtime: int  # st_mtime_ns
+    ids: np.ndarray  # (rows,) str
+    lengths: np.ndarray  # (rows,) int64
+    num_features: int
+    feature_names: tuple[str, ...]
+    stats: _Stats
+
+
+def _summarize(path: Path, read: Reader) -> _Summary:
+    """Read one shard and keep its ids, lengths and statistics (runs in a worker thread;
+    the values are dropped when it returns). The shard is stat-ed before it is read."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot access the file ({e.strerror or e})") from None
+    seqs = read(path)  # its DataError names the file: it comes through unchanged
+    if seqs.values.dtype != np.float32:
+        form = "tokens" if seqs.is_tokens else "token ids"
+        raise DataError(f"{path}: holds {form}; streaming from shards supports numeric values only for now")
+    return _Summary(
+        path,
+        int(st.st_size),
+        int(st.st_mtime_ns),
+        seqs.ids,
+        seqs.lengths,
+        seqs.num_features,
+        seqs.feature_names,
+        _Stats.of(seqs.values),
+    )
+
+
+def build_index(
+    shards: Sequence[Path],
+    read: Reader,
+    *,
+    threads: int = 2,
+    on_shard: Callable[[int, int], None] | None = None,
+) -> ShardIndex:
+    """Read every shard once, with ``threads`` worker threads, and index them.
+
+    Readers spend most of their time in numpy and pyarrow, which release the GIL, so
+    threads overlap the reads. Results are combined in shard order, so the index (and
+    which error is raised, when several shards are bad) does not depend on which read
+    finishes first; at most ``2 * threads`` reads are queued, so after an error little
+    more is read. ``on_shard(done, total)`` is called after each shard is combined.
+
+    ``DataError`` (naming the shard) for: no shards; a shard's own reader error
+    (unchanged); tokens (streaming supports numbers only for now); a feature count or
+    feature names other than the first shard's; an id in two shards (both named).
+    """
+    paths = [Path(s) for s in shards]
+    if not paths:
+        raise DataError("no shard files to index")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    total = len(paths)
+    first: _Summary | None = None
+    stats: _Stats | None = None
+    ids: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    sizes: list[int] = []
+    mtimes: list[int] = []
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="seqmask-index") as pool:
+        pending: deque[Future[_Summary]] = deque()
+        queued = 0
+        try:
+            for done in range(1, total + 1):
+                while queued < total and len(pending) < 2 * threads:
+                    pending.append(pool.submit(_summarize, paths[queued], read))
+                    queued += 1
+                part = pending.popleft().result()  # re-raises the shard's error
+                first = first or part
+                _check_like_first(part, first)
+                stats = part.stats if stats is None else stats.merge(part.stats)
+                ids.append(part.ids)
+                lengths.append(part.lengths)
+                sizes.append(part.size)
+                mtimes.append(part.mtime)
+                if on_shard is not None:
+                    on_shard(done, total)
+        finally:
+            for future in pending:
+                future.cancel()
+    assert first is not None and stats is not None
+    counts = np.asarray([len(x) for x in lengths], dtype=np.int64)  # (shards,)
+    all_ids = np.concatenate(ids) if counts.sum() else np.zeros(0, dtype="<U1")  # (n,)
+    shard_of = np.repeat(np.arange(total, dtype=np.int32), counts)  # (n,)
+    _check_unique_across(all_ids, shard_of, paths)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # (shards,)
+    return ShardIndex(
+        shards=tuple(os.path.abspath(p) for p in paths),
+        sizes=np.asarray(sizes, dtype=np.int64),
+        mtimes=np.asarray(mtimes, dtype=np.int64),
+        ids=all_ids,
+        lengths=np.concatenate(lengths).astype(np.int64),
+        shard=shard_of,
+        row=np.arange(all_ids.shape[0], dtype=np.int64) - np.repeat(starts, counts),
+        num_features=first.num_features,
+        count=stats.count,
+        mean=stats.mean,
+        m2=stats.m2,
+        minimum=stats.minimum,
+        maximum=stats.maximum,
+        feature_names=first.feature_names,
+    )
+
+
+def _check_like_first(part: _Summary, first: _Summary) -> None:
+    """Every shard has the first one's features: their number, and names where the files name them."""
+    if part.num_features != first.num_features:
+        raise DataError(f"{part.path}: {part.num_features} features, but {first.path} has {first.num_features}")
+    if part.feature_names != first.feature_names:
+        mine = ", ".join(part.feature_names) or "none"
+        theirs = ", ".join(first.feature_names) or "none"
+        raise DataError(
+            f"{part.path}: feature columns ({mine}) differ from those of {first.path} ({theirs}); "
+            "every shard needs the same columns in the same order"
+        )
+
+
+def _check_unique_across(ids: np.ndarray, shard_of: np.ndarray, paths: list[Path]) -> None:
+    """``DataError`` for the first id (by its second appearance, in global order) that two
+    sequences share, naming the shards of both."""
+    repeat = first_repeat(np.argsort(ids, kind="stable"), ids)
+    if repeat is None:
+        return
+    i, j = repeat
+    a, b = paths[int(shard_of[i])], paths[int(shard_of[j])]
+    where = f"twice in shard {a}" if a == b else f"in shards {a} and {b}"
+    raise DataError(f"{b}: sequence id {show(str(ids[j]))} appears {where}; ids must be unique across all shards")
+
+
+# -- splitting -------------------------------------------------------------------------------
+
+
+def _id_hashes(ids: np.ndarray, seed: int) -> np.ndarray:
+    """``(n,)`` uint64: blake2b of each UTF-8 id, keyed by the seed (a loop per sequence)."""
+    key = f"seqmask-split:{int(seed)}".encode()
+    out = np.empty(ids.shape[0], dtype=np.uint64)
+    for i, text in enumerate(ids.tolist()):
+        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=key).digest()
+        out[i] = int.from_bytes(digest, "little")
+    return out
+
+
+def split_positions(index: ShardIndex, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded ``(train, validation)`` split of the index's positions, both sorted.
+
+    The validation set is the ``round(fraction * n)`` ids whose seeded hash is smallest
+    (ties broken by id), clamped as in :func:`seqmask.data.split`: at least one when
+    ``fraction > 0`` and there are at least 2 sequences, and train never empty. It
+    depends only on the ids and the seed, not on how many shards hold them or in which
+    order. It is not the split :func:`seqmask.data.split` makes of the same data in memory.
+    """
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    n = index.num_sequences
+    everything = np.arange(n, dtype=np.int64)
+    if fraction == 0.0 or n < 2:
+        return everything, np.zeros(0, dtype=np.int64)
+    n_val = min(max(int(round(fraction * n)), 1), n - 1)
+    ranked = np.lexsort((index.ids, _id_hashes(index.ids, seed)))  # (n,): by hash, then id
+    val = np.zeros(n, dtype=bool)
+    val[ranked[:n_val]] = True
+    return everything[~val], everything[val]
