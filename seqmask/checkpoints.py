@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 import seqmask.fused_lstm  # noqa: F401  (registers the custom layers before any load)
 import seqmask.layers  # noqa: F401
@@ -31,14 +32,24 @@ def save_checkpoint(model: keras.Model, path: Path, state: dict[str, Any]) -> No
             archive.writestr(STATE_MEMBER, json.dumps(state))
 
 
-def load_checkpoint(path: Path, compile: bool = False) -> tuple[keras.Model, dict[str, Any]]:
-    """(model, state) from a checkpoint; `compile=True` also restores the optimizer."""
+def read_state(path: Path) -> dict[str, Any]:
+    """The training position alone, without building the model (cheap)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            state = json.loads(archive.read(STATE_MEMBER)) if STATE_MEMBER in archive.namelist() else {}
-        model = keras.models.load_model(path, compile=compile, safe_mode=True)
+            return json.loads(archive.read(STATE_MEMBER)) if STATE_MEMBER in archive.namelist() else {}
     except FileNotFoundError as e:
         raise RunError(f"checkpoint {path} does not exist") from e
+    except Exception as e:  # a truncated or foreign file
+        raise RunError(f"checkpoint {path} cannot be loaded (truncated or not a seqmask checkpoint): {e}") from e
+
+
+def load_checkpoint(path: Path, compile: bool = False) -> tuple[keras.Model, dict[str, Any]]:
+    """(model, state) from a checkpoint; `compile=True` also restores the optimizer."""
+    state = read_state(path)
+    try:
+        model = keras.models.load_model(path, compile=compile, safe_mode=True)
+    except tf.errors.OpError:
+        raise  # a collective of a multi-worker run failed (variables are broadcast): not the file
     except Exception as e:  # a truncated or foreign file fails in zipfile, h5py or Keras
         raise RunError(f"checkpoint {path} cannot be loaded (truncated or not a seqmask checkpoint): {e}") from e
     return model, state

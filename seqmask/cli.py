@@ -264,7 +264,12 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Plain log lines, no progress bar.")] = False,
     old_run_dir: Annotated[Path | None, typer.Option("--run-dir", hidden=True)] = None,
 ) -> None:
-    """Train an autoencoder; write checkpoints, history and metrics to a run directory."""
+    """Train an autoencoder; write checkpoints, history and metrics to a run directory.
+
+    Several GPUs or machines: train.distribute; multi_worker runs this command once per worker, each with its TF_CONFIG.
+
+    Exit 130: interrupted; 143: preempted (SIGTERM) or another worker lost. Resume with RUN_DIR --resume (every worker).
+    """
     if resume:
         if run_dir is None and old_run_dir is None:
             _fail("--resume needs the run directory: seqmask train RUN_DIR --resume", 2)

@@ -30,6 +30,7 @@ way training stops with one `PeerLost` naming the worker.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -346,6 +347,31 @@ def _mine(per: tf.Tensor, rows: tf.Tensor, weights: tf.Tensor) -> tuple[tf.Tenso
 def _first_local(strategy: tf.distribute.Strategy, value: Any) -> Any:
     """An all-reduced value is the same on every replica: take this process's first copy."""
     return tf.nest.map_structure(lambda v: strategy.experimental_local_results(v)[0], value)
+
+
+def agree(cluster: Cluster, *values: object) -> bool:
+    """True when every worker passed equal `values` (compared by a 40-bit digest), e.g. the
+    training position: a worker started fresh beside workers that resume would otherwise
+    train on other batches and then wait forever in a collective the others never reach.
+
+    With R replicas holding digest parts h_r: Σ h_r² · R = (Σ h_r)² only when all are equal
+    (Cauchy-Schwarz); 20-bit parts keep both sides exact in float64 for R <= 64."""
+    if cluster.spec is None:
+        return True
+    digest = hashlib.sha256(repr(values).encode()).digest()
+    parts = [int.from_bytes(digest[i : i + 3], "big") >> 4 for i in (0, 3)]  # two 20-bit numbers
+    local = tf.constant([*parts, *(p * p for p in parts)], tf.float64)  # (4,)
+    strategy = cluster.strategy
+
+    @tf.function
+    def summed() -> tf.Tensor:
+        return _first_local(
+            strategy,
+            strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)),
+        )
+
+    total, squares = summed().numpy().reshape(2, 2)
+    return all(squares[i] * cluster.num_replicas == total[i] ** 2 for i in range(2))
 
 
 def make_train_step(

@@ -30,7 +30,7 @@ import tensorflow as tf
 import seqmask
 from seqmask import distribute, native, runs
 from seqmask.batching import batch_size_for, batch_time_len, inference_batch_size, padded_batch, training_batches
-from seqmask.checkpoints import load_checkpoint, save_checkpoint
+from seqmask.checkpoints import load_checkpoint, read_state, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
 from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform
@@ -198,6 +198,8 @@ def _open(
     splits = prepare(cfg)
     # A run killed before its first checkpoint resumes from scratch, with its saved config.
     from_checkpoint = resume and home.checkpoint("last").is_file()
+    if cluster.spec is not None:  # before any variable: creating one is a collective (a broadcast)
+        _check_workers_agree(cluster, home, cfg, splits, read_state(home.checkpoint("last")) if from_checkpoint else {})
     with cluster.strategy.scope():  # variables (weights, optimizer) are mirrored under it
         if from_checkpoint:
             model, state = _from_checkpoint(home, cfg, splits)
@@ -234,6 +236,27 @@ def _open(
         train_step=train_step,
         eval_step=eval_step,
         writer=tf.summary.create_file_writer(str(run.tensorboard_dir)),
+    )
+
+
+def _check_workers_agree(
+    cluster: distribute.Cluster, home: RunDir, cfg: Config, splits: Splits, saved: dict[str, Any]
+) -> None:
+    """Every worker must start at the same position of the same run: one started fresh
+    beside others that resume (or with other data or batches) would build other variables
+    and train on other batches, and the collectives would wait on each other."""
+    state = TrainState.from_dict(saved) if saved else TrainState()
+    where = (bool(saved), state.epoch, state.batch)
+    setup = (cfg.train.batch_size, cfg.train.seed, cfg.train.epochs, len(splits.train), int(splits.train.num_steps))
+    with cluster.peer_errors(home.path):
+        if distribute.agree(cluster, *where, *setup):
+            return
+    start = f"resuming at epoch {state.epoch}, batch {state.batch}" if saved else "starting afresh"
+    raise RunError(
+        f"the workers of this multi-worker run do not start from the same point (this one: {start}, "
+        f"{len(splits.train)} training sequences, batch size {cfg.train.batch_size}); start every "
+        f"worker with the same command and data: all with --config for a new run, or all with "
+        f"'seqmask train {home.path} --resume'"
     )
 
 

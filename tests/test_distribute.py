@@ -117,6 +117,21 @@ def test_a_late_worker_is_named_or_else_every_other():
     assert [t.index for t in distribute._missing_tasks(spec, "Deadline Exceeded")] == [1, 2]
 
 
+def test_the_tfjob_example_restarts_on_143_and_sets_keys_that_exist(tmp_path):
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    job = yaml.safe_load((Path(__file__).parents[1] / "examples" / "tfjob.yaml").read_text())
+    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
+    assert job["kind"] == "TFJob" and worker["restartPolicy"] == "ExitCode"  # retries 128-255: 130, 143
+    script = worker["template"]["spec"]["containers"][0]["args"][0]
+    assert 'if [ -f "$RUN/config.yaml" ]; then' in script and "--resume" in script
+    cfg = load_config(_config(tmp_path), re.findall(r"--set (\S+)", script))
+    assert (cfg.train.startup_timeout, cfg.train.worker_timeout) == (900.0, 120.0)
+
+
 # --------------------------------------------------------------------------- the batch split
 
 
@@ -233,15 +248,16 @@ def _free_ports(count):
     return ports
 
 
-def _start_workers(tmp_path, *args, tmpdirs=None):
-    """Both workers of a localhost cluster, each a `seqmask train` process."""
+def _start_workers(tmp_path, *args, tmpdirs=None, per_worker=None):
+    """Both workers of a localhost cluster, each a `seqmask train` process with `args`
+    (or with its own from `per_worker`)."""
     ports = _free_ports(2)
     procs = []
     for i in range(2):
         extra = {"TF_CONFIG": tf_config(ports, i)}
         if tmpdirs:
             extra["TMPDIR"] = str(tmpdirs[i])
-        cmd, env = _seqmask(*args, env=_env(**extra))
+        cmd, env = _seqmask(*(per_worker[i] if per_worker else args), env=_env(**extra))
         log = open(tmp_path / f"worker{i}.log", "a")  # noqa: SIM115  (closed by _finish)
         procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True), log))
     return procs
@@ -379,3 +395,21 @@ def test_a_worker_that_never_starts_is_an_error_within_startup_timeout(tmp_path,
     assert time.monotonic() - started < 3 + 60  # the timeout, and starting TensorFlow twice over
     _one_error(done.stderr, "train.startup_timeout = 3 s", f"waiting for worker {1 - index} (localhost:")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+def test_workers_that_start_from_different_points_stop_with_one_clear_error(tmp_path):
+    """The chief resumes a finished epoch while worker 1 starts afresh: both stop before
+    training (they would train on different batches), and the run is left as it was."""
+    config = _config(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    _run(run, "--config", config, "--set", "train.distribute=none")
+    before = (run / "history.csv").read_text()
+    more = ("--set", "train.epochs=2", "--set", "train.distribute=auto")
+    chief = (run, "--resume", *more)
+    fresh = (tmp_path / "elsewhere", "--config", config, *more)
+    assert _finish(_start_workers(tmp_path, per_worker=[chief, fresh])) == [1, 1]
+    for i in range(2):
+        _one_error((tmp_path / f"worker{i}.log").read_text(), "do not start from the same point", "--resume")
+    assert (run / "history.csv").read_text() == before
