@@ -58,15 +58,39 @@ def training_batches(
 ) -> list[np.ndarray]:
     """One epoch's batches: a list of index arrays covering every sequence once."""
     check_choice("batching", batching, Batching)
-    rng = epoch_rng(seed, epoch)
-    n = len(lengths)
-    order = rng.permutation(n)
+    return _bucketed(np.arange(len(lengths)), lengths, batch_size, batching, epoch_rng(seed, epoch))
+
+
+def _bucketed(
+    members: np.ndarray, lengths: np.ndarray, batch_size: int, batching: Batching, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """`members` (indices into `lengths`) cut into batches, in a random batch order."""
+    order = members[rng.permutation(len(members))]
     if batching == "bucket":
         # Random tie-break among equal lengths (the permutation above), so equal-length
         # sequences meet new neighbours every epoch, then a stable sort by length.
         order = order[np.argsort(lengths[order], kind="stable")]
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def windowed_batches(
+    lengths: np.ndarray, shards: np.ndarray, batch_size: int, batching: Batching, seed: int, epoch: int, window: int
+) -> list[np.ndarray]:
+    """One epoch's batches over sharded data (`shards`: each sequence's shard): the shards
+    in a random order, cut into windows of `window` shards, each window's sequences
+    bucketed and shuffled as `training_batches` does. A window's batches need only its
+    shards, so a streaming reader holds `window` shards at a time; within a window the
+    padding is what bucketing over that many sequences gives."""
+    check_choice("batching", batching, Batching)
+    rng = epoch_rng(seed, epoch)
+    present = np.unique(shards)
+    order = present[rng.permutation(len(present))]
+    batches: list[np.ndarray] = []
+    for w in range(0, len(order), window):
+        members = np.flatnonzero(np.isin(shards, order[w : w + window]))
+        batches += _bucketed(members, lengths, batch_size, batching, np.random.default_rng([seed, epoch, w]))
+    return batches
 
 
 def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

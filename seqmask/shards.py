@@ -48,7 +48,16 @@ from seqmask.readers._arrays import first_repeat
 from seqmask.readers._common import reason, show
 from seqmask.readers.files import is_pattern, list_files
 
-__all__ = ["SHARD_FORMATS", "Reader", "ShardIndex", "build_index", "find_shards", "split_positions"]
+__all__ = [
+    "SHARD_FORMATS",
+    "Holdout",
+    "Reader",
+    "ShardIndex",
+    "build_index",
+    "find_shards",
+    "holdout",
+    "split_positions",
+]
 
 # What build_index and ShardIndex.read call to decode one shard: read_sequences with the
 # config's format and keys, bound with functools.partial.
@@ -227,7 +236,8 @@ class _ShardCache:
 
 @dataclass(frozen=True, eq=False)
 class ShardIndex:
-    """Where every sequence of a set of shards lives, and the statistics of all their steps.
+    """Where every sequence of a set of shards lives, which are held out for validation,
+    and the statistics of the training sequences' steps.
 
     The per-sequence arrays are in global order: shard by shard, then row order within
     the shard; position ``i`` is sequence ``ids[i]``, row ``row[i]`` of shard
@@ -251,6 +261,9 @@ class ShardIndex:
     minimum: np.ndarray  # (features,) float64
     maximum: np.ndarray  # (features,) float64
     feature_names: tuple[str, ...] = ()
+    # (n,) bool: the sequences held out for validation (see `holdout`); the statistics
+    # above are over the other sequences' steps, the training split's. Empty: none held out.
+    validation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # The shards read() decoded last; state, not data (not saved).
     _cache: _ShardCache = field(default_factory=lambda: _ShardCache(), init=False, repr=False)
 
@@ -261,6 +274,11 @@ class ShardIndex:
     @property
     def num_steps(self) -> int:
         return int(self.lengths.sum())
+
+    @property
+    def held_out(self) -> np.ndarray:
+        """(n,) bool: True for the sequences held out for validation."""
+        return self.validation if self.validation.shape[0] else np.zeros(self.num_sequences, dtype=bool)
 
     def __repr__(self) -> str:
         return (
@@ -305,6 +323,7 @@ class ShardIndex:
             "minimum": self.minimum,
             "maximum": self.maximum,
             "feature_names": np.asarray(self.feature_names, dtype=str).reshape(-1),
+            "validation": self.held_out,
         }
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             # A file object, not a name: np.savez would add ".npz" to the temporary name.
@@ -453,6 +472,7 @@ _KEYS = (
     "minimum",
     "maximum",
     "feature_names",
+    "validation",
 )
 
 
@@ -484,8 +504,11 @@ def _from_arrays(a: dict[str, np.ndarray], shown: str) -> ShardIndex:
     lengths, shard, row = a["lengths"].astype(np.int64), a["shard"].astype(np.int64), a["row"].astype(np.int64)
     if n and (int(lengths.min()) < 1 or int(shard.min()) < 0 or int(shard.max()) >= num_shards or int(row.min()) < 0):
         raise bad("sequence lengths, shard numbers or rows out of range")
-    if int(lengths.sum()) != count:
-        raise bad(f"the lengths add up to {int(lengths.sum())} steps, but 'count' is {count}")
+    validation = a["validation"]
+    if validation.shape != (n,) or validation.dtype != bool:
+        raise bad(f"'validation' must be {n} booleans")
+    if int(lengths[~validation].sum()) != count:
+        raise bad(f"the training lengths add up to {int(lengths[~validation].sum())} steps, but 'count' is {count}")
     names = tuple(str(x) for x in a["feature_names"])
     if names and len(names) != num_features:
         raise bad(f"{len(names)} feature names for {num_features} features")
@@ -504,6 +527,7 @@ def _from_arrays(a: dict[str, np.ndarray], shown: str) -> ShardIndex:
         minimum=a["minimum"].astype(np.float64),
         maximum=a["maximum"].astype(np.float64),
         feature_names=names,
+        validation=validation,
     )
 
 
@@ -521,10 +545,15 @@ class _Summary:
     lengths: np.ndarray  # (rows,) int64
     num_features: int
     feature_names: tuple[str, ...]
-    stats: _Stats
+    held: np.ndarray  # (rows,) bool: held out for validation
+    stats: _Stats  # over the steps of the rows not held out
 
 
-def _summarize(path: Path, read: Reader) -> _Summary:
+# ids (n,) -> (n,) bool: which sequences are held out for validation.
+Holdout = Callable[[np.ndarray], np.ndarray]
+
+
+def _summarize(path: Path, read: Reader, holdout: Holdout | None = None) -> _Summary:
     """Read one shard and keep its ids, lengths and statistics (runs in a worker thread;
     the values are dropped when it returns). The shard is stat-ed before it is read."""
     try:
@@ -537,6 +566,8 @@ def _summarize(path: Path, read: Reader) -> _Summary:
     if seqs.values.dtype != np.float32:
         form = "tokens" if seqs.is_tokens else "token ids"
         raise DataError(f"{path}: holds {form}; streaming from shards supports numeric values only for now")
+    held = holdout(seqs.ids) if holdout is not None else np.zeros(len(seqs), dtype=bool)  # (rows,)
+    kept = seqs.values if not held.any() else seqs.values[np.repeat(~held, seqs.lengths)]  # (steps, features)
     return _Summary(
         path,
         int(st.st_size),
@@ -545,7 +576,8 @@ def _summarize(path: Path, read: Reader) -> _Summary:
         seqs.lengths,
         seqs.num_features,
         seqs.feature_names,
-        _Stats.of(seqs.values),
+        held,
+        _Stats.of(kept),
     )
 
 
@@ -555,6 +587,7 @@ def build_index(
     *,
     threads: int = 2,
     on_shard: Callable[[int, int], None] | None = None,
+    holdout: Holdout | None = None,
 ) -> ShardIndex:
     """Read every shard once, with ``threads`` worker threads, and index them.
 
@@ -563,6 +596,8 @@ def build_index(
     which error is raised, when several shards are bad) does not depend on which read
     finishes first; at most ``2 * threads`` reads are queued, so after an error little
     more is read. ``on_shard(done, total)`` is called after each shard is combined.
+    ``holdout`` (see :func:`holdout`) marks the validation sequences as each shard is
+    read, so the statistics are the training split's and one pass is enough.
 
     ``DataError`` (naming the shard) for: no shards; a shard's own reader error
     (unchanged); tokens (streaming supports numbers only for now); a feature count or
@@ -580,13 +615,14 @@ def build_index(
     lengths: list[np.ndarray] = []
     sizes: list[int] = []
     mtimes: list[int] = []
+    held: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="seqmask-index") as pool:
         pending: deque[Future[_Summary]] = deque()
         queued = 0
         try:
             for done in range(1, total + 1):
                 while queued < total and len(pending) < 2 * threads:
-                    pending.append(pool.submit(_summarize, paths[queued], read))
+                    pending.append(pool.submit(_summarize, paths[queued], read, holdout))
                     queued += 1
                 part = pending.popleft().result()  # re-raises the shard's error
                 first = first or part
@@ -596,6 +632,7 @@ def build_index(
                 lengths.append(part.lengths)
                 sizes.append(part.size)
                 mtimes.append(part.mtime)
+                held.append(part.held)
                 if on_shard is not None:
                     on_shard(done, total)
         finally:
@@ -622,6 +659,7 @@ def build_index(
         minimum=stats.minimum,
         maximum=stats.maximum,
         feature_names=first.feature_names,
+        validation=np.concatenate(held).astype(bool),
     )
 
 
@@ -663,24 +701,27 @@ def _id_hashes(ids: np.ndarray, seed: int) -> np.ndarray:
     return out
 
 
-def split_positions(index: ShardIndex, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded ``(train, validation)`` split of the index's positions, both sorted.
-
-    The validation set is the ``round(fraction * n)`` ids whose seeded hash is smallest
-    (ties broken by id), clamped as in :func:`seqmask.data.split`: at least one when
-    ``fraction > 0`` and there are at least 2 sequences, and train never empty. It
-    depends only on the ids and the seed, not on how many shards hold them or in which
-    order. It is not the split :func:`seqmask.data.split` makes of the same data in memory.
-    """
+def holdout(fraction: float, seed: int) -> Holdout:
+    """The validation split as a rule for each id alone: held out when the id's seeded
+    hash, as a fraction of 2^64, is below `fraction`. So a shard can be split (and its
+    training statistics computed) as it is read, and the split depends only on the ids
+    and the seed, not on how many shards hold them or in which order. The number held
+    out is about fraction · n (binomial), not exactly; a handful of sequences may hold
+    out none, and training then watches the training loss."""
     fraction = float(fraction)
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
-    n = index.num_sequences
-    everything = np.arange(n, dtype=np.int64)
-    if fraction == 0.0 or n < 2:
-        return everything, np.zeros(0, dtype=np.int64)
-    n_val = min(max(int(round(fraction * n)), 1), n - 1)
-    ranked = np.lexsort((index.ids, _id_hashes(index.ids, seed)))  # (n,): by hash, then id
-    val = np.zeros(n, dtype=bool)
-    val[ranked[:n_val]] = True
-    return everything[~val], everything[val]
+    threshold = np.uint64(min(int(fraction * 2.0**64), 2**64 - 1))
+
+    def held(ids: np.ndarray) -> np.ndarray:
+        if fraction == 0.0:
+            return np.zeros(ids.shape[0], dtype=bool)
+        return _id_hashes(ids, seed) < threshold
+
+    return held
+
+
+def split_positions(index: ShardIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions of the index, both sorted ascending."""
+    held = index.held_out
+    return np.flatnonzero(~held).astype(np.int64), np.flatnonzero(held).astype(np.int64)
