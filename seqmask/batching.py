@@ -19,6 +19,7 @@ import numpy as np
 
 from seqmask.config import Batching, Padding, check_choice
 from seqmask.data import Sequences, pad
+from seqmask.streaming import ShardedSequences
 
 # train.batch_size: auto. The bounds: below 4 the per-batch overhead dominates and the
 # gradient is noisy; above 32 the updates per epoch shrink with no gain on the benchmarks.
@@ -93,6 +94,16 @@ def windowed_batches(
     return batches
 
 
+def epoch_batches(
+    seqs: Sequences | ShardedSequences, batch_size: int, batching: Batching, seed: int, epoch: int, window: int
+) -> list[np.ndarray]:
+    """One epoch's training batches: `windowed_batches` for sharded data (whether it is
+    streamed or held in memory: the same batches either way), else `training_batches`."""
+    if isinstance(seqs, ShardedSequences):
+        return windowed_batches(seqs.lengths, seqs.shards, batch_size, batching, seed, epoch, window)
+    return training_batches(seqs.lengths, batch_size, batching, seed, epoch)
+
+
 def inference_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Deterministic batches for evaluate / encode: by length, no shuffling."""
     order = np.argsort(lengths, kind="stable")
@@ -109,9 +120,19 @@ def batch_time_len(lengths: np.ndarray, batching: Batching, max_len: int | None)
 
 
 def padded_batch(
-    seqs: Sequences, indices: np.ndarray, batching: Batching, max_len: int | None, padding: Padding
+    seqs: Sequences | ShardedSequences, indices: np.ndarray, batching: Batching, max_len: int | None, padding: Padding
 ) -> tuple[np.ndarray, np.ndarray]:
     """(values (batch, time, features) float32, lengths (batch,) int32) for `indices`."""
     lengths = seqs.lengths[indices]
     time_len = batch_time_len(lengths, batching, max_len)
+    if isinstance(seqs, ShardedSequences):  # read from the shards (or the resident copy)
+        return pad(seqs.take(indices), np.arange(len(indices)), time_len, padding), lengths.astype(np.int32)
     return pad(seqs, indices, time_len, padding), lengths.astype(np.int32)
+
+
+def scoring_batches(seqs: Sequences | ShardedSequences, batch_size: int) -> list[np.ndarray]:
+    """Deterministic batches for scoring `seqs`: by length, or, for sharded data, by
+    length within groups of shards (each shard read once)."""
+    if isinstance(seqs, ShardedSequences):
+        return seqs.scoring_batches(batch_size)
+    return inference_batches(seqs.lengths, batch_size)

@@ -99,6 +99,7 @@ Pooling = Literal["none", "mean", "max", "mean_max"]
 Device = Literal["auto", "cpu", "gpu"]
 Batching = Literal["bucket", "pad_to_max"]
 Distribute = Literal["auto", "none", "mirrored", "multi_worker"]
+Streaming = Literal["auto", "on", "off"]
 AnomalyScore = Literal["combined", "density", "latent", "mahalanobis", "error"]
 Aggregate = Literal["top", "mean", "max"]
 
@@ -168,6 +169,16 @@ class DataConfig:
     # the LSTM gates out of saturation whatever the units of the raw data. Token
     # input (input.kind: tokens) is never normalized, whatever this says.
     normalize: Normalize = "standard"
+    # A directory or glob of shard files (.npz, .parquet, .jsonl): "on" reads the
+    # sequences of upcoming batches from the shards while training, so memory does not
+    # grow with the data; "off" reads every shard into memory first; "auto" streams when
+    # the data, as float32, would take more than a quarter of this machine's memory.
+    # The same batches and numbers either way. Ignored for one file.
+    streaming: Streaming = "auto"
+    # Shards: batches are drawn (and bucketed by length) within windows of this many
+    # shards, taken in a new random order each epoch; the shards of a window are what
+    # streaming holds in memory. More shards per window: less padding, more memory.
+    window_shards: int = 8
 
 
 @dataclass(frozen=True)
@@ -427,6 +438,7 @@ _DATA_SPEC: dict[str, _Spec] = {
     "values_key": _Spec("str"),
     "tokens_key": _Spec("str"),
     "max_len": _Spec("int", _Range(1), nullable=True),
+    "window_shards": _Spec("int", _Range(1)),
 }
 
 _INPUT_SPEC: dict[str, _Spec] = {
@@ -558,6 +570,7 @@ RESUME_OVERRIDABLE: tuple[str, ...] = (
     "train.replicas",
     "train.worker_timeout",
     "train.startup_timeout",
+    "data.streaming",
     "detect.score",
     "detect.aggregate",
     "detect.top_fraction",
@@ -635,6 +648,8 @@ def _parse_value(key_path: str, value: Any, spec: _Spec, base_dir: str) -> Any:
     or_null = " or null" if spec.nullable else ' or "auto"' if spec.auto else ""
 
     if spec.kind == "choice":
+        if isinstance(value, bool) and {"on", "off"} <= set(spec.choices):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on / off as true / false
         if isinstance(value, str) and value in spec.choices:
             return value
         message = f"{key_path!r} must be one of {', '.join(map(repr, spec.choices))}{or_null}, got "

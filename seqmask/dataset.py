@@ -8,9 +8,19 @@ training split only:
 It is saved in the run directory, and evaluate and encode apply the saved one. Everything
 goes through `load`, so a file is read, truncated and checked the same way wherever it is
 used.
+
+A directory or glob of shard files (shards.py) is indexed first: one pass gives every
+sequence's length and place, the validation split (a seeded rule per id) and the training
+split's statistics. Training then reads batches from the shards (`ShardedSequences`) or,
+with `data.streaming: off` or small data, reads them all into memory first; `load` of
+shards (evaluate, encode, detect) reads them all.
 """
 
-from dataclasses import dataclass
+import dataclasses
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,19 +30,40 @@ from seqmask.data import Normalizer, Sequences, split, truncate
 from seqmask.errors import DataError, RunError
 from seqmask.readers import read_sequences
 from seqmask.runs import NORMALIZATION, VOCABULARY, RunDir
+from seqmask.shards import Reader, ShardIndex, build_index, find_shards, holdout, split_positions
+from seqmask.streaming import ShardedSequences, should_stream
 from seqmask.vocab import Vocabulary
 
 
 @dataclass(frozen=True)
 class Splits:
-    train: Sequences  # transformed
-    validation: Sequences  # transformed; may be empty: early stopping then watches the training loss
+    train: Sequences | ShardedSequences  # transformed
+    validation: Sequences | ShardedSequences  # transformed; may be empty: early stopping then watches the training loss
     transform: Normalizer | Vocabulary
     max_len: int  # the time length no batch exceeds
+    index: ShardIndex | None = field(default=None, repr=False)  # sharded data: the training shards' index
+    streaming: bool = False  # sharded data read from the shards while training (not held in memory)
 
 
 def load(path: str | Path, cfg: Config) -> Sequences:
-    """One file, read, checked against `input.kind` and truncated as the config says."""
+    """One file, read, checked against `input.kind` and truncated as the config says; a
+    directory or glob of shards, every shard so read, in shard order."""
+    shards = find_shards(path)
+    if shards is not None:
+        read = shard_reader(cfg)
+        index = build_index(shards, read)
+        everything = index.read(np.arange(index.num_sequences), read, max_cached_shards=1)
+        return dataclasses.replace(everything, source=str(path))
+    return _load_file(path, cfg)
+
+
+def shard_reader(cfg: Config) -> Reader:
+    """How one shard is read: as `load` reads a file (one function object per call: the
+    index's cache of decoded shards is keyed by it)."""
+    return functools.partial(_load_file, cfg=cfg)
+
+
+def _load_file(path: str | Path, cfg: Config) -> Sequences:
     data_cfg = cfg.data
     seqs = read_sequences(
         path,
@@ -58,7 +89,7 @@ def _json_keys(data_cfg: DataConfig) -> dict[str, str]:
     return {"id_key": data_cfg.id_key, "values_key": data_cfg.values_key, "tokens_key": data_cfg.tokens_key}
 
 
-def check_targets(seqs: Sequences, train_cfg: TrainConfig) -> None:
+def check_targets(seqs: Sequences | ShardedSequences, train_cfg: TrainConfig) -> None:
     """Every sequence must have something to score, or the loss would silently skip it."""
     if train_cfg.target != "next_step":
         return
@@ -75,6 +106,18 @@ def check_targets(seqs: Sequences, train_cfg: TrainConfig) -> None:
 
 def raw_splits(cfg: Config) -> tuple[Sequences, Sequences]:
     """(train, validation) as the config defines them, checked, not transformed."""
+    shards = find_shards(cfg.data.train)
+    if shards is not None:  # the split training made: by the index's rule, in memory here
+        read = shard_reader(cfg)
+        index = build_index(shards, read, holdout=_holdout(cfg))
+        train_rows, val_rows = split_positions(index)
+        train = dataclasses.replace(index.read(train_rows, read), source=str(cfg.data.train))
+        validation = (
+            load(cfg.data.validation, cfg)
+            if cfg.data.validation
+            else dataclasses.replace(index.read(val_rows, read), source=str(cfg.data.train))
+        )
+        return train, validation
     train = load(cfg.data.train, cfg)
     if cfg.data.validation:
         validation = load(cfg.data.validation, cfg)
@@ -129,8 +172,12 @@ def same_transform(a: Normalizer | Vocabulary, b: Normalizer | Vocabulary) -> bo
     return np.allclose(a.mean, b.mean) and np.allclose(a.std, b.std)
 
 
-def prepare(cfg: Config) -> Splits:
-    """Training and validation data for `cfg`, transformed with training statistics."""
+def prepare(cfg: Config, saved_index: ShardIndex | None = None) -> Splits:
+    """Training and validation data for `cfg`, transformed with training statistics.
+    `saved_index`: a resumed run's index of its shards, checked against them."""
+    shards = find_shards(cfg.data.train)
+    if shards is not None:
+        return _prepare_shards(cfg, shards, saved_index)
     train, validation = raw_splits(cfg)
     transform = fit_transform(cfg, train)
     longest = max(int(train.lengths.max()), int(validation.lengths.max()) if len(validation) else 0)
@@ -140,3 +187,77 @@ def prepare(cfg: Config) -> Splits:
         transform=transform,
         max_len=cfg.data.max_len or longest,
     )
+
+
+def _holdout(cfg: Config) -> Callable[[np.ndarray], np.ndarray]:
+    fraction = 0.0 if cfg.data.validation else cfg.data.validation_split
+    return holdout(fraction, cfg.train.seed)
+
+
+def _prepare_shards(cfg: Config, shards: list[Path], saved: ShardIndex | None) -> Splits:
+    """`prepare` for a directory or glob of shards: index (or check the saved index), split,
+    normalize with the training split's statistics; stream or read everything."""
+    read = shard_reader(cfg)
+    if saved is None:
+        index = build_index(shards, read, holdout=_holdout(cfg))
+    else:
+        index = saved
+        _check_same_shards(cfg.data.train, index, shards)
+        index.check_unchanged()
+    train_rows, val_rows = split_positions(index)
+    if not len(train_rows):
+        raise DataError(f"{cfg.data.train}: every sequence is held out for validation; lower data.validation_split")
+    if cfg.data.normalize == "standard":
+        transform = index.normalizer()
+    else:
+        transform = Normalizer.identity(index.num_features)
+    window = cfg.data.window_shards + 1  # a window's shards, and one more being read
+    source = str(cfg.data.train)
+    train = ShardedSequences(index, train_rows, read, transform, source, window)
+    validation: Sequences | ShardedSequences
+    if cfg.data.validation:
+        validation = _validation_file(cfg, transform, index.num_features)
+    else:
+        validation = ShardedSequences(index, val_rows, read, transform, source, window)
+    streaming = should_stream(cfg.data.streaming, index)
+    if not streaming:  # the same splits and batches, with every sequence read now
+        train = train.load_all()
+        if isinstance(validation, ShardedSequences):
+            validation = validation.load_all()
+    for part in (train, validation):
+        if len(part):
+            check_targets(part, cfg.train)
+    longest = max(int(train.lengths.max()), int(validation.lengths.max()) if len(validation) else 0)
+    return Splits(train, validation, transform, cfg.data.max_len or longest, index=index, streaming=streaming)
+
+
+def _validation_file(cfg: Config, transform: Normalizer, num_features: int) -> Sequences | ShardedSequences:
+    """data.validation beside sharded training data: a file (in memory) or shards (streamed)."""
+    assert cfg.data.validation is not None
+    shards = find_shards(cfg.data.validation)
+    if shards is None:
+        seqs = load(cfg.data.validation, cfg)
+        if seqs.num_features != num_features:
+            raise DataError(f"{seqs.source}: has {seqs.num_features} features but {cfg.data.train} has {num_features}")
+        return transform.apply(seqs) if len(seqs) else seqs
+    read = shard_reader(cfg)
+    index = build_index(shards, read)
+    if index.num_features != num_features:
+        raise DataError(
+            f"{cfg.data.validation}: has {index.num_features} features but {cfg.data.train} has {num_features}"
+        )
+    every = np.arange(index.num_sequences)
+    return ShardedSequences(index, every, read, transform, str(cfg.data.validation), cfg.data.window_shards + 1)
+
+
+def _check_same_shards(path: str, index: ShardIndex, shards: list[Path]) -> None:
+    """A resumed run's shards must be the ones it indexed: none added, none gone."""
+    now = {os.path.abspath(p) for p in shards}
+    then = set(index.shards)
+    added, gone = sorted(now - then), sorted(then - now)
+    if added or gone:
+        what = f"new shard {added[0]}" if added else f"shard {gone[0]} is gone"
+        raise DataError(
+            f"{path}: the shards changed since the run was indexed ({what}); the run trained on the old "
+            "shards: restore them, or start a new run"
+        )

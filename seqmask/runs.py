@@ -38,6 +38,7 @@ CHECKPOINT_CHOICES: tuple[str, ...] = get_args(Checkpoint)
 CONFIG = "config.yaml"
 NORMALIZATION = "normalization.json"
 VOCABULARY = "vocabulary.txt"
+SHARD_INDEX = "shard_index.npz"
 HISTORY = "history.csv"
 METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
@@ -59,6 +60,8 @@ FILES: dict[str, str] = {
     CONFIG: "the resolved config (every default filled in, absolute paths)",
     NORMALIZATION: "per-feature mean and std over the training split's real steps",
     VOCABULARY: "(token runs) one token per line; line k is id k - 1",
+    SHARD_INDEX: "(sharded data) each sequence's id, length, shard and row, which are held out for "
+    "validation, each shard's size and time",
     HISTORY: "one row per epoch: " + ", ".join(HISTORY_FIELDS),
     METRICS: "final and best figures, sequences and real steps, padding fraction, "
     "versions of seqmask, TensorFlow and Keras, the device",

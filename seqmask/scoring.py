@@ -11,11 +11,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from seqmask.batching import inference_batches, padded_batch
+from seqmask.batching import padded_batch, scoring_batches
 from seqmask.config import Config, Padding
 from seqmask.data import Sequences
 from seqmask.layers import Tensor
 from seqmask.losses import ScoredError, loss_terms
+from seqmask.streaming import ShardedSequences
 
 # values, lengths, predictions -> per-sequence (Σ w·e, Σ w, Σ w·hit), each (batch,).
 LossFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]
@@ -101,10 +102,10 @@ def make_eval_step(model: keras.Model, loss_fn: LossFn) -> EvalStep:
     return eval_step
 
 
-def score(eval_step: EvalStep, seqs: Sequences, batch_size: int, padding: Padding) -> Scores:
+def score(eval_step: EvalStep, seqs: Sequences | ShardedSequences, batch_size: int, padding: Padding) -> Scores:
     """Scores every sequence of `seqs`, in order, with float64 accumulation."""
     sums, counts, hits = (np.zeros(len(seqs)) for _ in range(3))
-    for indices in inference_batches(seqs.lengths, batch_size):
+    for indices in scoring_batches(seqs, batch_size):
         values, lengths = padded_batch(seqs, indices, "bucket", None, padding)
         s, c, h = eval_step(values, lengths)
         sums[indices], counts[indices], hits[indices] = s.numpy(), c.numpy(), h.numpy()

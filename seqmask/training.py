@@ -29,7 +29,7 @@ import tensorflow as tf
 
 import seqmask
 from seqmask import distribute, native, runs
-from seqmask.batching import batch_size_for, batch_time_len, inference_batch_size, padded_batch, training_batches
+from seqmask.batching import batch_size_for, batch_time_len, epoch_batches, inference_batch_size, padded_batch
 from seqmask.checkpoints import load_checkpoint, read_state, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
@@ -41,9 +41,11 @@ from seqmask.errors import Interrupted, RunError
 from seqmask.evaluate import Run
 from seqmask.model import build_autoencoder
 from seqmask.progress import Calibrated, Reporter, TrainStart
-from seqmask.runs import RunDir
+from seqmask.runs import SHARD_INDEX, RunDir
 from seqmask.scoring import batch_signature, make_eval_step, make_loss_fn, score
+from seqmask.shards import ShardIndex
 from seqmask.state import EpochRow, TrainState
+from seqmask.streaming import Prefetcher, ShardedSequences
 from seqmask.vocab import Vocabulary
 
 StepFn = Callable[..., Any]
@@ -71,6 +73,7 @@ class _Session:
     train_step: StepFn
     eval_step: StepFn
     writer: Any  # tf.summary writer for RUN_DIR/tensorboard
+    input_wait: float = 0.0  # streaming: seconds the training step waited for a batch
 
     @property
     def batch_size(self) -> int:
@@ -195,7 +198,9 @@ def _open(
     device = configure_device(cfg.train.device, cfg.train.cpu_threads)
     cluster = distribute.setup(cfg.train, device)  # before TensorFlow's first op
     lstm_kernel = _lstm_kernel(device, cfg.data.padding, reporter)
-    splits = prepare(cfg)
+    index_file = home.file(SHARD_INDEX)
+    saved_index = ShardIndex.load(index_file) if resume and index_file.is_file() else None
+    splits = prepare(cfg, saved_index)
     # A run killed before its first checkpoint resumes from scratch, with its saved config.
     from_checkpoint = resume and home.checkpoint("last").is_file()
     if cluster.spec is not None:  # before any variable: creating one is a collective (a broadcast)
@@ -209,6 +214,8 @@ def _open(
                     run.clear()  # --overwrite: the old run goes only once the new data has loaded
                     run.write_config(cfg)
                 save_transform(run, splits.transform)
+            if chief and splits.index is not None and saved_index is None:
+                splits.index.save(run.file(SHARD_INDEX))
             model, state = _new_model(cfg, splits, device), TrainState()
         if cluster.distributed and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)  # not inside the step's tf.function
@@ -373,15 +380,39 @@ def _run_epoch(s: _Session, reporter: Reporter, should_stop: Callable[[], bool])
     (`time.perf_counter()` time, counting the part run before a resume)."""
     cfg, state, train_seqs = s.cfg, s.state, s.splits.train
     epoch = state.epoch
-    batches = training_batches(train_seqs.lengths, s.batch_size, cfg.train.batching, cfg.train.seed, epoch)
+    batches = epoch_batches(train_seqs, s.batch_size, cfg.train.batching, cfg.train.seed, epoch, cfg.data.window_shards)
     reporter.epoch_start(epoch, len(batches))
+    started = time.perf_counter() - state.epoch_seconds
+
+    def make(k: int) -> tuple[np.ndarray, np.ndarray]:
+        return padded_batch(train_seqs, batches[k], cfg.train.batching, s.splits.max_len, cfg.data.padding)
+
+    # Streaming: the shards of upcoming batches are read while this one trains.
+    ahead = Prefetcher(make, state.batch, len(batches)) if s.splits.streaming else None
+    try:
+        return _run_batches(s, reporter, should_stop, batches, started, make, ahead)
+    finally:
+        if ahead is not None:
+            ahead.close()
+            s.input_wait += ahead.waited
+
+
+def _run_batches(
+    s: _Session,
+    reporter: Reporter,
+    should_stop: Callable[[], bool],
+    batches: list[np.ndarray],
+    started: float,
+    make: Callable[[int], tuple[np.ndarray, np.ndarray]],
+    ahead: Prefetcher[tuple[np.ndarray, np.ndarray]] | None,
+) -> float:
+    cfg, state, train_seqs, epoch = s.cfg, s.state, s.splits.train, s.state.epoch
     real_steps_done = np.cumsum([train_seqs.lengths[b].sum() for b in batches])  # after batch k
     global_step = int(s.optimizer.iterations.numpy())
     every = cfg.train.checkpoint_every_batches
-    started = time.perf_counter() - state.epoch_seconds
     while state.batch < len(batches):
         k = state.batch
-        values, lengths = padded_batch(train_seqs, batches[k], cfg.train.batching, s.splits.max_len, cfg.data.padding)
+        values, lengths = ahead.get(k) if ahead is not None else make(k)
         if s.cluster.distributed:
             # A stop asked of any worker comes back summed over all of them, so every worker
             # checkpoints after this same batch.
@@ -476,12 +507,31 @@ def _stop_reason(state: TrainState, train_cfg: TrainConfig, monitor: str) -> str
 # --------------------------------------------------------------------------- the end
 
 
-def _padding_fraction(seqs: Sequences, batch_size: int, batching: Batching, seed: int, max_len: int) -> float:
+def _padding_fraction(
+    seqs: Sequences | ShardedSequences, batch_size: int, batching: Batching, seed: int, max_len: int, window: int
+) -> float:
     """Fraction of the steps of one epoch's training batches that are padding."""
     padded = 0
-    for b in training_batches(seqs.lengths, batch_size, batching, seed, 1):
+    for b in epoch_batches(seqs, batch_size, batching, seed, 1, window):
         padded += len(b) * batch_time_len(seqs.lengths[b], batching, max_len)
     return 1.0 - seqs.num_steps / padded
+
+
+def _in_memory(seqs: Sequences | ShardedSequences) -> Sequences | None:
+    return seqs.in_memory() if isinstance(seqs, ShardedSequences) else seqs
+
+
+def _data_metrics(s: _Session) -> dict[str, Any]:
+    """How the data was read: one file in memory, or shards (streamed or not)."""
+    index = s.splits.index
+    if index is None:
+        return {"sharded": False}
+    return {
+        "sharded": True,
+        "shards": len(index.shards),
+        "streaming": s.splits.streaming,
+        "input_wait_seconds": s.input_wait,  # this session's, not counting before a resume
+    }
 
 
 def _calibrate(s: _Session, keep: bool = False) -> Calibrated:
@@ -498,10 +548,17 @@ def _calibrate(s: _Session, keep: bool = False) -> Calibrated:
             return Calibrated(saved.score, saved.how)
     if not len(s.splits.validation):
         return Calibrated(None, f"no validation data: fit one with 'seqmask calibrate {s.run} --data FILE'")
+    validation, train = _in_memory(s.splits.validation), _in_memory(s.splits.train)
+    if validation is None or train is None:
+        return Calibrated(
+            None,
+            "the data was streamed and the detector is calibrated in memory: fit one on a sample with "
+            f"'seqmask calibrate {s.run} --data FILE'",
+        )
     model, _ = load_checkpoint(s.run.checkpoint("best"))
     run = Run(s.run, s.cfg, s.splits.transform, model, "best")
     try:
-        detector = calibrate_on(run, s.splits.validation, s.splits.train, "the validation split")
+        detector = calibrate_on(run, validation, train, "the validation split")
     except DetectError as e:
         return Calibrated(None, str(e))
     return Calibrated(detector.score, detector.how)
@@ -532,8 +589,9 @@ def _metrics(s: _Session) -> dict[str, Any]:
         "max_len": splits.max_len,
         "batch_size": s.batch_size,
         "padding_fraction": _padding_fraction(
-            splits.train, s.batch_size, cfg.train.batching, cfg.train.seed, splits.max_len
+            splits.train, s.batch_size, cfg.train.batching, cfg.train.seed, splits.max_len, cfg.data.window_shards
         ),
+        "data": _data_metrics(s),
         "train_seconds": seconds,
         "real_steps_per_second": sum(row.train_real_steps for row in state.history) / max(seconds, 1e-9),
         "device": s.device,

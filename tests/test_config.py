@@ -672,6 +672,7 @@ def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
         "train.replicas=2",
         "train.worker_timeout=30",
         "train.startup_timeout=900",
+        "data.streaming=on",
         "detect.score=mahalanobis",
         "detect.aggregate=max",
         "detect.top_fraction=0.2",
@@ -696,7 +697,8 @@ def test_resume_overrides_set_the_allowed_keys(tmp_path: Path) -> None:
     )
     assert cfg.train == expected
     assert cfg.detect == DetectConfig("mahalanobis", "max", 0.2, 3, 0.95, 1)
-    assert (cfg.data, cfg.input, cfg.model) == (config_from_dict(saved).data, InputConfig(), ModelConfig())
+    assert cfg.data == dataclasses.replace(config_from_dict(saved).data, streaming="on")
+    assert (cfg.input, cfg.model) == (InputConfig(), ModelConfig())
     assert apply_resume_overrides(saved, []) == config_from_dict(saved)
     assert apply_resume_overrides(saved, "train.epochs=11").train.epochs == 11  # a bare string is one override
 

@@ -1,0 +1,169 @@
+"""Sharded data as a training split: sequences read from their shards when a batch needs them.
+
+`ShardedSequences` is one split (training or validation) of a `ShardIndex`: its lengths,
+ids and shards are in memory (a few bytes per sequence), its values are not. `take(rows)`
+reads the rows' shards (the index keeps the last few decoded) and applies the run's
+normalization, which is elementwise, so a batch gets bit for bit the values an in-memory
+split would give it. With `data.streaming: off` the same object holds every sequence,
+read once (`resident`): the batches, and so the numbers, are the same either way.
+
+`Prefetcher` pads the batches of an epoch ahead of the training step in a background
+thread (numpy and the readers release the GIL), so the step waits on disk only when
+reading is slower than training; `waited` says how long it did.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from seqmask.data import Normalizer, Sequences
+from seqmask.shards import Reader, ShardIndex
+
+# streaming: auto streams when the float32 values would take more than this share of the
+# machine's memory: training holds them (raw and normalized) besides the model's own.
+AUTO_MEMORY_SHARE = 0.25
+
+
+@dataclass(eq=False)
+class ShardedSequences:
+    """One split of sharded data: `positions` (ascending) of `index`, normalized by `transform`."""
+
+    index: ShardIndex
+    positions: np.ndarray  # (n,) int64: global positions in the index
+    read: Reader
+    transform: Normalizer
+    source: str
+    cache_shards: int = 2  # decoded shards kept (a window's worth while training)
+    resident: Sequences | None = None  # data.streaming: off: every sequence, transformed
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.index.lengths[self.positions]  # (n,)
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.index.ids[self.positions]  # (n,)
+
+    @property
+    def shards(self) -> np.ndarray:
+        return self.index.shard[self.positions]  # (n,): each sequence's shard
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lengths.sum())
+
+    @property
+    def num_features(self) -> int:
+        return self.index.num_features
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.index.feature_names
+
+    is_tokens = False
+
+    def __len__(self) -> int:
+        return int(self.positions.shape[0])
+
+    def take(self, rows: np.ndarray) -> Sequences:
+        """The transformed sequences of split rows `rows`, in that order."""
+        if self.resident is not None:
+            return self.resident.subset(rows)
+        with self._lock:  # the index's shard cache is shared by the prefetcher and scoring
+            raw = self.index.read(self.positions[rows], self.read, max_cached_shards=self.cache_shards)
+        return self.transform.apply(raw)
+
+    def load_all(self) -> ShardedSequences:
+        """The same split with every sequence read now and kept in memory."""
+        every = np.arange(len(self))
+        return ShardedSequences(
+            self.index, self.positions, self.read, self.transform, self.source, self.cache_shards, self.take(every)
+        )
+
+    def in_memory(self) -> Sequences | None:
+        """Every sequence, if they are held in memory (data.streaming: off), else None."""
+        return self.resident
+
+    def scoring_batches(self, batch_size: int) -> list[np.ndarray]:
+        """Deterministic batches for scoring: shard by shard (`cache_shards` at a time, so
+        each shard is read once), by length within, as `inference_batches` does in memory."""
+        shards = self.shards
+        present = np.unique(shards)
+        batches: list[np.ndarray] = []
+        for w in range(0, len(present), self.cache_shards):
+            members = np.flatnonzero(np.isin(shards, present[w : w + self.cache_shards]))
+            members = members[np.argsort(self.lengths[members], kind="stable")]
+            batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+        return batches
+
+
+def should_stream(mode: str, index: ShardIndex, memory_bytes: int | None = None) -> bool:
+    """`data.streaming`: on, off, or auto: stream when the values as float32 would take
+    more than AUTO_MEMORY_SHARE of this machine's physical memory."""
+    if mode != "auto":
+        return mode == "on"
+    if memory_bytes is None:
+        memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return index.num_steps * index.num_features * 4 > AUTO_MEMORY_SHARE * memory_bytes
+
+
+T = TypeVar("T")
+
+
+class Prefetcher(Generic[T]):
+    """Makes `make(k)` for k = start, start + 1, ... < stop in a background thread, at most
+    `depth` ahead; `get(k)` returns them in order. An error in the thread is raised by get."""
+
+    def __init__(self, make: Callable[[int], T], start: int, stop: int, depth: int = 4) -> None:
+        self._queue: queue.Queue[tuple[int, T | None, BaseException | None]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self.waited = 0.0  # seconds get() spent waiting for a batch
+        self._thread = threading.Thread(
+            target=self._run, args=(make, start, stop), name="seqmask-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, make: Callable[[int], T], start: int, stop: int) -> None:
+        for k in range(start, stop):
+            if self._stop.is_set():
+                return
+            try:
+                item: tuple[int, T | None, BaseException | None] = (k, make(k), None)
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                item = (k, None, e)
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None:
+                return
+
+    def get(self, k: int) -> T:
+        started = time.perf_counter()
+        got, value, error = self._queue.get()
+        self.waited += time.perf_counter() - started
+        if error is not None:
+            raise error
+        assert got == k and value is not None, (got, k)
+        return value
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Prefetcher[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

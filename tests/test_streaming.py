@@ -1,0 +1,258 @@
+"""Sharded data: streaming and in-memory training agree, resume is exact, bad or changed
+shards are clear errors before anything is trained.
+
+The shards are noisy sine/cosine tracks cut at uneven points (one shard of a single
+sequence), windows of two shards, batch 8 (batches never align with shard edges).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import read_history
+
+from seqmask.batching import windowed_batches
+from seqmask.checkpoints import STATE_MEMBER, load_checkpoint
+from seqmask.config import load_config
+from seqmask.errors import DataError
+from seqmask.evaluate import evaluate, load_run
+from seqmask.shards import build_index, find_shards
+from seqmask.streaming import Prefetcher, should_stream
+from seqmask.training import train
+
+CUTS = [0, 40, 95, 150, 151, 230, 300]
+TIMEOUT = 240
+
+
+def _data(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 30, n)
+    t = np.arange(lengths.sum())
+    values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
+    return values.astype(np.float32), lengths, np.array([f"s{i:04d}" for i in range(n)])
+
+
+def write_shards(directory, cuts=CUTS, fmt="npz"):
+    values, lengths, ids = _data(cuts[-1])
+    offsets = np.r_[0, np.cumsum(lengths)]
+    directory.mkdir(parents=True, exist_ok=True)
+    for j in range(len(cuts) - 1):
+        a, b = cuts[j], cuts[j + 1]
+        part = values[offsets[a] : offsets[b]]
+        if fmt == "npz":
+            np.savez(directory / f"part-{j:03d}.npz", values=part, lengths=lengths[a:b], ids=ids[a:b])
+        else:  # long-format Parquet: one row per step
+            table = pa.table(
+                {"id": np.repeat(ids[a:b], lengths[a:b]), "x": part[:, 0], "y": part[:, 1]},
+            )
+            pq.write_table(table, directory / f"part-{j:03d}.parquet")
+    return directory
+
+
+def write_config(tmp_path, data="shards", **train_keys):
+    cfg = {
+        "data": {"train": str(data), "window_shards": 2},
+        "model": {"units": 8, "latent_dim": 4},
+        "train": {
+            "epochs": 3,
+            "batch_size": 8,
+            "patience": 0,
+            "learning_rate": 0.01,
+            "checkpoint_every_batches": 5,
+            **train_keys,
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _weights(run_dir):
+    return load_checkpoint(run_dir / "checkpoints" / "last.keras")[0].get_weights()
+
+
+def _same_run(a, b, tol=0.0):
+    for x, y in zip(read_history(a), read_history(b), strict=True):
+        assert x.keys() == y.keys()
+        for key in x:
+            assert x[key] == pytest.approx(y[key], rel=tol, abs=tol), key
+    for x, y in zip(_weights(a), _weights(b), strict=True):
+        np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
+
+
+# --------------------------------------------------------------------------- units
+
+
+def test_windowed_batches_cover_every_sequence_once_and_keep_to_their_window():
+    rng = np.random.default_rng(3)
+    shards = np.sort(rng.integers(0, 9, 200))
+    lengths = rng.integers(1, 50, 200)
+    batches = windowed_batches(lengths, shards, 8, "bucket", 0, 1, 3)
+    assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(200))
+    windows = []  # each batch's shards lie in one window, windows come one after another
+    for b in batches:
+        here = frozenset(shards[b].tolist())
+        if not windows or not here <= windows[-1]:
+            windows.append(set())
+        windows[-1] |= here
+    assert all(len(w) <= 3 for w in windows)
+    assert [len(b) for b in windowed_batches(lengths, shards, 8, "bucket", 0, 1, 3)] == [len(b) for b in batches]
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(batches, windowed_batches(lengths, shards, 8, "bucket", 0, 2, 3), strict=False)
+    )
+
+
+def test_the_prefetcher_gives_batches_in_order_and_passes_errors_on():
+    with Prefetcher(lambda k: k * k, 2, 7, depth=2) as ahead:
+        assert [ahead.get(k) for k in range(2, 7)] == [4, 9, 16, 25, 36]
+
+    def broken(k):
+        if k == 3:
+            raise DataError("shard 3 is broken")
+        return k
+
+    with Prefetcher(broken, 0, 10) as ahead:
+        assert [ahead.get(k) for k in range(3)] == [0, 1, 2]
+        with pytest.raises(DataError, match="shard 3 is broken"):
+            ahead.get(3)
+
+
+def test_auto_streams_only_data_too_large_for_a_quarter_of_memory(tmp_path):
+    from seqmask.readers import read_sequences
+
+    index = build_index(find_shards(write_shards(tmp_path / "shards")), read_sequences)
+    size = index.num_steps * index.num_features * 4
+    assert should_stream("auto", index, memory_bytes=4 * size - 4)
+    assert not should_stream("auto", index, memory_bytes=4 * size + 4)
+    assert should_stream("on", index, memory_bytes=10**12) and not should_stream("off", index, memory_bytes=1)
+
+
+def test_streaming_on_and_off_parse_from_bare_yaml(tmp_path):
+    write_shards(tmp_path / "shards")
+    for word, want in (("on", "on"), ("off", "off"), ("auto", "auto")):
+        path = tmp_path / f"{word}.yaml"
+        path.write_text(f"data:\n  train: shards\n  streaming: {word}\n")
+        assert load_config(path).data.streaming == want
+
+
+# --------------------------------------------------------------------------- training
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["npz", "parquet"])
+def test_streaming_and_in_memory_training_give_the_same_run(tmp_path, fmt):
+    write_shards(tmp_path / "shards", fmt=fmt)
+    config = write_config(tmp_path)
+    streamed = train(load_config(config, ["data.streaming=on"]), tmp_path / "on")
+    held = train(load_config(config, ["data.streaming=off"]), tmp_path / "off")
+    _same_run(tmp_path / "on", tmp_path / "off")
+    assert streamed["data"] == {**streamed["data"], "sharded": True, "shards": 6, "streaming": True}
+    assert held["data"]["streaming"] is False and streamed["padding_fraction"] == held["padding_fraction"]
+    assert (tmp_path / "on" / "shard_index.npz").is_file()
+    # The reported loss is evaluate's: the exact mean over the validation split's real steps.
+    result = evaluate(load_run(tmp_path / "on", "best"))
+    assert result.loss == pytest.approx(streamed["best_val_loss"], rel=1e-6)
+    assert len(result.data) == streamed["validation_sequences"]
+
+
+@pytest.mark.slow
+def test_the_validation_split_does_not_depend_on_the_shards(tmp_path):
+    """The same sequences in one shard or in six: the same validation ids and statistics."""
+    from seqmask.dataset import prepare
+
+    write_shards(tmp_path / "six")
+    write_shards(tmp_path / "one", cuts=[0, 300])
+    splits = [prepare(load_config(write_config(tmp_path, data=tmp_path / d))) for d in ("six", "one")]
+    a, b = (sorted(s.validation.ids.tolist()) for s in splits)
+    assert a == b and 30 < len(a) < 90
+    np.testing.assert_allclose(splits[0].transform.mean, splits[1].transform.mean, rtol=1e-12)
+    np.testing.assert_allclose(splits[0].transform.std, splits[1].transform.std, rtol=1e-12)
+
+
+def _position(run_dir):
+    try:
+        with zipfile.ZipFile(run_dir / "checkpoints" / "last.keras") as z:
+            state = json.loads(z.read(STATE_MEMBER))
+    except (FileNotFoundError, KeyError, zipfile.BadZipFile, OSError):
+        return None
+    return state["epoch"], state["batch"]
+
+
+@pytest.mark.slow
+def test_a_streaming_run_killed_mid_epoch_resumes_to_the_uninterrupted_run(tmp_path):
+    write_shards(tmp_path / "shards")
+    config = write_config(tmp_path, epochs=4, checkpoint_every_batches=2)
+    reference = tmp_path / "reference"
+    train(load_config(config, ["data.streaming=on"]), reference)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    cmd = [sys.executable, "-m", "seqmask", "train", str(run), "--config", str(config), "--quiet"]
+    proc = subprocess.Popen([*cmd, "--set", "data.streaming=on"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and proc.poll() is None:
+            position = _position(run)
+            if position and position[0] >= 2 and position[1] > 0:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before the kill"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "seqmask", "train", str(run), "--resume", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _same_run(run, reference, tol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_changed_or_added_shard_on_resume_is_a_clear_error(tmp_path):
+    shards = write_shards(tmp_path / "shards")
+    config = write_config(tmp_path, epochs=1)
+    train(load_config(config), tmp_path / "run")
+    more = ["train.epochs=2"]
+    (shards / "part-009.npz").write_bytes((shards / "part-000.npz").read_bytes())
+    with pytest.raises(DataError, match=r"the shards changed since the run was indexed \(new shard .*part-009\.npz"):
+        train(None, tmp_path / "run", resume=True, overrides=more)
+    (shards / "part-009.npz").unlink()
+    stat = os.stat(shards / "part-002.npz")
+    os.utime(shards / "part-002.npz", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(DataError, match=r"part-002\.npz: changed since the run's index was built"):
+        train(None, tmp_path / "run", resume=True, overrides=more)
+    assert len(read_history(tmp_path / "run")) == 1
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        ("truncate", r"part-003\.parquet"),
+        ("features", r"part-003\.parquet: 3 features, but .*part-000\.parquet has 2"),
+    ],
+)
+def test_a_bad_shard_is_named_before_training_starts(tmp_path, damage, expected):
+    shards = write_shards(tmp_path / "shards", fmt="parquet")
+    bad = shards / "part-003.parquet"
+    if damage == "truncate":
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    else:
+        pq.write_table(pa.table({"id": ["x", "x"], "x": [1.0, 2.0], "y": [0.0, 1.0], "z": [3.0, 4.0]}), bad)
+    with pytest.raises(DataError, match=expected):
+        train(load_config(write_config(tmp_path)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # nothing half-written
