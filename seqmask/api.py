@@ -20,7 +20,7 @@ TensorFlow is imported on first use, not on `import seqmask`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -238,6 +238,37 @@ class Run:
 
         seqs, latent, seconds = encode(self.loaded, data, batch_size, lengths=lengths, ids=ids)
         return Encoding(seqs.ids, seqs.lengths, latent, seconds)
+
+    def encode_to(self, data: str | Path, output: str | Path, *, batch_size: int | None = None) -> Encoding:
+        """`encode` straight to a file (.csv, .parquet or .npy). A directory or glob of
+        shards is encoded shard by shard and written part by part (.csv, .parquet), so
+        memory does not grow with the data; the returned Encoding then holds no vectors
+        (`latent` has no rows; its ids and lengths are those of every sequence)."""
+        from seqmask.exports import write_latent, write_latent_parts
+        from seqmask.shards import find_shards
+
+        shards = find_shards(data)
+        if shards is None or Path(output).suffix == ".npy":
+            encoding = self.encoding(data, batch_size=batch_size)
+            write_latent(output, encoding.ids, encoding.lengths, encoding.latent)
+            return encoding
+        from seqmask.evaluate import encode_shards
+
+        ids: list[np.ndarray] = []
+        lengths: list[np.ndarray] = []
+        seconds = [0.0]
+        width = [0]
+
+        def parts() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            for part in encode_shards(self.loaded, shards, batch_size):
+                ids.append(part.ids)
+                lengths.append(part.lengths)
+                seconds[0] += part.seconds
+                width[0] = part.latent.shape[1]
+                yield part.ids, part.lengths, part.latent
+
+        write_latent_parts(output, parts())
+        return Encoding(np.concatenate(ids), np.concatenate(lengths), np.zeros((0, width[0]), np.float32), seconds[0])
 
     def encode(self, data: Data, *, lengths: Any = None, ids: Any = None, batch_size: int | None = None) -> np.ndarray:
         """One latent vector per sequence: (num_sequences, latent_dim) float32, in input order.

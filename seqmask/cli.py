@@ -390,10 +390,7 @@ def encode(
         _fail(f"--output must end in .csv, .parquet or .npy, got {str(output)!r}", 2)
     try:
         _import_tensorflow()
-        from seqmask.exports import write_latent
-
-        encoding = api.load(run_dir, checkpoint).encoding(data)
-        write_latent(output, encoding.ids, encoding.lengths, encoding.latent)
+        encoding = api.load(run_dir, checkpoint).encode_to(data, output)
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
     out.print(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from seqmask.batching import inference_batch_size, inference_batches, padded_bat
 from seqmask.checkpoints import load_checkpoint
 from seqmask.config import Config
 from seqmask.data import Normalizer, Sequences, length_mask_np
-from seqmask.dataset import apply_transform, check_targets, load_transform, raw_splits
+from seqmask.dataset import apply_transform, check_targets, load_transform, raw_splits, shard_reader
 from seqmask.devices import configure_device
 from seqmask.errors import DataError, RunError
 from seqmask.inputs import Data, sequences_from
@@ -116,6 +116,40 @@ def encode(
         values, batch_lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
         latent[indices] = encode_step(values, batch_lengths).numpy()  # (batch, latent_dim)
     return seqs, latent, time.perf_counter() - started
+
+
+def encode_shards(run: Run, shards: list[Path], batch_size: int | None = None) -> Iterator[EncodedPart]:
+    """`encode` of a directory or glob of shards, one shard at a time, in input order
+    (shard by shard, then row order): memory holds a shard or two, not the data. The next
+    shard is read in a background thread while this one is encoded."""
+    from seqmask.streaming import Prefetcher
+
+    read = shard_reader(run.cfg)
+    encode_step = _traced(run.model, "encode")
+    size = batch_size or inference_batch_size(run.cfg.train.batch_size)
+    expected = run.model.inputs[0].shape[-1]
+    with Prefetcher(lambda k: read(shards[k]), 0, len(shards), depth=1) as ahead:
+        for k in range(len(shards)):
+            seqs = ahead.get(k)
+            if seqs.num_features != expected:
+                raise DataError(f"{shards[k]}: has {seqs.num_features} features but the run's model takes {expected}")
+            seqs = apply_transform(run.transform, seqs)
+            latent = np.zeros((len(seqs), run.model.get_layer(LATENT).output.shape[-1]), np.float32)
+            started = time.perf_counter()
+            for indices in inference_batches(seqs.lengths, size):
+                values, batch_lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
+                latent[indices] = encode_step(values, batch_lengths).numpy()  # (batch, latent_dim)
+            yield EncodedPart(seqs.ids, seqs.lengths, latent, time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class EncodedPart:
+    """One shard's latent vectors (num_sequences, latent_dim), with its ids and lengths."""
+
+    ids: np.ndarray
+    lengths: np.ndarray
+    latent: np.ndarray
+    seconds: float  # encoding only, not reading
 
 
 # One traced function per model and kind: tracing costs ~0.2 s, more than encoding a few

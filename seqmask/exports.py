@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,40 @@ def write_latent(path: str | Path, ids: np.ndarray, lengths: np.ndarray, latent:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, records, allow_pickle=False)
+
+
+def write_latent_parts(path: str | Path, parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> int:
+    """`write_latent` for latents that come part by part (ids, lengths, latent), in order:
+    CSV rows, or a Parquet row group, per part, so memory holds one part. The file is
+    complete or absent (a failure in any part leaves nothing). Returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise RunError(f"{path}: streamed output is .csv or .parquet (a .npy file needs every vector at once)")
+    rows = 0
+    with atomic_path(path) as tmp:
+        writer: Any = None
+        with ExitStack() as stack:
+            for ids, lengths, latent in parts:
+                columns = latent_columns(ids, lengths, latent)
+                if path.suffix == ".parquet":
+                    table = pa.table({name: _arrow(name, values) for name, values in columns.items()})
+                    if writer is None:
+                        writer = stack.enter_context(pq.ParquetWriter(tmp, table.schema))
+                    writer.write_table(table)
+                else:
+                    if writer is None:
+                        f = stack.enter_context(open(tmp, "w", newline="", encoding="utf-8"))
+                        writer = csv.writer(f, lineterminator="\n")
+                        writer.writerow(list(columns))
+                    table_rows = zip(*(_plain(v) for v in columns.values()), strict=True)
+                    writer.writerows([_cell(v) for v in row] for row in table_rows)
+                rows += len(ids)
+        if writer is None:
+            raise RunError(f"{path}: no sequences to write")
+    return rows
 
 
 # --------------------------------------------------------------------------- detect

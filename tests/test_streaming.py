@@ -256,3 +256,30 @@ def test_a_bad_shard_is_named_before_training_starts(tmp_path, damage, expected)
     with pytest.raises(DataError, match=expected):
         train(load_config(write_config(tmp_path)), tmp_path / "run")
     assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_encode_streams_shards_to_parquet_row_groups_in_input_order(tmp_path):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from seqmask import api
+    from seqmask.cli import app
+
+    shards = write_shards(tmp_path / "shards")
+    train(load_config(write_config(tmp_path, epochs=1)), tmp_path / "run")
+    result = CliRunner().invoke(
+        app, ["encode", str(tmp_path / "run"), "--data", str(shards), "-o", str(tmp_path / "z.parquet")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote 300 latent vectors of size 4" in result.output
+    assert pq.ParquetFile(tmp_path / "z.parquet").num_row_groups == 6  # one per shard: never all at once
+    streamed = pd.read_parquet(tmp_path / "z.parquet")
+    _, _, ids = _data()
+    assert streamed["id"].tolist() == ids.tolist()  # input order: shard by shard, row by row
+    run = api.load(tmp_path / "run")
+    in_memory = run.encoding(shards)  # every shard read into memory, batched by length over all
+    assert in_memory.ids.tolist() == ids.tolist()
+    np.testing.assert_allclose(streamed.filter(regex="^z").to_numpy(), in_memory.latent, rtol=1e-5, atol=1e-6)
+    csv_part = run.encode_to(shards, tmp_path / "z.csv")
+    assert len(csv_part.ids) == 300 and pd.read_csv(tmp_path / "z.csv")["id"].tolist() == ids.tolist()
