@@ -169,6 +169,10 @@ class _PlainReporter(Reporter):
     def building_kernel(self) -> None:
         self.console.print("building seqmask's CPU LSTM kernel (once for this TensorFlow and CPU, ~25 s) ...")
 
+    def indexing(self, done: int, total: int) -> None:
+        if done == total:
+            self.console.print(f"indexed {total} shards")
+
     def calibrated(self, info: Calibrated) -> None:
         if info.score is None:
             self.console.print(f"anomaly detector not calibrated: {info.how}")
@@ -202,6 +206,21 @@ class _RichReporter(_PlainReporter):
             transient=True,
         )
         self.task: TaskID | None = None
+        self.index_task: TaskID | None = None
+        self.index_progress: Progress | None = None
+
+    def indexing(self, done: int, total: int) -> None:
+        from rich.progress import Progress
+
+        if self.index_progress is None or self.index_task is None:
+            self.index_progress = Progress(console=self.console, transient=True)
+            self.index_progress.start()
+            self.index_task = self.index_progress.add_task("indexing shards", total=total)
+        progress = self.index_progress
+        progress.update(self.index_task, completed=done)
+        if done == total:
+            progress.stop()
+            super().indexing(done, total)
 
     def epoch_start(self, epoch: int, num_batches: int) -> None:
         self.progress.start()
@@ -219,6 +238,8 @@ class _RichReporter(_PlainReporter):
 
     def close(self) -> None:
         self.progress.stop()
+        if self.index_progress is not None:
+            self.index_progress.stop()
 
 
 RunDirArg = Annotated[Path, typer.Argument(help="A run directory made by 'seqmask train'.", show_default=False)]

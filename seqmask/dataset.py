@@ -172,12 +172,15 @@ def same_transform(a: Normalizer | Vocabulary, b: Normalizer | Vocabulary) -> bo
     return np.allclose(a.mean, b.mean) and np.allclose(a.std, b.std)
 
 
-def prepare(cfg: Config, saved_index: ShardIndex | None = None) -> Splits:
+def prepare(
+    cfg: Config, saved_index: ShardIndex | None = None, on_shard: Callable[[int, int], None] | None = None
+) -> Splits:
     """Training and validation data for `cfg`, transformed with training statistics.
-    `saved_index`: a resumed run's index of its shards, checked against them."""
+    `saved_index`: a resumed run's index of its shards, checked against them; `on_shard`
+    (done, total) follows the index pass."""
     shards = find_shards(cfg.data.train)
     if shards is not None:
-        return _prepare_shards(cfg, shards, saved_index)
+        return _prepare_shards(cfg, shards, saved_index, on_shard)
     train, validation = raw_splits(cfg)
     transform = fit_transform(cfg, train)
     longest = max(int(train.lengths.max()), int(validation.lengths.max()) if len(validation) else 0)
@@ -194,12 +197,14 @@ def _holdout(cfg: Config) -> Callable[[np.ndarray], np.ndarray]:
     return holdout(fraction, cfg.train.seed)
 
 
-def _prepare_shards(cfg: Config, shards: list[Path], saved: ShardIndex | None) -> Splits:
+def _prepare_shards(
+    cfg: Config, shards: list[Path], saved: ShardIndex | None, on_shard: Callable[[int, int], None] | None
+) -> Splits:
     """`prepare` for a directory or glob of shards: index (or check the saved index), split,
     normalize with the training split's statistics; stream or read everything."""
     read = shard_reader(cfg)
     if saved is None:
-        index = build_index(shards, read, holdout=_holdout(cfg))
+        index = build_index(shards, read, holdout=_holdout(cfg), on_shard=on_shard)
     else:
         index = saved
         _check_same_shards(cfg.data.train, index, shards)

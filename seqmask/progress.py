@@ -45,6 +45,9 @@ class Reporter:
     def building_kernel(self) -> None:
         """seqmask's CPU LSTM kernel is being compiled (once per TensorFlow and CPU)."""
 
+    def indexing(self, done: int, total: int) -> None:
+        """Sharded data: `done` of `total` shards indexed (read once, before training)."""
+
     def epoch_start(self, epoch: int, num_batches: int) -> None:
         """An epoch of `num_batches` batches begins (or resumes)."""
 

@@ -44,18 +44,17 @@ class ShardedSequences:
     cache_shards: int = 2  # decoded shards kept (a window's worth while training)
     resident: Sequences | None = None  # data.streaming: off: every sequence, transformed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # Gathered once: every batch looks up its lengths, and n can be 10^7.
+    lengths: np.ndarray = field(init=False, repr=False)  # (n,)
+    shards: np.ndarray = field(init=False, repr=False)  # (n,): each sequence's shard
 
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.index.lengths[self.positions]  # (n,)
+    def __post_init__(self) -> None:
+        self.lengths = self.index.lengths[self.positions]
+        self.shards = self.index.shard[self.positions]
 
     @property
     def ids(self) -> np.ndarray:
         return self.index.ids[self.positions]  # (n,)
-
-    @property
-    def shards(self) -> np.ndarray:
-        return self.index.shard[self.positions]  # (n,): each sequence's shard
 
     @property
     def num_steps(self) -> int:

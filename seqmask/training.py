@@ -200,7 +200,7 @@ def _open(
     lstm_kernel = _lstm_kernel(device, cfg.data.padding, reporter)
     index_file = home.file(SHARD_INDEX)
     saved_index = ShardIndex.load(index_file) if resume and index_file.is_file() else None
-    splits = prepare(cfg, saved_index)
+    splits = prepare(cfg, saved_index, reporter.indexing)
     # A run killed before its first checkpoint resumes from scratch, with its saved config.
     from_checkpoint = resume and home.checkpoint("last").is_file()
     if cluster.spec is not None:  # before any variable: creating one is a collective (a broadcast)

@@ -283,3 +283,22 @@ def test_encode_streams_shards_to_parquet_row_groups_in_input_order(tmp_path):
     np.testing.assert_allclose(streamed.filter(regex="^z").to_numpy(), in_memory.latent, rtol=1e-5, atol=1e-6)
     csv_part = run.encode_to(shards, tmp_path / "z.csv")
     assert len(csv_part.ids) == 300 and pd.read_csv(tmp_path / "z.csv")["id"].tolist() == ids.tolist()
+
+
+def test_the_index_pass_reports_its_progress(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from seqmask.cli import _PlainReporter
+    from seqmask.dataset import prepare
+
+    write_shards(tmp_path / "shards")
+    calls = []
+    prepare(load_config(write_config(tmp_path)), on_shard=lambda done, total: calls.append((done, total)))
+    assert calls == [(k, 6) for k in range(1, 7)]
+    text = io.StringIO()
+    reporter = _PlainReporter(Console(file=text, width=200))
+    for done, total in calls:
+        reporter.indexing(done, total)
+    assert text.getvalue() == "indexed 6 shards\n"
