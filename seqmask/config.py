@@ -172,7 +172,8 @@ class DataConfig:
     # A directory or glob of shard files (.npz, .parquet, .jsonl): "on" reads the
     # sequences of upcoming batches from the shards while training, so memory does not
     # grow with the data; "off" reads every shard into memory first; "auto" streams when
-    # the data, as float32, would take more than a quarter of this machine's memory.
+    # the data, as float32, would take more than a tenth of this machine's memory
+    # (reading it all in peaks at about five times that).
     # The same batches and numbers either way. Ignored for one file.
     streaming: Streaming = "auto"
     # Shards: batches are drawn (and bucketed by length) within windows of this many

@@ -28,8 +28,10 @@ from seqmask.data import Normalizer, Sequences
 from seqmask.shards import Reader, ShardIndex
 
 # streaming: auto streams when the float32 values would take more than this share of the
-# machine's memory: training holds them (raw and normalized) besides the model's own.
-AUTO_MEMORY_SHARE = 0.25
+# machine's memory: reading them all in peaks at about 5 x their size (the shards' arrays,
+# their concatenation, float64 normalization; BENCHMARKS.md, "Streaming": 15 GiB of peak
+# RSS for 2.9 GiB of values), so a tenth keeps that near half the memory.
+AUTO_MEMORY_SHARE = 0.1
 
 
 @dataclass(eq=False)
@@ -107,7 +109,7 @@ class ShardedSequences:
 
 def should_stream(mode: str, index: ShardIndex, memory_bytes: int | None = None) -> bool:
     """`data.streaming`: on, off, or auto: stream when the values as float32 would take
-    more than AUTO_MEMORY_SHARE of this machine's physical memory."""
+    more than AUTO_MEMORY_SHARE (a tenth) of this machine's physical memory."""
     if mode != "auto":
         return mode == "on"
     if memory_bytes is None:

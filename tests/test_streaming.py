@@ -127,13 +127,13 @@ def test_the_prefetcher_gives_batches_in_order_and_passes_errors_on():
             ahead.get(3)
 
 
-def test_auto_streams_only_data_too_large_for_a_quarter_of_memory(tmp_path):
+def test_auto_streams_only_data_too_large_for_a_tenth_of_memory(tmp_path):
     from seqmask.readers import read_sequences
 
     index = build_index(find_shards(write_shards(tmp_path / "shards")), read_sequences)
     size = index.num_steps * index.num_features * 4
-    assert should_stream("auto", index, memory_bytes=4 * size - 4)
-    assert not should_stream("auto", index, memory_bytes=4 * size + 4)
+    assert should_stream("auto", index, memory_bytes=10 * size - 10)
+    assert not should_stream("auto", index, memory_bytes=10 * size + 10)
     assert should_stream("on", index, memory_bytes=10**12) and not should_stream("off", index, memory_bytes=1)
 
 

@@ -1,0 +1,45 @@
+"""Smoke test of bench/streaming.py: one tiny size, every measurement, the table."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[1] / "bench" / "streaming.py"
+_spec = importlib.util.spec_from_file_location("bench_streaming", _PATH)
+bench = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = bench
+_spec.loader.exec_module(bench)
+
+
+def test_the_shards_hold_what_was_asked(tmp_path: Path) -> None:
+    from seqmask.readers import read_sequences
+
+    steps = bench.write_shards(tmp_path, 25, 10)
+    parts = sorted(tmp_path.glob("part-*.npz"))
+    assert [p.name for p in parts] == ["part-00000.npz", "part-00001.npz", "part-00002.npz"]
+    seqs = [read_sequences(p) for p in parts]
+    assert [len(s) for s in seqs] == [10, 10, 5] and sum(s.num_steps for s in seqs) == steps
+    assert all(s.num_features == 12 and s.lengths.max() <= 400 for s in seqs)
+
+
+@pytest.mark.slow
+def test_bench_streaming_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["--sizes", "3000", "--shard-size", "1000", "--batches", "40", "--encode-shards", "1"]
+    done = subprocess.run(
+        [sys.executable, str(_PATH), *args, "--json", str(out), "--dir", str(tmp_path / "work")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| 3,000 |" in done.stdout
+    import json
+
+    (row,) = json.loads(out.read_text())
+    for part in ("index", "stream", "memory", "encode"):
+        assert row[part]["rss_mib"] > 0 and row[part]["per_s"] > 0, part
+    assert row["stream"]["batches"] >= 40
