@@ -358,12 +358,7 @@ class ShardIndex:
         and split describe the old data."""
         fix = "the run trained on the old data: restore it, or start a new run"
         for k, shard in enumerate(self.shards):
-            try:
-                st = os.stat(shard)
-            except FileNotFoundError:
-                raise DataError(f"{shard}: missing since the run's index was built; {fix}") from None
-            except OSError as e:
-                raise DataError(f"{shard}: cannot access the shard ({e.strerror or e})") from None
+            st = _stat(Path(shard), f"missing since the run's index was built; {fix}")
             size, mtime = int(self.sizes[k]), int(self.mtimes[k])
             if st.st_size != size:
                 change = f"size {size} -> {st.st_size} bytes"
@@ -553,15 +548,20 @@ class _Summary:
 Holdout = Callable[[np.ndarray], np.ndarray]
 
 
+def _stat(path: Path, missing: str) -> os.stat_result:
+    """`os.stat(path)`, or a DataError naming the file: `missing` when it is not there."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {missing}") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot access the file ({e.strerror or e})") from None
+
+
 def _summarize(path: Path, read: Reader, holdout: Holdout | None = None) -> _Summary:
     """Read one shard and keep its ids, lengths and statistics (runs in a worker thread;
     the values are dropped when it returns). The shard is stat-ed before it is read."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot access the file ({e.strerror or e})") from None
+    st = _stat(path, "file not found")
     seqs = read(path)  # its DataError names the file: it comes through unchanged
     if seqs.values.dtype != np.float32:
         form = "tokens" if seqs.is_tokens else "token ids"

@@ -34,18 +34,26 @@ def make_sequences(lengths, num_features=2, seed=0):
     return Sequences(values, lengths, ids, source="<test>")
 
 
-def write_run_config(tmp_path, num_sequences=800, model=None, **train):
-    """A run config over `num_sequences` noisy sine/cosine tracks of 1-29 steps (data.npz
-    beside it), with a small model and frequent checkpoints, for end-to-end runs."""
-    import yaml
-
-    rng = np.random.default_rng(0)
+def sine_tracks(num_sequences, seed=0):
+    """(values (steps, 2) float32, lengths (n,)): noisy sine/cosine tracks of 1-29 steps."""
+    rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 30, num_sequences)
     t = np.arange(lengths.sum())
     values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
-    np.savez(tmp_path / "data.npz", values=values.astype(np.float32), lengths=lengths)
+    return values.astype(np.float32), lengths
+
+
+def write_run_config(tmp_path, num_sequences=800, model=None, data=None, **train):
+    """A run config over `num_sequences` `sine_tracks` (data.npz beside it; or `data`, the
+    config's data section, instead), with a small model and frequent checkpoints, for
+    end-to-end runs."""
+    import yaml
+
+    if data is None:
+        values, lengths = sine_tracks(num_sequences)
+        np.savez(tmp_path / "data.npz", values=values, lengths=lengths)
     cfg = {
-        "data": {"train": "data.npz"},
+        "data": data or {"train": "data.npz"},
         "model": {"units": 8, "latent_dim": 4, **(model or {})},
         "train": {
             "epochs": 8,
@@ -60,6 +68,35 @@ def write_run_config(tmp_path, num_sequences=800, model=None, **train):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def checkpoint_position(run_dir):
+    """(epoch, batch) of a run's last checkpoint, or None before the first (or mid-write)."""
+    import json
+    import zipfile
+
+    from seqmask.checkpoints import STATE_MEMBER
+
+    try:
+        with zipfile.ZipFile(run_dir / "checkpoints" / "last.keras") as z:
+            state = json.loads(z.read(STATE_MEMBER))
+    except (FileNotFoundError, KeyError, zipfile.BadZipFile, OSError):
+        return None
+    return state["epoch"], state["batch"]
+
+
+def load_bench(name):
+    """bench/<name>.py as a module (bench/ is not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_history(run_dir):

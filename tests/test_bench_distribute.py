@@ -1,17 +1,12 @@
 """Smoke test of bench/distribute.py: one process and mirrored over two CPU devices on a
 tiny workload, and the table."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "distribute.py"
-_spec = importlib.util.spec_from_file_location("bench_distribute", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench
-_spec.loader.exec_module(bench)
+bench = load_bench("distribute")
 
 
 @pytest.mark.slow

@@ -1,17 +1,12 @@
 """Smoke test of bench/export.py: a tiny run, both exports, the table. Needs only the
 test and export extras (no bench extra)."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_bench
 
-_PATH = Path(__file__).resolve().parents[1] / "bench" / "export.py"
-_spec = importlib.util.spec_from_file_location("bench_export", _PATH)
-bench = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = bench
-_spec.loader.exec_module(bench)
+bench = load_bench("export")
 
 
 @pytest.mark.slow

@@ -14,16 +14,15 @@ import socket
 import subprocess
 import sys
 import time
-import zipfile
 
 import numpy as np
 import pytest
-from conftest import make_sequences, read_history, tiny_model_cfg, write_run_config
+from conftest import checkpoint_position, make_sequences, read_history, tiny_model_cfg, write_run_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqmask import distribute
-from seqmask.checkpoints import STATE_MEMBER, load_checkpoint
+from seqmask.checkpoints import load_checkpoint
 from seqmask.config import load_config
 from seqmask.errors import ConfigError, RunError
 
@@ -275,21 +274,11 @@ def _finish(procs):
     return codes
 
 
-def _position(run_dir):
-    """(epoch, batch) of the chief's last checkpoint, or None before the first."""
-    try:
-        with zipfile.ZipFile(run_dir / "checkpoints" / "last.keras") as z:
-            state = json.loads(z.read(STATE_MEMBER))
-    except (FileNotFoundError, KeyError, zipfile.BadZipFile, OSError):
-        return None
-    return state["epoch"], state["batch"]
-
-
 def _wait_mid_epoch(run_dir, procs, epoch=2):
     """Until the chief has checkpointed in the middle of `epoch` or later."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        position = _position(run_dir)
+        position = checkpoint_position(run_dir)
         if position and position[0] >= epoch and position[1] > 0:
             return position
         if any(p.poll() is not None for p, _ in procs):
@@ -375,7 +364,7 @@ def test_sigterm_to_one_worker_checkpoints_both_and_resumes_to_the_same_run(tmp_
     chief_log, worker_log = (" ".join(log.split()) for log in logs)
     assert "stopped because another worker was interrupted or preempted" in chief_log
     assert "preempted (SIGTERM)" in worker_log
-    epoch, batch = _position(tmp_path / "run")
+    epoch, batch = checkpoint_position(tmp_path / "run")
     assert f"at epoch {epoch}, batch {batch}; checkpoint written" in chief_log  # the same batch on both
     assert f"at epoch {epoch}, batch {batch}; checkpoint written" in worker_log
     _resume_both(tmp_path, reference)

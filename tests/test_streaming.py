@@ -5,23 +5,20 @@ The shards are noisy sine/cosine tracks cut at uneven points (one shard of a sin
 sequence), windows of two shards, batch 8 (batches never align with shard edges).
 """
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import zipfile
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
-from conftest import read_history
+from conftest import checkpoint_position, read_history, sine_tracks, write_run_config
 
 from seqmask.batching import windowed_batches
-from seqmask.checkpoints import STATE_MEMBER, load_checkpoint
+from seqmask.checkpoints import load_checkpoint
 from seqmask.config import load_config
 from seqmask.errors import DataError
 from seqmask.evaluate import evaluate, load_run
@@ -33,12 +30,9 @@ CUTS = [0, 40, 95, 150, 151, 230, 300]
 TIMEOUT = 240
 
 
-def _data(n=300, seed=0):
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 30, n)
-    t = np.arange(lengths.sum())
-    values = np.stack([np.sin(t / 5.0), np.cos(t / 7.0)], 1) + 0.1 * rng.normal(size=(len(t), 2))
-    return values.astype(np.float32), lengths, np.array([f"s{i:04d}" for i in range(n)])
+def _data(n=300):
+    values, lengths = sine_tracks(n)
+    return values, lengths, np.array([f"s{i:04d}" for i in range(n)])
 
 
 def write_shards(directory, cuts=CUTS, fmt="npz"):
@@ -59,21 +53,8 @@ def write_shards(directory, cuts=CUTS, fmt="npz"):
 
 
 def write_config(tmp_path, data="shards", **train_keys):
-    cfg = {
-        "data": {"train": str(data), "window_shards": 2},
-        "model": {"units": 8, "latent_dim": 4},
-        "train": {
-            "epochs": 3,
-            "batch_size": 8,
-            "patience": 0,
-            "learning_rate": 0.01,
-            "checkpoint_every_batches": 5,
-            **train_keys,
-        },
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    data_section = {"train": str(data), "window_shards": 2}
+    return write_run_config(tmp_path, data=data_section, **{"epochs": 3, "patience": 0, **train_keys})
 
 
 def _weights(run_dir):
@@ -179,15 +160,6 @@ def test_the_validation_split_does_not_depend_on_the_shards(tmp_path):
     np.testing.assert_allclose(splits[0].transform.std, splits[1].transform.std, rtol=1e-12)
 
 
-def _position(run_dir):
-    try:
-        with zipfile.ZipFile(run_dir / "checkpoints" / "last.keras") as z:
-            state = json.loads(z.read(STATE_MEMBER))
-    except (FileNotFoundError, KeyError, zipfile.BadZipFile, OSError):
-        return None
-    return state["epoch"], state["batch"]
-
-
 @pytest.mark.slow
 def test_a_streaming_run_killed_mid_epoch_resumes_to_the_uninterrupted_run(tmp_path):
     write_shards(tmp_path / "shards")
@@ -201,7 +173,7 @@ def test_a_streaming_run_killed_mid_epoch_resumes_to_the_uninterrupted_run(tmp_p
     try:
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
-            position = _position(run)
+            position = checkpoint_position(run)
             if position and position[0] >= 2 and position[1] > 0:
                 break
             time.sleep(0.01)
