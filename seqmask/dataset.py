@@ -29,7 +29,7 @@ from seqmask.config import Config, DataConfig, TrainConfig
 from seqmask.data import Normalizer, Sequences, split, truncate
 from seqmask.errors import DataError, RunError
 from seqmask.readers import read_sequences
-from seqmask.runs import NORMALIZATION, VOCABULARY, RunDir
+from seqmask.runs import NORMALIZATION, SHARD_INDEX, VOCABULARY, RunDir
 from seqmask.shards import Reader, ShardIndex, build_index, find_shards, holdout, split_positions
 from seqmask.streaming import ShardedSequences, should_stream
 from seqmask.vocab import Vocabulary
@@ -104,12 +104,13 @@ def check_targets(seqs: Sequences | ShardedSequences, train_cfg: TrainConfig) ->
         raise DataError(f"{seqs.source}: every sequence has length 1: target: next_step has nothing to predict")
 
 
-def raw_splits(cfg: Config) -> tuple[Sequences, Sequences]:
-    """(train, validation) as the config defines them, checked, not transformed."""
+def raw_splits(cfg: Config, run: RunDir | None = None) -> tuple[Sequences, Sequences]:
+    """(train, validation) as the config defines them, checked, not transformed. Sharded
+    data: split by the index `run` saved when it trained (checked), else indexed now."""
     shards = find_shards(cfg.data.train)
     if shards is not None:  # the split training made: by the index's rule, in memory here
         read = shard_reader(cfg)
-        index = build_index(shards, read, holdout=_holdout(cfg))
+        index = shard_index(cfg, shards, saved_index(run) if run is not None else None)
         train_rows, val_rows = split_positions(index)
         train = dataclasses.replace(index.read(train_rows, read), source=str(cfg.data.train))
         validation = (
@@ -197,18 +198,31 @@ def _holdout(cfg: Config) -> Callable[[np.ndarray], np.ndarray]:
     return holdout(fraction, cfg.train.seed)
 
 
+def saved_index(run: RunDir) -> ShardIndex | None:
+    """The index of its shards a sharded run saved, or None (a run on one file)."""
+    path = run.file(SHARD_INDEX)
+    return ShardIndex.load(path) if path.is_file() else None
+
+
+def shard_index(
+    cfg: Config, shards: list[Path], saved: ShardIndex | None, on_shard: Callable[[int, int], None] | None = None
+) -> ShardIndex:
+    """`saved` once checked against the shards (none added, gone or changed), else the index
+    built now, with the config's validation holdout."""
+    if saved is None:
+        return build_index(shards, shard_reader(cfg), holdout=_holdout(cfg), on_shard=on_shard)
+    _check_same_shards(cfg.data.train, saved, shards)
+    saved.check_unchanged()
+    return saved
+
+
 def _prepare_shards(
     cfg: Config, shards: list[Path], saved: ShardIndex | None, on_shard: Callable[[int, int], None] | None
 ) -> Splits:
     """`prepare` for a directory or glob of shards: index (or check the saved index), split,
     normalize with the training split's statistics; stream or read everything."""
     read = shard_reader(cfg)
-    if saved is None:
-        index = build_index(shards, read, holdout=_holdout(cfg), on_shard=on_shard)
-    else:
-        index = saved
-        _check_same_shards(cfg.data.train, index, shards)
-        index.check_unchanged()
+    index = shard_index(cfg, shards, saved, on_shard)
     train_rows, val_rows = split_positions(index)
     if not len(train_rows):
         raise DataError(f"{cfg.data.train}: every sequence is held out for validation; lower data.validation_split")

@@ -698,7 +698,7 @@ def calibrate(
     """
     # The run's data files are read once: the validation split (unless `data` replaces it)
     # and the training split, the latent scores' reference set.
-    train, validation = raw_splits(run.cfg)
+    train, validation = raw_splits(run.cfg, run.run_dir)
     if data is not None:
         seqs = run_data(run, data)
     elif len(validation):
@@ -755,7 +755,7 @@ def calibrate_on(
 
 def reference_latent(run: Run) -> np.ndarray:
     """The training split's latent vectors: the latent score's reference set."""
-    train, _ = raw_splits(run.cfg)
+    train, _ = raw_splits(run.cfg, run.run_dir)
     return model_outputs(run, apply_transform(run.transform, train)).latent
 
 

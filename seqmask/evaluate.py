@@ -84,7 +84,7 @@ def run_data(run: Run, data: Data = None, *, lengths: Any = None, ids: Any = Non
     """`data` read as the run reads data (a file, or an in-memory form: inputs.py), or the
     run's own validation split if None; transformed as the run's training data was."""
     if data is None:
-        _, seqs = raw_splits(run.cfg)
+        _, seqs = raw_splits(run.cfg, run.run_dir)
         if not len(seqs):
             raise RunError(f"{run.run_dir} was trained without validation data; pass --data FILE")
     else:

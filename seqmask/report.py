@@ -112,7 +112,7 @@ class ReportData:
 
 def gather(run: Run, data: Data = None, labels: str | Path | None = None) -> ReportData:
     """Everything the report draws, computed once."""
-    train, validation = raw_splits(run.cfg)
+    train, validation = raw_splits(run.cfg, run.run_dir)
     if data is not None:
         seqs = run_data(run, data)
         source = seqs.source  # the file, or "the list of sequences" for in-memory data (inputs.py)

@@ -33,7 +33,7 @@ from seqmask.batching import batch_size_for, batch_time_len, epoch_batches, infe
 from seqmask.checkpoints import load_checkpoint, read_state, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
-from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform
+from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform, saved_index
 from seqmask.detect import DetectError, calibrate_on, load_detector
 from seqmask.devices import configure_device
 from seqmask.distribute import Cluster
@@ -43,7 +43,6 @@ from seqmask.model import build_autoencoder
 from seqmask.progress import Calibrated, Reporter, TrainStart
 from seqmask.runs import SHARD_INDEX, RunDir
 from seqmask.scoring import batch_signature, make_eval_step, make_loss_fn, score
-from seqmask.shards import ShardIndex
 from seqmask.state import EpochRow, TrainState
 from seqmask.streaming import Prefetcher, ShardedSequences
 from seqmask.vocab import Vocabulary
@@ -198,9 +197,8 @@ def _open(
     device = configure_device(cfg.train.device, cfg.train.cpu_threads)
     cluster = distribute.setup(cfg.train, device)  # before TensorFlow's first op
     lstm_kernel = _lstm_kernel(device, cfg.data.padding, reporter)
-    index_file = home.file(SHARD_INDEX)
-    saved_index = ShardIndex.load(index_file) if resume and index_file.is_file() else None
-    splits = prepare(cfg, saved_index, reporter.indexing)
+    saved = saved_index(home) if resume else None
+    splits = prepare(cfg, saved, reporter.indexing)
     # A run killed before its first checkpoint resumes from scratch, with its saved config.
     from_checkpoint = resume and home.checkpoint("last").is_file()
     if cluster.spec is not None:  # before any variable: creating one is a collective (a broadcast)
@@ -214,7 +212,7 @@ def _open(
                     run.clear()  # --overwrite: the old run goes only once the new data has loaded
                     run.write_config(cfg)
                 save_transform(run, splits.transform)
-            if chief and splits.index is not None and saved_index is None:
+            if chief and splits.index is not None and saved is None:
                 splits.index.save(run.file(SHARD_INDEX))
             model, state = _new_model(cfg, splits, device), TrainState()
         if cluster.distributed and not model.optimizer.built:
