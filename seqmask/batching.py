@@ -13,13 +13,16 @@ Everything random here is a pure function of (seed, epoch): an interrupted run t
 at epoch e, batch k gets exactly the batches it would have got.
 """
 
-from typing import Literal
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Literal, overload
 
 import numpy as np
 
 from seqmask.config import Batching, Padding, check_choice
 from seqmask.data import Sequences, pad
-from seqmask.streaming import ShardedSequences
+from seqmask.streaming import ShardedSequences, rows_in
 
 # train.batch_size: auto. The bounds: below 4 the per-batch overhead dominates and the
 # gradient is noisy; above 32 the updates per epoch shrink with no gain on the benchmarks.
@@ -75,32 +78,84 @@ def _bucketed(
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+class WindowedEpoch(Sequence[np.ndarray]):
+    """One epoch's batches over sharded data, made one window at a time.
+
+    The shards in a random order, cut into windows of `window` shards; each window's
+    sequences bucketed and shuffled as `training_batches` does. A window's batches need
+    only its shards, so a streaming reader holds `window` shards at a time; within a
+    window the padding is what bucketing over that many sequences gives.
+
+    `bounds` (shards + 1,) gives each shard's rows of the split, `bounds[s]` to
+    `bounds[s + 1]` (a split of sharded data keeps the index's order). Only the batches
+    of the last two windows asked for are held: a list of every batch of 10^7 sequences
+    would take ~100 MB, more than the index itself.
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        bounds: np.ndarray,
+        batch_size: int,
+        batching: Batching,
+        seed: int,
+        epoch: int,
+        window: int,
+    ) -> None:
+        check_choice("batching", batching, Batching)
+        self._lengths, self._bounds = lengths, np.asarray(bounds, dtype=np.int64)
+        self._batch_size, self._batching, self._seed, self._epoch = batch_size, batching, seed, epoch
+        self._window_size = window
+        counts = np.diff(self._bounds)  # (shards,): rows of the split in each shard
+        present = np.flatnonzero(counts)
+        order = present[epoch_rng(seed, epoch).permutation(len(present))]
+        self._windows = [np.sort(order[w : w + window]) for w in range(0, len(order), window)]
+        per_window = [-(-int(counts[shards].sum()) // batch_size) for shards in self._windows]
+        self._first = np.concatenate([[0], np.cumsum(per_window, dtype=np.int64)])  # (windows + 1,)
+        self._lock = threading.Lock()
+        self._made: OrderedDict[int, list[np.ndarray]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return int(self._first[-1])
+
+    @overload
+    def __getitem__(self, k: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[np.ndarray]: ...
+    def __getitem__(self, k: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        if not 0 <= k < len(self):
+            raise IndexError(f"batch {k} of an epoch of {len(self)}")
+        w = int(np.searchsorted(self._first, k, side="right")) - 1
+        return self._batches_of(w)[k - int(self._first[w])]
+
+    def _batches_of(self, w: int) -> list[np.ndarray]:
+        with self._lock:  # the prefetcher and the training loop both ask
+            if w not in self._made:
+                members = rows_in(self._bounds, self._windows[w])
+                rng = np.random.default_rng([self._seed, self._epoch, w * self._window_size])
+                self._made[w] = _bucketed(members, self._lengths, self._batch_size, self._batching, rng)
+                while len(self._made) > 2:
+                    self._made.popitem(last=False)
+            self._made.move_to_end(w)
+            return self._made[w]
+
+
 def windowed_batches(
-    lengths: np.ndarray, shards: np.ndarray, batch_size: int, batching: Batching, seed: int, epoch: int, window: int
-) -> list[np.ndarray]:
-    """One epoch's batches over sharded data (`shards`: each sequence's shard): the shards
-    in a random order, cut into windows of `window` shards, each window's sequences
-    bucketed and shuffled as `training_batches` does. A window's batches need only its
-    shards, so a streaming reader holds `window` shards at a time; within a window the
-    padding is what bucketing over that many sequences gives."""
-    check_choice("batching", batching, Batching)
-    rng = epoch_rng(seed, epoch)
-    present = np.unique(shards)
-    order = present[rng.permutation(len(present))]
-    batches: list[np.ndarray] = []
-    for w in range(0, len(order), window):
-        members = np.flatnonzero(np.isin(shards, order[w : w + window]))
-        batches += _bucketed(members, lengths, batch_size, batching, np.random.default_rng([seed, epoch, w]))
-    return batches
+    lengths: np.ndarray, bounds: np.ndarray, batch_size: int, batching: Batching, seed: int, epoch: int, window: int
+) -> WindowedEpoch:
+    """One epoch's batches over sharded data: see `WindowedEpoch`."""
+    return WindowedEpoch(lengths, bounds, batch_size, batching, seed, epoch, window)
 
 
 def epoch_batches(
     seqs: Sequences | ShardedSequences, batch_size: int, batching: Batching, seed: int, epoch: int, window: int
-) -> list[np.ndarray]:
+) -> Sequence[np.ndarray]:
     """One epoch's training batches: `windowed_batches` for sharded data (whether it is
     streamed or held in memory: the same batches either way), else `training_batches`."""
     if isinstance(seqs, ShardedSequences):
-        return windowed_batches(seqs.lengths, seqs.shards, batch_size, batching, seed, epoch, window)
+        return windowed_batches(seqs.lengths, seqs.bounds, batch_size, batching, seed, epoch, window)
     return training_batches(seqs.lengths, batch_size, batching, seed, epoch)
 
 

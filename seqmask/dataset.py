@@ -30,7 +30,7 @@ from seqmask.data import Normalizer, Sequences, split, truncate
 from seqmask.errors import DataError, RunError
 from seqmask.readers import read_sequences
 from seqmask.runs import NORMALIZATION, SHARD_INDEX, VOCABULARY, RunDir
-from seqmask.shards import Reader, ShardIndex, build_index, find_shards, holdout, split_positions
+from seqmask.shards import Holdout, Reader, ShardIndex, build_index, find_shards, holdout, split_positions
 from seqmask.streaming import ShardedSequences, should_stream
 from seqmask.vocab import Vocabulary
 
@@ -95,8 +95,9 @@ def check_targets(seqs: Sequences | ShardedSequences, train_cfg: TrainConfig) ->
         return
     short = np.flatnonzero(seqs.lengths < 2)
     if train_cfg.loss == "last_step" and len(short):
+        first = seqs.id_at(int(short[0])) if isinstance(seqs, ShardedSequences) else str(seqs.ids[short[0]])
         raise DataError(
-            f"{seqs.source}: sequence '{seqs.ids[short[0]]}' has length 1, so with "
+            f"{seqs.source}: sequence '{first}' has length 1, so with "
             "target: next_step it has no step to predict and last_step has nothing to score "
             f"({len(short)} such sequence(s)); drop them or use target: reconstruct"
         )
@@ -193,7 +194,7 @@ def prepare(
     )
 
 
-def _holdout(cfg: Config) -> Callable[[np.ndarray], np.ndarray]:
+def _holdout(cfg: Config) -> Holdout:
     fraction = 0.0 if cfg.data.validation else cfg.data.validation_split
     return holdout(fraction, cfg.train.seed)
 
@@ -265,7 +266,7 @@ def _validation_file(cfg: Config, transform: Normalizer, num_features: int) -> S
         raise DataError(
             f"{cfg.data.validation}: has {index.num_features} features but {cfg.data.train} has {num_features}"
         )
-    every = np.arange(index.num_sequences)
+    every = np.arange(index.num_sequences, dtype=np.int32 if index.num_sequences < 2**31 else np.int64)
     return ShardedSequences(index, every, read, transform, str(cfg.data.validation), cfg.data.window_shards + 1)
 
 

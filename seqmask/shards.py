@@ -26,7 +26,6 @@ splits the same way.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections import OrderedDict, deque
@@ -44,7 +43,6 @@ from seqmask.atomic import atomic_path
 from seqmask.data import Normalizer, Sequences
 from seqmask.errors import DataError
 from seqmask.readers import detect_format
-from seqmask.readers._arrays import first_repeat
 from seqmask.readers._common import reason, show
 from seqmask.readers.files import is_pattern, list_files
 
@@ -56,6 +54,7 @@ __all__ = [
     "build_index",
     "find_shards",
     "holdout",
+    "id_hashes",
     "split_positions",
 ]
 
@@ -72,7 +71,7 @@ _PER_SEQUENCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".npy")
 # to ~chunk * features * 8 bytes, whatever the size of the shard.
 _CHUNK_ROWS = 1 << 16
 
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
 
 
 # -- finding the shards ------------------------------------------------------------------
@@ -225,6 +224,10 @@ class _ShardCache:
                 self._shards.move_to_end(s)
             return hit
 
+    def drop(self, s: int) -> None:
+        with self._lock:
+            self._shards.pop(s, None)
+
     def put(self, s: int, read: Reader, seqs: Sequences, max_cached: int) -> None:
         with self._lock:
             if self._reader is read and max_cached > 0:
@@ -240,8 +243,11 @@ class ShardIndex:
     and the statistics of the training sequences' steps.
 
     The per-sequence arrays are in global order: shard by shard, then row order within
-    the shard; position ``i`` is sequence ``ids[i]``, row ``row[i]`` of shard
-    ``shards[shard[i]]``. ``sizes`` and ``mtimes`` are each shard's size in bytes and
+    the shard, so shard ``s`` holds positions ``offsets[s]`` to ``offsets[s + 1]`` and
+    position ``i`` is row ``i - offsets[s]`` of it. They are kept small, because n can be
+    10^7 and they stay in memory while training: 9 bytes a sequence (a 4-byte length, a
+    4-byte check of the id, the split), not the ids themselves; a read gets the ids
+    from the shard. ``sizes`` and ``mtimes`` are each shard's size in bytes and
     ``st_mtime_ns`` when it was indexed (before it was read, so a change during the read
     shows up as a change). ``feature_names`` are the first shard's (every shard's must
     be the same), ``()`` when the files have none.
@@ -250,10 +256,9 @@ class ShardIndex:
     shards: tuple[str, ...]  # absolute paths
     sizes: np.ndarray  # (shards,) int64
     mtimes: np.ndarray  # (shards,) int64, st_mtime_ns
-    ids: np.ndarray  # (n,) str
-    lengths: np.ndarray  # (n,) int64
-    shard: np.ndarray  # (n,) int32
-    row: np.ndarray  # (n,) int64
+    offsets: np.ndarray  # (shards + 1,) int64: shard s holds positions offsets[s] .. offsets[s + 1]
+    lengths: np.ndarray  # (n,) int32
+    checks: np.ndarray  # (n,) uint32: the low 32 bits of id_hashes(ids), to check a read
     num_features: int
     count: int  # real steps over all shards
     mean: np.ndarray  # (features,) float64
@@ -273,7 +278,15 @@ class ShardIndex:
 
     @property
     def num_steps(self) -> int:
-        return int(self.lengths.sum())
+        return int(self.lengths.sum(dtype=np.int64))
+
+    def shard_of(self, positions: np.ndarray) -> np.ndarray:
+        """(m,) int64: the shard of each global position."""
+        return np.searchsorted(self.offsets, positions, side="right").astype(np.int64) - 1
+
+    def rows_of(self, shard: int) -> tuple[int, int]:
+        """The global positions [start, stop) of shard ``shard``'s rows."""
+        return int(self.offsets[shard]), int(self.offsets[shard + 1])
 
     @property
     def held_out(self) -> np.ndarray:
@@ -312,10 +325,9 @@ class ShardIndex:
             "shards": np.asarray(self.shards, dtype=str).reshape(-1),
             "sizes": self.sizes,
             "mtimes": self.mtimes,
-            "ids": self.ids,
+            "offsets": self.offsets,
             "lengths": self.lengths,
-            "shard": self.shard,
-            "row": self.row,
+            "checks": self.checks,
             "num_features": np.asarray(self.num_features, dtype=np.int64),
             "count": np.asarray(self.count, dtype=np.int64),
             "mean": self.mean,
@@ -384,7 +396,7 @@ class ShardIndex:
         n = self.num_sequences
         if pos.size and (int(pos.min()) < 0 or int(pos.max()) >= n):
             raise IndexError(f"position out of range for {n} sequences")
-        shard_of = self.shard[pos]  # (m,)
+        shard_of = self.shard_of(pos)  # (m,)
         if pos.size == 0:
             empty = np.zeros(0, dtype=np.int64)
             values = np.zeros((0, self.num_features), np.float32)
@@ -395,7 +407,12 @@ class ShardIndex:
         for slots in np.split(order, bounds):  # a loop per shard
             s = int(shard_of[slots[0]])
             seqs = self._decoded(s, read, max_cached_shards)
-            pieces.append(seqs.subset(self._rows_in(s, seqs, pos[slots])))
+            try:
+                rows = self._rows_in(s, seqs, pos[slots] - int(self.offsets[s]), pos[slots])
+            except DataError:
+                self._cache.drop(s)  # read it again next time: it may be restored
+                raise
+            pieces.append(seqs.subset(rows))
         grouped = Sequences(
             np.concatenate([p.values for p in pieces]),  # (steps, features), in `order`
             np.concatenate([p.lengths for p in pieces]),
@@ -407,22 +424,23 @@ class ShardIndex:
         inverse[order] = np.arange(order.size)  # output slot j is grouped[inverse[j]]
         return grouped.subset(inverse)
 
-    def _rows_in(self, s: int, seqs: Sequences, pos: np.ndarray) -> np.ndarray:
-        """The rows of shard ``s`` (decoded as ``seqs``) of global positions ``pos``, once
-        checked that they hold the ids and lengths the index recorded."""
-        rows = self.row[pos]  # (k,)
-        if len(seqs) <= int(rows.max()):
-            raise DataError(
-                f"{self.shards[s]}: holds {len(seqs)} sequences, but the index has {int(rows.max()) + 1} or more; "
-                "it changed since the index was built: restore it, or start a new run"
-            )
-        bad = np.flatnonzero((seqs.ids[rows] != self.ids[pos]) | (seqs.lengths[rows] != self.lengths[pos]))
+    def _rows_in(self, s: int, seqs: Sequences, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """``rows`` (k,) of shard ``s`` (decoded as ``seqs``), the global positions ``pos``,
+        once checked that they hold the lengths and ids (by their check) the index recorded."""
+        stop = " it changed since the index was built: restore it, or start a new run"
+        held = self.offsets[s + 1] - self.offsets[s]
+        if len(seqs) != held:
+            raise DataError(f"{self.shards[s]}: holds {len(seqs)} sequences, but the index has {held};{stop}")
+        ids = seqs.ids[rows]  # (k,)
+        other_id = id_hashes(ids).astype(np.uint32) != self.checks[pos]
+        bad = np.flatnonzero(other_id | (seqs.lengths[rows] != self.lengths[pos]))
         if bad.size:
             j = int(bad[0])
+            was = "another id" if other_id[j] else "that id"
             raise DataError(
-                f"{self.shards[s]}: row {int(rows[j])} is sequence {show(str(seqs.ids[rows[j]]))} of "
-                f"{int(seqs.lengths[rows[j]])} steps, but the index has {show(str(self.ids[pos[j]]))} of "
-                f"{int(self.lengths[pos[j]])}; it changed since the index was built: restore it, or start a new run"
+                f"{self.shards[s]}: row {int(rows[j])} is sequence {show(str(ids[j]))} of "
+                f"{int(seqs.lengths[rows[j]])} steps, but the index has a sequence of {int(self.lengths[pos[j]])} "
+                f"steps with {was} there;{stop}"
             )
         return rows
 
@@ -456,10 +474,9 @@ _KEYS = (
     "shards",
     "sizes",
     "mtimes",
-    "ids",
+    "offsets",
     "lengths",
-    "shard",
-    "row",
+    "checks",
     "num_features",
     "count",
     "mean",
@@ -486,24 +503,30 @@ def _from_arrays(a: dict[str, np.ndarray], shown: str) -> ShardIndex:
     if int(a["version"]) != _INDEX_VERSION:
         raise bad(f"version {int(a['version'])}, this seqmask reads version {_INDEX_VERSION}")
     num_features, count = int(a["num_features"]), int(a["count"])
-    for key in ("shards", "ids", "feature_names"):
+    for key in ("shards", "feature_names"):
         if a[key].ndim != 1 or (a[key].size and a[key].dtype.kind != "U"):
             raise bad(f"{key!r} must be a 1-D array of strings")
-    num_shards, n = a["shards"].shape[0], a["ids"].shape[0]
-    for key, size in (("sizes", num_shards), ("mtimes", num_shards), ("lengths", n), ("shard", n), ("row", n)):
+    num_shards, n = a["shards"].shape[0], a["lengths"].shape[0]
+    for key, size in (("sizes", num_shards), ("mtimes", num_shards), ("offsets", num_shards + 1), ("lengths", n)):
         if a[key].shape != (size,) or (size and a[key].dtype.kind not in "iu"):
             raise bad(f"{key!r} must be {size} integers")
+    if a["checks"].shape != (n,) or a["checks"].dtype != np.uint32:
+        raise bad(f"'checks' must be {n} uint32")
     for key in ("mean", "m2", "minimum", "maximum"):
         if a[key].shape != (num_features,) or a[key].dtype.kind != "f":
             raise bad(f"{key!r} must be {num_features} floats")
-    lengths, shard, row = a["lengths"].astype(np.int64), a["shard"].astype(np.int64), a["row"].astype(np.int64)
-    if n and (int(lengths.min()) < 1 or int(shard.min()) < 0 or int(shard.max()) >= num_shards or int(row.min()) < 0):
-        raise bad("sequence lengths, shard numbers or rows out of range")
+    offsets = a["offsets"].astype(np.int64)
+    if int(offsets[0]) != 0 or int(offsets[-1]) != n or (num_shards and int(np.diff(offsets).min()) < 0):
+        raise bad(f"'offsets' must rise from 0 to {n}")
+    lengths = a["lengths"]
+    if n and int(lengths.min()) < 1:
+        raise bad("sequence lengths out of range")
     validation = a["validation"]
     if validation.shape != (n,) or validation.dtype != bool:
         raise bad(f"'validation' must be {n} booleans")
-    if int(lengths[~validation].sum()) != count:
-        raise bad(f"the training lengths add up to {int(lengths[~validation].sum())} steps, but 'count' is {count}")
+    trained = int(lengths.sum(dtype=np.int64)) - int(lengths[validation].sum(dtype=np.int64))
+    if trained != count:
+        raise bad(f"the training lengths add up to {trained} steps, but 'count' is {count}")
     names = tuple(str(x) for x in a["feature_names"])
     if names and len(names) != num_features:
         raise bad(f"{len(names)} feature names for {num_features} features")
@@ -511,10 +534,9 @@ def _from_arrays(a: dict[str, np.ndarray], shown: str) -> ShardIndex:
         shards=tuple(str(x) for x in a["shards"]),
         sizes=a["sizes"].astype(np.int64),
         mtimes=a["mtimes"].astype(np.int64),
-        ids=a["ids"] if n else np.zeros(0, dtype="<U1"),
-        lengths=lengths,
-        shard=shard.astype(np.int32),
-        row=row,
+        offsets=offsets,
+        lengths=lengths.astype(np.int32, copy=False),
+        checks=a["checks"],
         num_features=num_features,
         count=count,
         mean=a["mean"].astype(np.float64),
@@ -526,26 +548,90 @@ def _from_arrays(a: dict[str, np.ndarray], shown: str) -> ShardIndex:
     )
 
 
+# -- ids -------------------------------------------------------------------------------------
+
+_FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, elementwise on uint64 (wrapping): a bijection in which every
+    input bit flips each output bit with probability about 1/2."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def id_hashes(ids: np.ndarray) -> np.ndarray:
+    """``(n,)`` uint64: a 64-bit hash of each id (FNV-1a over its code points, then
+    ``_mix64``); a pure function of the id's text, the same in any array or shard.
+
+    Vectorized: one pass of numpy over the ids per character of the longest one, so
+    hashing 10^7 ids costs about a second, where a Python loop costs tens."""
+    text = np.ascontiguousarray(np.asarray(ids).astype(str, copy=False))  # (n,) fixed-width unicode
+    n = text.shape[0]
+    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
+    width = text.dtype.itemsize // 4
+    if n == 0 or width == 0:
+        return _mix64(h)
+    chars = text.view(np.uint32).reshape(n, width)  # (n, width): code points, 0 past the end
+    size = np.char.str_len(text)  # (n,): NULs inside an id count, the padding after it does not
+    for j in range(width):
+        live = size > j
+        h = np.where(live, (h ^ chars[:, j].astype(np.uint64)) * _FNV_PRIME, h)
+    return _mix64(h)
+
+
 # -- building an index -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class _Summary:
-    """What the index keeps of one shard: never its values."""
+    """What the index keeps of one shard: never its values or its ids."""
 
     path: Path
     size: int
     mtime: int  # st_mtime_ns
-    ids: np.ndarray  # (rows,) str
-    lengths: np.ndarray  # (rows,) int64
+    hashes: np.ndarray  # (rows,) uint64: id_hashes of the ids
+    lengths: np.ndarray  # (rows,) int32
     num_features: int
     feature_names: tuple[str, ...]
     held: np.ndarray  # (rows,) bool: held out for validation
     stats: _Stats  # over the steps of the rows not held out
 
 
-# ids (n,) -> (n,) bool: which sequences are held out for validation.
-Holdout = Callable[[np.ndarray], np.ndarray]
+@dataclass(frozen=True)
+class Holdout:
+    """The validation split as a rule for each id alone: held out when a seeded mix of the
+    id's hash, as a fraction of 2^64, is below ``fraction``. So a shard can be split (and
+    its training statistics computed) as it is read, and the split depends only on the
+    ids and the seed, not on how many shards hold them or in which order. The number
+    held out is about fraction · n (binomial), not exactly; a handful of sequences may
+    hold out none, and training then watches the training loss."""
+
+    fraction: float
+    seed: int
+
+    def __call__(self, ids: np.ndarray) -> np.ndarray:
+        """(n,) bool: which of ``ids`` are held out."""
+        return self.of_hashes(id_hashes(ids))
+
+    def of_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        """(n,) bool, from the ids' ``id_hashes``."""
+        if self.fraction == 0.0:
+            return np.zeros(hashes.shape[0], dtype=bool)
+        key = _mix64(np.asarray([int(self.seed) % 2**64], dtype=np.uint64) + _FNV_OFFSET)  # (1,)
+        threshold = np.uint64(min(int(self.fraction * 2.0**64), 2**64 - 1))
+        return _mix64(hashes ^ key) < threshold
+
+
+def holdout(fraction: float, seed: int) -> Holdout:
+    """The :class:`Holdout` of ``fraction`` in [0, 1) under ``seed``."""
+    fraction = float(fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    return Holdout(fraction, int(seed))
 
 
 def _stat(path: Path, missing: str) -> os.stat_result:
@@ -559,21 +645,25 @@ def _stat(path: Path, missing: str) -> os.stat_result:
 
 
 def _summarize(path: Path, read: Reader, holdout: Holdout | None = None) -> _Summary:
-    """Read one shard and keep its ids, lengths and statistics (runs in a worker thread;
-    the values are dropped when it returns). The shard is stat-ed before it is read."""
+    """Read one shard and keep its lengths, id hashes and statistics (runs in a worker
+    thread; the values and ids are dropped when it returns). The shard is stat-ed before
+    it is read."""
     st = _stat(path, "file not found")
     seqs = read(path)  # its DataError names the file: it comes through unchanged
     if seqs.values.dtype != np.float32:
         form = "tokens" if seqs.is_tokens else "token ids"
         raise DataError(f"{path}: holds {form}; streaming from shards supports numeric values only for now")
-    held = holdout(seqs.ids) if holdout is not None else np.zeros(len(seqs), dtype=bool)  # (rows,)
+    if len(seqs) and int(seqs.lengths.max()) >= 2**31:
+        raise DataError(f"{path}: a sequence of {int(seqs.lengths.max())} steps; at most 2^31 - 1 are supported")
+    hashes = id_hashes(seqs.ids)  # (rows,)
+    held = holdout.of_hashes(hashes) if holdout is not None else np.zeros(len(seqs), dtype=bool)  # (rows,)
     kept = seqs.values if not held.any() else seqs.values[np.repeat(~held, seqs.lengths)]  # (steps, features)
     return _Summary(
         path,
         int(st.st_size),
         int(st.st_mtime_ns),
-        seqs.ids,
-        seqs.lengths,
+        hashes,
+        seqs.lengths.astype(np.int32),
         seqs.num_features,
         seqs.feature_names,
         held,
@@ -599,6 +689,9 @@ def build_index(
     ``holdout`` (see :func:`holdout`) marks the validation sequences as each shard is
     read, so the statistics are the training split's and one pass is enough.
 
+    Memory: the values of at most ``2 * threads`` shards, and 17 bytes a sequence
+    at the end (the 8-byte id hashes for the duplicate check, then dropped).
+
     ``DataError`` (naming the shard) for: no shards; a shard's own reader error
     (unchanged); tokens (streaming supports numbers only for now); a feature count or
     feature names other than the first shard's; an id in two shards (both named).
@@ -611,11 +704,11 @@ def build_index(
     total = len(paths)
     first: _Summary | None = None
     stats: _Stats | None = None
-    ids: list[np.ndarray] = []
-    lengths: list[np.ndarray] = []
+    hashes: list[np.ndarray | None] = []
+    lengths: list[np.ndarray | None] = []
+    held: list[np.ndarray | None] = []
     sizes: list[int] = []
     mtimes: list[int] = []
-    held: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="seqmask-index") as pool:
         pending: deque[Future[_Summary]] = deque()
         queued = 0
@@ -628,30 +721,31 @@ def build_index(
                 first = first or part
                 _check_like_first(part, first)
                 stats = part.stats if stats is None else stats.merge(part.stats)
-                ids.append(part.ids)
+                hashes.append(part.hashes)
                 lengths.append(part.lengths)
+                held.append(part.held)
                 sizes.append(part.size)
                 mtimes.append(part.mtime)
-                held.append(part.held)
                 if on_shard is not None:
                     on_shard(done, total)
+                del part
         finally:
             for future in pending:
                 future.cancel()
     assert first is not None and stats is not None
-    counts = np.asarray([len(x) for x in lengths], dtype=np.int64)  # (shards,)
-    all_ids = np.concatenate(ids) if counts.sum() else np.zeros(0, dtype="<U1")  # (n,)
-    shard_of = np.repeat(np.arange(total, dtype=np.int32), counts)  # (n,)
-    _check_unique_across(all_ids, shard_of, paths)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)  # (shards,)
+    counts = np.asarray([len(x) for x in lengths if x is not None], dtype=np.int64)  # (shards,)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (shards + 1,)
+    all_hashes = _gather(hashes, offsets, np.uint64)  # (n,)
+    checks = all_hashes.astype(np.uint32)  # (n,): the low 32 bits
+    _check_unique_across(all_hashes, checks, offsets, paths, read)
+    del all_hashes
     return ShardIndex(
         shards=tuple(os.path.abspath(p) for p in paths),
         sizes=np.asarray(sizes, dtype=np.int64),
         mtimes=np.asarray(mtimes, dtype=np.int64),
-        ids=all_ids,
-        lengths=np.concatenate(lengths).astype(np.int64),
-        shard=shard_of,
-        row=np.arange(all_ids.shape[0], dtype=np.int64) - np.repeat(starts, counts),
+        offsets=offsets,
+        lengths=_gather(lengths, offsets, np.int32),
+        checks=checks,
         num_features=first.num_features,
         count=stats.count,
         mean=stats.mean,
@@ -659,7 +753,7 @@ def build_index(
         minimum=stats.minimum,
         maximum=stats.maximum,
         feature_names=first.feature_names,
-        validation=np.concatenate(held).astype(bool),
+        validation=_gather(held, offsets, np.bool_),
     )
 
 
@@ -676,52 +770,71 @@ def _check_like_first(part: _Summary, first: _Summary) -> None:
         )
 
 
-def _check_unique_across(ids: np.ndarray, shard_of: np.ndarray, paths: list[Path]) -> None:
+def _gather(parts: list[np.ndarray | None], offsets: np.ndarray, dtype: Any) -> np.ndarray:
+    """The per-shard ``parts`` in one array, each dropped from the list once copied: the
+    peak is the result and one part, where ``np.concatenate`` holds every part as well."""
+    out = np.empty(int(offsets[-1]), dtype=dtype)
+    for s in range(len(parts)):
+        out[int(offsets[s]) : int(offsets[s + 1])] = parts[s]
+        parts[s] = None
+    return out
+
+
+def _check_unique_across(
+    hashes: np.ndarray, checks: np.ndarray, offsets: np.ndarray, paths: list[Path], read: Reader
+) -> None:
     """``DataError`` for the first id (by its second appearance, in global order) that two
-    sequences share, naming the shards of both."""
-    repeat = first_repeat(np.argsort(ids, kind="stable"), ids)
-    if repeat is None:
+    sequences share, naming the shards of both.
+
+    ``hashes`` (n,) is sorted in place: equal ids have equal hashes, so no repeated hash
+    means no repeated id, at 8 bytes a sequence. A repeated hash is confirmed on the ids
+    themselves, read again from the shards of the positions whose check matches: two
+    distinct ids that share a 64-bit hash (odds about n² / 2^65) are not an error."""
+    hashes.sort()
+    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    found: tuple[int, int] | None = None
+    for value in repeated:  # nearly always none
+        candidates = np.flatnonzero(checks == np.uint32(int(value) & 0xFFFFFFFF))  # (k,), ascending
+        shard_of = np.searchsorted(offsets, candidates, side="right") - 1
+        seen: dict[str, int] = {}
+        for s in np.unique(shard_of):
+            ids = read(paths[int(s)]).ids
+            for pos in candidates[shard_of == s]:
+                text = str(ids[int(pos - offsets[s])])
+                if id_hashes(np.asarray([text]))[0] != value:
+                    continue
+                if text in seen and (found is None or int(pos) < found[1]):
+                    found = (seen[text], int(pos))
+                    break
+                seen.setdefault(text, int(pos))
+    if found is None:
         return
-    i, j = repeat
-    a, b = paths[int(shard_of[i])], paths[int(shard_of[j])]
+    i, j = found
+    sa, sb = (int(np.searchsorted(offsets, x, side="right")) - 1 for x in (i, j))
+    a, b = paths[sa], paths[sb]
+    text = str(read(b).ids[j - int(offsets[sb])])
     where = f"twice in shard {a}" if a == b else f"in shards {a} and {b}"
-    raise DataError(f"{b}: sequence id {show(str(ids[j]))} appears {where}; ids must be unique across all shards")
+    raise DataError(f"{b}: sequence id {show(text)} appears {where}; ids must be unique across all shards")
 
 
 # -- splitting -------------------------------------------------------------------------------
 
 
-def _id_hashes(ids: np.ndarray, seed: int) -> np.ndarray:
-    """``(n,)`` uint64: blake2b of each UTF-8 id, keyed by the seed (a loop per sequence)."""
-    key = f"seqmask-split:{int(seed)}".encode()
-    out = np.empty(ids.shape[0], dtype=np.uint64)
-    for i, text in enumerate(ids.tolist()):
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8, key=key).digest()
-        out[i] = int.from_bytes(digest, "little")
+def _nonzero(mask: np.ndarray) -> np.ndarray:
+    """np.flatnonzero as int32 (int64 past 2^31 sequences), in chunks: half the memory of
+    flatnonzero's int64, with no int64 copy on the way."""
+    n = mask.shape[0]
+    out = np.empty(int(np.count_nonzero(mask)), dtype=np.int32 if n < 2**31 else np.int64)
+    at = 0
+    for start in range(0, n, _CHUNK_ROWS):
+        chunk = np.flatnonzero(mask[start : start + _CHUNK_ROWS])
+        out[at : at + chunk.size] = chunk + start
+        at += chunk.size
     return out
 
 
-def holdout(fraction: float, seed: int) -> Holdout:
-    """The validation split as a rule for each id alone: held out when the id's seeded
-    hash, as a fraction of 2^64, is below `fraction`. So a shard can be split (and its
-    training statistics computed) as it is read, and the split depends only on the ids
-    and the seed, not on how many shards hold them or in which order. The number held
-    out is about fraction · n (binomial), not exactly; a handful of sequences may hold
-    out none, and training then watches the training loss."""
-    fraction = float(fraction)
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
-    threshold = np.uint64(min(int(fraction * 2.0**64), 2**64 - 1))
-
-    def held(ids: np.ndarray) -> np.ndarray:
-        if fraction == 0.0:
-            return np.zeros(ids.shape[0], dtype=bool)
-        return _id_hashes(ids, seed) < threshold
-
-    return held
-
-
 def split_positions(index: ShardIndex) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) positions of the index, both sorted ascending."""
+    """(train, validation) positions of the index, both sorted ascending (int32 below 2^31
+    sequences: the training split keeps its positions while it trains)."""
     held = index.held_out
-    return np.flatnonzero(~held).astype(np.int64), np.flatnonzero(held).astype(np.int64)
+    return _nonzero(~held), _nonzero(held)

@@ -39,7 +39,7 @@ class ShardedSequences:
     """One split of sharded data: `positions` (ascending) of `index`, normalized by `transform`."""
 
     index: ShardIndex
-    positions: np.ndarray  # (n,) int64: global positions in the index
+    positions: np.ndarray  # (n,) int32 (int64 past 2^31): global positions in the index, ascending
     read: Reader
     transform: Normalizer
     source: str
@@ -47,20 +47,22 @@ class ShardedSequences:
     resident: Sequences | None = None  # data.streaming: off: every sequence, transformed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Gathered once: every batch looks up its lengths, and n can be 10^7.
-    lengths: np.ndarray = field(init=False, repr=False)  # (n,)
-    shards: np.ndarray = field(init=False, repr=False)  # (n,): each sequence's shard
+    lengths: np.ndarray = field(init=False, repr=False)  # (n,) int32
+    # (shards + 1,): the split's rows of shard s are bounds[s] .. bounds[s + 1], as the
+    # positions ascend; batches are drawn shard by shard with no per-sequence shard array.
+    bounds: np.ndarray = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.lengths = self.index.lengths[self.positions]
-        self.shards = self.index.shard[self.positions]
+        self.bounds = np.searchsorted(self.positions, self.index.offsets).astype(np.int64)
 
-    @property
-    def ids(self) -> np.ndarray:
-        return self.index.ids[self.positions]  # (n,)
+    def id_at(self, row: int) -> str:
+        """The id of split row `row` (read from its shard: the index keeps no ids)."""
+        return str(self.take(np.asarray([row])).ids[0])
 
     @property
     def num_steps(self) -> int:
-        return int(self.lengths.sum())
+        return int(self.lengths.sum(dtype=np.int64))
 
     @property
     def num_features(self) -> int:
@@ -97,14 +99,18 @@ class ShardedSequences:
     def scoring_batches(self, batch_size: int) -> list[np.ndarray]:
         """Deterministic batches for scoring: shard by shard (`cache_shards` at a time, so
         each shard is read once), by length within, as `inference_batches` does in memory."""
-        shards = self.shards
-        present = np.unique(shards)
+        present = np.flatnonzero(np.diff(self.bounds))
         batches: list[np.ndarray] = []
         for w in range(0, len(present), self.cache_shards):
-            members = np.flatnonzero(np.isin(shards, present[w : w + self.cache_shards]))
+            members = rows_in(self.bounds, present[w : w + self.cache_shards])
             members = members[np.argsort(self.lengths[members], kind="stable")]
             batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
         return batches
+
+
+def rows_in(bounds: np.ndarray, shards: np.ndarray) -> np.ndarray:
+    """(k,) int64: the split rows of `shards` (ascending), given the split's `bounds`."""
+    return np.concatenate([np.arange(bounds[s], bounds[s + 1]) for s in shards])
 
 
 def should_stream(mode: str, index: ShardIndex, memory_bytes: int | None = None) -> bool:

@@ -399,7 +399,7 @@ def _run_batches(
     s: _Session,
     reporter: Reporter,
     should_stop: Callable[[], bool],
-    batches: list[np.ndarray],
+    batches: Sequence[np.ndarray],
     started: float,
     make: Callable[[int], tuple[np.ndarray, np.ndarray]],
     ahead: Prefetcher[tuple[np.ndarray, np.ndarray]] | None,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from seqmask.data import Normalizer, Sequences
 from seqmask.errors import DataError
 from seqmask.readers import read_sequences
-from seqmask.shards import ShardIndex, _Stats, build_index, find_shards, holdout, split_positions
+from seqmask.shards import ShardIndex, _Stats, build_index, find_shards, holdout, id_hashes, split_positions
 
 read_npz = partial(read_sequences, format="npz")
 read_parquet = partial(read_sequences, format="parquet")
@@ -198,7 +198,7 @@ def test_merged_statistics_equal_numpy(
     np.testing.assert_allclose(index.m2, ((x - x.mean(axis=0)) ** 2).sum(axis=0), rtol=1e-8, atol=1e-9)
     assert index.minimum.tolist() == x.min(axis=0).tolist()
     assert index.maximum.tolist() == x.max(axis=0).tolist()
-    assert index.ids.tolist() == seqs.ids.tolist()
+    assert index.checks.tolist() == id_hashes(seqs.ids).astype(np.uint32).tolist()
     assert index.lengths.tolist() == seqs.lengths.tolist()
 
 
@@ -207,10 +207,13 @@ def test_index_arrays_in_global_order(tmp_path: Path) -> None:
     paths = write_npz_shards(tmp_path, parts)
     index = build_index(paths, read_npz)
     assert index.shards == tuple(str(p.absolute()) for p in paths)
-    assert index.shard.dtype == np.int32 and index.shard.tolist() == [0, 0, 1, 2, 2]
-    assert index.row.dtype == np.int64 and index.row.tolist() == [0, 1, 0, 0, 1]
-    assert index.lengths.tolist() == [2, 3, 1, 4, 2]
-    assert index.ids.tolist() == ["s0", "s1", "s2", "s3", "s4"]
+    assert index.offsets.tolist() == [0, 2, 3, 5]
+    assert index.shard_of(np.arange(5)).tolist() == [0, 0, 1, 2, 2]
+    assert [index.rows_of(s) for s in range(3)] == [(0, 2), (2, 3), (3, 5)]
+    assert index.lengths.dtype == np.int32 and index.lengths.tolist() == [2, 3, 1, 4, 2]
+    assert index.checks.dtype == np.uint32
+    assert index.checks.tolist() == id_hashes(np.array(["s0", "s1", "s2", "s3", "s4"])).astype(np.uint32).tolist()
+    assert index.read(np.arange(5), read_npz).ids.tolist() == ["s0", "s1", "s2", "s3", "s4"]
     assert index.sizes.tolist() == [p.stat().st_size for p in paths]
     assert index.mtimes.tolist() == [p.stat().st_mtime_ns for p in paths]
     assert (index.num_sequences, index.num_steps, index.num_features) == (5, 12, 2)
@@ -223,7 +226,7 @@ def test_threads_and_progress(tmp_path: Path) -> None:
     one = build_index(paths, read_npz, threads=1)
     many = build_index(paths, read_npz, threads=4, on_shard=lambda done, total: calls.append((done, total)))
     assert calls == [(k, 6) for k in range(1, 7)]
-    assert one.ids.tolist() == many.ids.tolist() and one.row.tolist() == many.row.tolist()
+    assert one.checks.tolist() == many.checks.tolist() and one.offsets.tolist() == many.offsets.tolist()
     assert one.mean.tobytes() == many.mean.tobytes() and one.m2.tobytes() == many.m2.tobytes()
 
 
@@ -247,7 +250,8 @@ def test_parquet_shards_both_layouts(tmp_path: Path) -> None:
     rows = build_index(
         [write_parquet_rows(tmp_path / "a.parquet", a), write_parquet_rows(tmp_path / "b.parquet", b)], read_parquet
     )
-    assert rows.ids.tolist() == ["s0", "s1", "s2", "s3"] and rows.feature_names == ()
+    assert rows.read(np.arange(4), read_parquet).ids.tolist() == ["s0", "s1", "s2", "s3"]
+    assert rows.feature_names == ()
     np.testing.assert_allclose(rows.normalizer().std, Normalizer.fit(seqs).std, rtol=1e-6)
     long_paths = [
         write_parquet_long(tmp_path / "la.parquet", a, ["x", "y"]),
@@ -292,7 +296,7 @@ def test_read_equals_slicing_the_concatenation(
             got = index.read(positions, counting, max_cached_shards=max_cached)
             same_sequences(got, concat(parts).subset(positions))
             assert len(reads) == len(set(reads))  # each shard at most once per call
-            assert len(set(reads)) <= len(set(index.shard[positions].tolist()))
+            assert len(set(reads)) <= len(set(index.shard_of(positions).tolist()))
 
 
 def test_read_reuses_the_lru_and_checks_the_rows(tmp_path: Path) -> None:
@@ -315,9 +319,19 @@ def test_read_reuses_the_lru_and_checks_the_rows(tmp_path: Path) -> None:
     with pytest.raises(IndexError):
         index.read(np.array([6]), counting)
     # A shard rewritten with other sequences is refused, not read as if it were the old one.
-    write_npz(paths[1], make([5, 5], seed=9))
-    with pytest.raises(DataError, match=r"part-001\.npz: row 0 is sequence 's0' of 5 steps, but the index has 's2'"):
+    write_npz(paths[1], make([5], seed=9))
+    with pytest.raises(DataError, match=r"part-001\.npz: holds 1 sequences, but the index has 2; it changed"):
         index.read(np.array([2]), read_npz)
+    write_npz(paths[1], make([5, 5], seed=9))  # as many, with other ids and lengths
+    with pytest.raises(
+        DataError, match=r"part-001\.npz: row 0 is sequence 's0' of 5 steps, but the index has a sequence of 1 steps"
+    ):
+        index.read(np.array([2]), read_npz)
+    same = parts[1]  # the same lengths, one id renamed
+    write_npz(paths[1], Sequences(same.values, same.lengths, np.array(["x", "s3"]), source="<test>"))
+    with pytest.raises(DataError, match=r"row 0 is sequence 'x' of 1 steps, .* of 1 steps with another id there"):
+        index.read(np.array([2]), read_npz)
+    assert index.read(np.array([3]), read_npz).ids.tolist() == ["s3"]  # its other row is as indexed
 
 
 # -- save / load -------------------------------------------------------------------------
@@ -330,13 +344,13 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert not [p for p in (tmp_path / "run").iterdir() if p.name != "index.npz"]  # no temporary left
     back = ShardIndex.load(tmp_path / "run" / "index.npz")
     assert back.shards == index.shards
-    for name in ("sizes", "mtimes", "ids", "lengths", "shard", "row", "mean", "m2", "minimum", "maximum"):
+    for name in ("sizes", "mtimes", "offsets", "lengths", "checks", "mean", "m2", "minimum", "maximum", "validation"):
         a, b = getattr(index, name), getattr(back, name)
         assert a.dtype == b.dtype and a.tolist() == b.tolist(), name
     assert (back.num_features, back.count, back.feature_names) == (3, 15, ())
     same_sequences(back.read(np.array([4, 0]), read_npz), seqs.subset([4, 0]))
     index.save(tmp_path / "index-no-suffix")  # any name: np.savez adds no ".npz" to it
-    assert ShardIndex.load(tmp_path / "index-no-suffix").ids.tolist() == index.ids.tolist()
+    assert ShardIndex.load(tmp_path / "index-no-suffix").checks.tolist() == index.checks.tolist()
 
 
 def test_load_rejects_what_is_not_an_index(tmp_path: Path) -> None:
@@ -456,7 +470,7 @@ def _validation_ids(
     train, val = split_positions(index)
     assert train.tolist() == sorted(train.tolist()) and val.tolist() == sorted(val.tolist())
     assert sorted(train.tolist() + val.tolist()) == list(range(len(seqs)))
-    return sorted(index.ids[val].tolist())
+    return sorted(index.read(val, read_npz).ids.tolist())
 
 
 def test_split_is_invariant_to_the_shards(tmp_path: Path) -> None:
@@ -493,3 +507,32 @@ def test_statistics_are_the_training_split_s(tmp_path: Path) -> None:
     again = ShardIndex.load(tmp_path / "index.npz")
     np.testing.assert_array_equal(again.held_out, index.held_out)
     assert again.count == int(seqs.lengths[train].sum())
+
+
+# -- ids ---------------------------------------------------------------------------------
+
+
+def test_id_hashes_depend_on_the_text_alone() -> None:
+    ids = np.array([f"seq-{i}" for i in range(20000)] + ["", "a", "a\x00b", "ab", "é", "日本"])
+    h = id_hashes(ids)
+    assert h.dtype == np.uint64 and np.unique(h).size == ids.size
+    # The width of the array (the padding after each id) and its dtype change nothing.
+    wide = np.array(["a", "x" * 40])
+    assert id_hashes(wide)[0] == id_hashes(np.array(["a"]))[0] == id_hashes(np.array(["a"], dtype=object))[0]
+    assert id_hashes(np.array([], dtype=str)).shape == (0,)
+
+
+def test_distinct_ids_sharing_a_hash_are_not_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import seqmask.shards as shards
+
+    def one_hash(ids: np.ndarray) -> np.ndarray:  # every id collides
+        return np.full(np.asarray(ids).shape[0], 7, dtype=np.uint64)
+
+    monkeypatch.setattr(shards, "id_hashes", one_hash)
+    parts = cut(make([2, 3, 1, 4]), [2])
+    index = build_index(write_npz_shards(tmp_path / "ok", parts), read_npz)
+    assert index.num_sequences == 4
+    clash = [parts[0], Sequences(parts[1].values, parts[1].lengths, np.array(["s9", "s1"]), source="<test>")]
+    paths = write_npz_shards(tmp_path / "dup", clash)
+    with pytest.raises(DataError, match=r"part-001\.npz: sequence id 's1' appears in shards .*part-000\.npz and"):
+        build_index(paths, read_npz)
