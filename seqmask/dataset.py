@@ -30,7 +30,7 @@ from seqmask.data import Normalizer, Sequences, split, truncate
 from seqmask.errors import DataError, RunError
 from seqmask.readers import read_sequences
 from seqmask.runs import NORMALIZATION, SHARD_INDEX, VOCABULARY, RunDir
-from seqmask.shards import Holdout, Reader, ShardIndex, build_index, find_shards, holdout, split_positions
+from seqmask.shards import Holdout, Reader, ShardIndex, build_index, find_shards, holdout, read_all, split_positions
 from seqmask.streaming import ShardedSequences, should_stream
 from seqmask.vocab import Vocabulary
 
@@ -50,10 +50,7 @@ def load(path: str | Path, cfg: Config) -> Sequences:
     directory or glob of shards, every shard so read, in shard order."""
     shards = find_shards(path)
     if shards is not None:
-        read = shard_reader(cfg)
-        index = build_index(shards, read)
-        everything = index.read(np.arange(index.num_sequences), read, max_cached_shards=1)
-        return dataclasses.replace(everything, source=str(path))
+        return dataclasses.replace(read_all(shards, shard_reader(cfg)), source=str(path))
     return _load_file(path, cfg)
 
 

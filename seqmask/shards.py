@@ -55,6 +55,7 @@ __all__ = [
     "find_shards",
     "holdout",
     "id_hashes",
+    "read_all",
     "split_positions",
 ]
 
@@ -649,12 +650,7 @@ def _summarize(path: Path, read: Reader, holdout: Holdout | None = None) -> _Sum
     thread; the values and ids are dropped when it returns). The shard is stat-ed before
     it is read."""
     st = _stat(path, "file not found")
-    seqs = read(path)  # its DataError names the file: it comes through unchanged
-    if seqs.values.dtype != np.float32:
-        form = "tokens" if seqs.is_tokens else "token ids"
-        raise DataError(f"{path}: holds {form}; streaming from shards supports numeric values only for now")
-    if len(seqs) and int(seqs.lengths.max()) >= 2**31:
-        raise DataError(f"{path}: a sequence of {int(seqs.lengths.max())} steps; at most 2^31 - 1 are supported")
+    seqs = _read_numeric(path, read)
     hashes = id_hashes(seqs.ids)  # (rows,)
     held = holdout.of_hashes(hashes) if holdout is not None else np.zeros(len(seqs), dtype=bool)  # (rows,)
     kept = seqs.values if not held.any() else seqs.values[np.repeat(~held, seqs.lengths)]  # (steps, features)
@@ -669,6 +665,55 @@ def _summarize(path: Path, read: Reader, holdout: Holdout | None = None) -> _Sum
         held,
         _Stats.of(kept),
     )
+
+
+def _read_numeric(path: Path, read: Reader) -> Sequences:
+    """One shard, read: numbers only, lengths that fit int32."""
+    seqs = read(path)  # its DataError names the file: it comes through unchanged
+    if seqs.values.dtype != np.float32:
+        form = "tokens" if seqs.is_tokens else "token ids"
+        raise DataError(f"{path}: holds {form}; streaming from shards supports numeric values only for now")
+    if len(seqs) and int(seqs.lengths.max()) >= 2**31:
+        raise DataError(f"{path}: a sequence of {int(seqs.lengths.max())} steps; at most 2^31 - 1 are supported")
+    return seqs
+
+
+def read_all(shards: Sequence[Path], read: Reader) -> Sequences:
+    """Every sequence of ``shards``, in shard order, each shard read once: a set of shards
+    used as one in-memory file (``--data DIR`` of a run that is not sharded, say). Checked as
+    :func:`build_index` checks them (the same features, no id twice); ``source`` is the
+    shards' common directory."""
+    paths = [Path(p) for p in shards]
+    if not paths:
+        raise DataError("no shard files to read")
+    parts = [_read_numeric(p, read) for p in paths]
+    for path, part in zip(paths[1:], parts[1:], strict=True):
+        _check_like_first(
+            _Shape(path, part.num_features, part.feature_names),
+            _Shape(paths[0], parts[0].num_features, parts[0].feature_names),
+        )
+    counts = np.asarray([len(p) for p in parts], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    ids = np.concatenate([p.ids for p in parts])  # (n,)
+    hashes = id_hashes(ids)
+    _check_unique_across(hashes, hashes.astype(np.uint32), offsets, paths, read)
+    source = str(paths[0]) if len(paths) == 1 else os.path.commonpath([os.path.abspath(p) for p in paths])
+    return Sequences(
+        np.concatenate([p.values for p in parts]),
+        np.concatenate([p.lengths for p in parts]),
+        ids,
+        source,
+        parts[0].feature_names,
+    )
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What every shard must share with the first: its features."""
+
+    path: Path
+    num_features: int
+    feature_names: tuple[str, ...]
 
 
 def build_index(
@@ -757,7 +802,7 @@ def build_index(
     )
 
 
-def _check_like_first(part: _Summary, first: _Summary) -> None:
+def _check_like_first(part: _Summary | _Shape, first: _Summary | _Shape) -> None:
     """Every shard has the first one's features: their number, and names where the files name them."""
     if part.num_features != first.num_features:
         raise DataError(f"{part.path}: {part.num_features} features, but {first.path} has {first.num_features}")

@@ -16,7 +16,16 @@ from hypothesis import strategies as st
 from seqmask.data import Normalizer, Sequences
 from seqmask.errors import DataError
 from seqmask.readers import read_sequences
-from seqmask.shards import ShardIndex, _Stats, build_index, find_shards, holdout, id_hashes, split_positions
+from seqmask.shards import (
+    ShardIndex,
+    _Stats,
+    build_index,
+    find_shards,
+    holdout,
+    id_hashes,
+    read_all,
+    split_positions,
+)
 
 read_npz = partial(read_sequences, format="npz")
 read_parquet = partial(read_sequences, format="parquet")
@@ -536,3 +545,24 @@ def test_distinct_ids_sharing_a_hash_are_not_duplicates(tmp_path: Path, monkeypa
     paths = write_npz_shards(tmp_path / "dup", clash)
     with pytest.raises(DataError, match=r"part-001\.npz: sequence id 's1' appears in shards .*part-000\.npz and"):
         build_index(paths, read_npz)
+
+
+def test_read_all_reads_each_shard_once_and_checks_them(tmp_path: Path) -> None:
+    seqs = make([2, 3, 1, 4, 2], num_features=2, seed=4)
+    paths = write_npz_shards(tmp_path / "ok", cut(seqs, [2, 3]))
+    reads: list[str] = []
+
+    def counting(p: Path) -> Sequences:
+        reads.append(p.name)
+        return read_npz(p)
+
+    got = read_all(paths, counting)
+    same_sequences(got, seqs)
+    assert sorted(reads) == sorted(p.name for p in paths) and len(reads) == 3
+    assert got.source == str(tmp_path / "ok")
+    other = write_npz_shards(tmp_path / "wide", [make([2]), make([3], num_features=3)])
+    with pytest.raises(DataError, match=r"part-001\.npz: 3 features, but .*part-000\.npz has 2"):
+        read_all(other, read_npz)
+    twice = write_npz_shards(tmp_path / "dup", [make([2]), make([3])])  # both hold "s0"
+    with pytest.raises(DataError, match=r"sequence id 's0' appears in shards"):
+        read_all(twice, read_npz)
