@@ -175,13 +175,27 @@ def batch_time_len(lengths: np.ndarray, batching: Batching, max_len: int | None)
 
 
 def padded_batch(
-    seqs: Sequences | ShardedSequences, indices: np.ndarray, batching: Batching, max_len: int | None, padding: Padding
+    seqs: Sequences | ShardedSequences,
+    indices: np.ndarray,
+    batching: Batching,
+    max_len: int | None,
+    padding: Padding,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(values (batch, time, features) float32, lengths (batch,) int32) for `indices`."""
+    """(values (batch, time, features) float32, lengths (batch,) int32) for `indices`.
+
+    `rows`: of streamed data, read and pad only these rows of the batch (a worker's part
+    of it); the others stay 0 and must not be used. The lengths are every row's (the
+    index has them), so the time length is the whole batch's."""
     lengths = seqs.lengths[indices]
     time_len = batch_time_len(lengths, batching, max_len)
     if isinstance(seqs, ShardedSequences):  # read from the shards (or the resident copy)
-        return pad(seqs.take(indices), np.arange(len(indices)), time_len, padding), lengths.astype(np.int32)
+        if rows is None or seqs.resident is not None:
+            return pad(seqs.take(indices), np.arange(len(indices)), time_len, padding), lengths.astype(np.int32)
+        values = np.zeros((len(indices), time_len, seqs.num_features), np.float32)  # (batch, time, features)
+        if len(rows):
+            values[rows] = pad(seqs.take(indices[rows]), np.arange(len(rows)), time_len, padding)
+        return values, lengths.astype(np.int32)
     return pad(seqs, indices, time_len, padding), lengths.astype(np.int32)
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from seqmask.config import Config, Distribute, TrainConfig
@@ -322,6 +323,23 @@ def _mirrored_devices(replicas: int | None, device: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the steps
+
+
+def local_replica_ids(cluster: Cluster) -> tuple[int, ...]:
+    """The ids (replica_id_in_sync_group) of this process's replicas, asked of the strategy
+    itself rather than derived from TF_CONFIG's task order."""
+    strategy = cluster.strategy
+    ids = strategy.run(lambda: tf.distribute.get_replica_context().replica_id_in_sync_group)
+    return tuple(sorted(int(x) for x in strategy.experimental_local_results(ids)))
+
+
+def rows_of_replicas(n: int, replicas: int, mine: tuple[int, ...]) -> np.ndarray:
+    """(k,) int64: the rows of a batch of `n` that replicas `mine` train on (as `_split`
+    cuts it: replica r takes rows r·per .. (r+1)·per, per = ceil(n / R)), ascending. A
+    worker pads only these: the other rows' values are never gathered by its replicas."""
+    per = -(-n // replicas)
+    rows = [np.arange(r * per, min((r + 1) * per, n)) for r in mine]
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
 
 def _split(lengths: tf.Tensor, replicas: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:

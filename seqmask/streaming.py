@@ -46,6 +46,7 @@ class ShardedSequences:
     cache_shards: int = 2  # decoded shards kept (a window's worth while training)
     resident: Sequences | None = None  # data.streaming: off: every sequence, transformed
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    sequences_read: int = field(default=0, init=False)  # by take() from the shards, so far
     # Gathered once: every batch looks up its lengths, and n can be 10^7.
     lengths: np.ndarray = field(init=False, repr=False)  # (n,) int32
     # (shards + 1,): the split's rows of shard s are bounds[s] .. bounds[s + 1], as the
@@ -83,6 +84,7 @@ class ShardedSequences:
             return self.resident.subset(rows)
         with self._lock:  # the index's shard cache is shared by the prefetcher and scoring
             raw = self.index.read(self.positions[rows], self.read, max_cached_shards=self.cache_shards)
+            self.sequences_read += len(raw)
         return self.transform.apply(raw)
 
     def load_all(self) -> ShardedSequences:

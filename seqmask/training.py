@@ -73,6 +73,9 @@ class _Session:
     eval_step: StepFn
     writer: Any  # tf.summary writer for RUN_DIR/tensorboard
     input_wait: float = 0.0  # streaming: seconds the training step waited for a batch
+    # multi_worker streaming: the replica ids of this worker; it reads only their rows of
+    # each batch (distribute.rows_of_replicas). None: every row is read.
+    own_replicas: tuple[int, ...] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -241,6 +244,7 @@ def _open(
         train_step=train_step,
         eval_step=eval_step,
         writer=tf.summary.create_file_writer(str(run.tensorboard_dir)),
+        own_replicas=distribute.local_replica_ids(cluster) if cluster.spec is not None and splits.streaming else None,
     )
 
 
@@ -383,7 +387,11 @@ def _run_epoch(s: _Session, reporter: Reporter, should_stop: Callable[[], bool])
     started = time.perf_counter() - state.epoch_seconds
 
     def make(k: int) -> tuple[np.ndarray, np.ndarray]:
-        return padded_batch(train_seqs, batches[k], cfg.train.batching, s.splits.max_len, cfg.data.padding)
+        batch = batches[k]
+        rows = None
+        if s.own_replicas is not None:  # multi_worker: read this worker's part of the batch only
+            rows = distribute.rows_of_replicas(len(batch), s.cluster.num_replicas, s.own_replicas)
+        return padded_batch(train_seqs, batch, cfg.train.batching, s.splits.max_len, cfg.data.padding, rows=rows)
 
     # Streaming: the shards of upcoming batches are read while this one trains.
     ahead = Prefetcher(make, state.batch, len(batches)) if s.splits.streaming else None
@@ -529,6 +537,9 @@ def _data_metrics(s: _Session) -> dict[str, Any]:
         "shards": len(index.shards),
         "streaming": s.splits.streaming,
         "input_wait_seconds": s.input_wait,  # this session's, not counting before a resume
+        # Training sequences this process read from the shards in this session: under
+        # multi_worker only its replicas' rows of each batch.
+        "train_sequences_read": getattr(s.splits.train, "sequences_read", 0),
     }
 
 

@@ -17,7 +17,14 @@ import time
 
 import numpy as np
 import pytest
-from conftest import checkpoint_position, make_sequences, read_history, tiny_model_cfg, write_run_config
+from conftest import (
+    checkpoint_position,
+    make_sequences,
+    read_history,
+    sine_tracks,
+    tiny_model_cfg,
+    write_run_config,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -402,3 +409,45 @@ def test_workers_that_start_from_different_points_stop_with_one_clear_error(tmp_
     for i in range(2):
         _one_error((tmp_path / f"worker{i}.log").read_text(), "do not start from the same point", "--resume")
     assert (run / "history.csv").read_text() == before
+
+
+def test_a_worker_pads_only_its_replicas_rows():
+    assert distribute.rows_of_replicas(7, 2, (0,)).tolist() == [0, 1, 2, 3]
+    assert distribute.rows_of_replicas(7, 2, (1,)).tolist() == [4, 5, 6]
+    assert distribute.rows_of_replicas(1, 2, (1,)).tolist() == []  # its replica has fillers only
+    assert distribute.rows_of_replicas(7, 3, (0, 1, 2)).tolist() == list(range(7))
+    for n in range(1, 30):  # the workers' parts cover the batch once
+        parts = [distribute.rows_of_replicas(n, 4, ids) for ids in ((0, 1), (2, 3))]
+        assert np.concatenate(parts).tolist() == list(range(n))
+
+
+def _sharded_config(tmp_path, **train):
+    """The 203 sequences of `_config` cut into 5 NPZ shards, streamed two shards at a time."""
+    values, lengths = sine_tracks(203)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    starts = np.r_[0, np.cumsum(lengths)]
+    for k, (a, b) in enumerate([(0, 40), (40, 90), (90, 130), (130, 180), (180, 203)]):
+        ids = np.array([f"seq{i:04d}" for i in range(a, b)])
+        np.savez(shards / f"part-{k}.npz", values=values[starts[a] : starts[b]], lengths=lengths[a:b], ids=ids)
+    data = {"train": "shards", "streaming": "on", "window_shards": 2}
+    train = {"epochs": 3, "batch_size": 7, "clip_norm": 0.05, "worker_timeout": 20, **train}
+    return write_run_config(tmp_path, data=data, **train)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("distribute")
+def test_two_workers_streaming_shards_match_one_process_and_read_half_each(tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    _run(one / "run", "--config", _sharded_config(one), "--set", "train.distribute=none")
+    config = _sharded_config(tmp_path)
+    procs = _start_workers(tmp_path, tmp_path / "run", "--config", config)
+    assert _finish(procs) == [0, 0], (tmp_path / "worker1.log").read_text()[-2000:]
+    _assert_same_run(tmp_path / "run", one / "run")
+    alone = json.loads((one / "run" / "metrics.json").read_text())["data"]
+    chief = json.loads((tmp_path / "run" / "metrics.json").read_text())["data"]
+    assert alone["streaming"] and chief["streaming"]
+    trained = alone["train_sequences_read"]  # every training sequence, every epoch
+    # The chief's replica takes ceil(B / 2) of each batch of B: about half, never all.
+    assert trained / 2 <= chief["train_sequences_read"] < 0.6 * trained
