@@ -36,7 +36,7 @@ from seqmask.runs import HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
 
 if TYPE_CHECKING:
     from seqmask import evaluate as evaluation
-    from seqmask.detect import Detection, Detector
+    from seqmask.detect import Detection, DetectionTotals, Detector
     from seqmask.export import ExportInfo
 
 
@@ -168,6 +168,16 @@ class Encoding:
         return int(self.lengths.sum())
 
 
+@dataclass(frozen=True)
+class DetectionReport:
+    """`Run.detect_to`'s result: what was written, in numbers (the rows are in the files)."""
+
+    totals: DetectionTotals  # sequences, flagged, thresholds applied, flagged steps
+    detector: Detector
+    calibrated_now: bool  # the run had no detector for this checkpoint: it was fitted first
+    metrics: dict[str, Any] | None  # with labels: AUROC, AP, precision, recall, F1
+
+
 class Run:
     """A trained run directory and one of its checkpoints.
 
@@ -293,6 +303,67 @@ class Run:
         from seqmask.evaluate import evaluate
 
         return evaluate(self.loaded, data, lengths=lengths, ids=ids)
+
+    def evaluate_to(self, data: Data, output: str | Path) -> evaluation.EvaluationTotals:
+        """`evaluate` with the per-sequence errors written to `output` (.csv or .parquet), as
+        `seqmask evaluate --output`. Sharded data (a directory or glob of shards, or a
+        sharded run's validation split when `data` is None) is scored and written shard by
+        shard, in input order, so memory does not grow with it; the totals are the same."""
+        from seqmask.evaluate import EvaluationTotals, evaluate_parts, streamed_parts
+        from seqmask.exports import write_errors, write_errors_parts
+
+        tokens = self.config.input.kind == "tokens"
+        totals = EvaluationTotals()
+        parts = streamed_parts(self.loaded, data)
+        if parts is None:
+            result = totals.add(self.evaluate(data))
+            write_errors(output, result.data, result.scores, tokens=tokens)
+            return totals
+        scored = (totals.add(part) for part in evaluate_parts(self.loaded, parts))
+        write_errors_parts(output, ((part.data, part.scores) for part in scored), tokens=tokens)
+        return totals
+
+    def detect_to(
+        self,
+        data: Data,
+        output: str | Path,
+        *,
+        steps: str | Path | None = None,
+        threshold: float | None = None,
+        labels: str | Path | None = None,
+    ) -> DetectionReport:
+        """`detect` with its files written, as `seqmask detect`: one row per sequence in
+        `output`, one per step in `steps`, and `<output stem>.summary.json` beside it.
+        Sharded data is detected and written shard by shard, in input order."""
+        from seqmask import detect as detection
+        from seqmask.evaluate import streamed_parts
+        from seqmask.exports import json_safe, summary_path, write_detection, write_detection_parts
+        from seqmask.labels import LabelFile
+
+        if threshold is not None and not np.isfinite(threshold):
+            raise ConfigError(f"threshold must be a finite number, got {threshold}")
+        output = Path(output)
+        steps = Path(steps) if steps is not None else None
+        parts = streamed_parts(self.loaded, data)
+        if parts is None:
+            found = self.detect(data, threshold=threshold, labels=labels)
+            assert found.detector is not None
+            totals = detection.DetectionTotals()
+            totals.add(found)
+            summary = json_safe(detection.summary(totals, found.detector, found.metrics))
+            write_detection(found, output, steps, summary_path(output), summary)
+            return DetectionReport(totals, found.detector, found.calibrated_now, found.metrics)
+        detector, new = detection.detector_for(self.loaded)
+        totals = detection.DetectionTotals(labels=LabelFile.read(labels) if labels is not None else None)
+        metrics: list[dict[str, Any] | None] = []
+
+        def finish() -> dict[str, Any]:
+            metrics.append(totals.metrics(str(data) if data is not None else "the validation split"))
+            return json_safe(detection.summary(totals, detector, metrics[0]))
+
+        detected = (totals.add(d) for d in detection.detect_parts(self.loaded, parts, detector, threshold))
+        write_detection_parts(detected, output, steps, summary_path(output), finish)
+        return DetectionReport(totals, detector, new, metrics[0])
 
     def detect(
         self,

@@ -365,28 +365,25 @@ def evaluate(
     _check_table_suffix("--output", output)
     try:
         _import_tensorflow()
-        from seqmask.exports import write_errors
-
         run = api.load(run_dir, checkpoint)
-        result = run.evaluate(data)
         output = output or run.loaded.run_dir.evaluation_csv(checkpoint)
-        tokens = run.config.input.kind == "tokens"
-        write_errors(output, result.data, result.scores, tokens=tokens)
+        result = run.evaluate_to(data, output)
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
+    tokens = run.config.input.kind == "tokens"
     table = Table(title=f"seqmask evaluate - {run_dir} ({checkpoint} checkpoint)", show_header=False)
     table.add_row("data", str(data) if data else "the run's validation data")
-    table.add_row("sequences", f"{len(result.data):,}")
-    table.add_row("scored steps", f"{int(result.scores.counts.sum()):,}")
+    table.add_row("sequences", f"{result.sequences:,}")
+    table.add_row("scored steps", f"{int(result.counts):,}")
     train_cfg = run.config.train
     error = "cross-entropy" if tokens else train_cfg.error
     table.add_row(f"loss ({train_cfg.loss}, {error})", f"{result.loss:.6f}")
     if tokens:
-        table.add_row("token accuracy", f"{result.scores.accuracy:.4f}")
+        table.add_row("token accuracy", f"{result.accuracy:.4f}")
         table.add_row("perplexity", f"{math.exp(result.loss):.3f}")
-    errors = result.scores.per_sequence
+    errors = result.errors
     table.add_row("per-sequence error: median / max", f"{np.nanmedian(errors):.6f} / {np.nanmax(errors):.6f}")
-    table.add_row("throughput", f"{result.data.num_steps / max(result.seconds, 1e-9):,.0f} real steps/s")
+    table.add_row("throughput", f"{result.real_steps / max(result.seconds, 1e-9):,.0f} real steps/s")
     table.add_row("per-sequence errors", str(output))
     out.print(table)
 
@@ -426,7 +423,9 @@ def _check_table_suffix(option: str, path: Path | None) -> None:
 
 
 def _summary_path(output: Path) -> Path:
-    return output.with_name(output.stem + ".summary.json")
+    from seqmask.exports import summary_path
+
+    return summary_path(output)
 
 
 @app.command()
@@ -469,29 +468,24 @@ def detect(
         _fail(f"--threshold must be a finite number, got {threshold}", 2)
     try:
         _import_tensorflow()
-        from seqmask import detect as detection
-        from seqmask.exports import write_detection
-
-        result = api.load(run_dir, checkpoint).detect(data, threshold=threshold, labels=labels)
-        detector, metrics = result.detector, result.metrics
-        assert detector is not None
-        summary = detection.summary(result, detector, metrics)
-        write_detection(result, output, steps, _summary_path(output), _json_safe(summary))
+        result = api.load(run_dir, checkpoint).detect_to(data, output, steps=steps, threshold=threshold, labels=labels)
     except SeqmaskError as e:
         _fail(str(e), e.exit_code)
+    detector, metrics, totals = result.detector, result.metrics, result.totals
     if result.calibrated_now:
         out.print(f"calibrated {run_dir}'s detector first (it had none for the {checkpoint} checkpoint)")
     table = Table(title=f"seqmask detect - {run_dir} ({checkpoint} checkpoint)", show_header=False)
     table.add_row("data", str(data))
     table.add_row("score", detector.score)
-    table.add_row("sequences scored", f"{len(result.scores):,}")
-    table.add_row("flagged", f"{int(result.flags.sum()):,} ({result.flags.mean():.1%})" if len(result.flags) else "0")
-    low, high = (float(np.min(result.thresholds)), float(np.max(result.thresholds))) if len(result.flags) else (0, 0)
+    table.add_row("sequences scored", f"{totals.sequences:,}")
+    share = f" ({totals.flagged / totals.sequences:.1%})" if totals.sequences else ""
+    table.add_row("flagged", f"{totals.flagged:,}{share}")
+    low, high = (totals.low, totals.high) if totals.sequences else (0, 0)
     shown = f"{low:.6g}" if low == high else f"{low:.6g} .. {high:.6g} (by length)"
-    table.add_row("threshold", f"{shown}, set at {result.how}")
-    table.add_row("steps in anomalous intervals", f"{int((result.step_interval > 0).sum()):,}")
+    table.add_row("threshold", f"{shown}, set at {totals.how}")
+    table.add_row("steps in anomalous intervals", f"{totals.flagged_steps:,}")
     if metrics is not None:
-        table.add_row("labelled anomalies", f"{metrics['anomalies']:,} of {len(result.scores):,}")
+        table.add_row("labelled anomalies", f"{metrics['anomalies']:,} of {totals.sequences:,}")
         table.add_row("AUROC / average precision", f"{metrics['auroc']:.4f} / {metrics['average_precision']:.4f}")
         table.add_row(
             "precision / recall / F1",
@@ -502,17 +496,6 @@ def detect(
         table.add_row("per step", str(steps))
     table.add_row("summary", str(_summary_path(output)))
     out.print(table)
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN and inf become null: JSON has no such numbers."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
 
 
 @app.command()

@@ -133,6 +133,19 @@ def raw_splits(cfg: Config, run: RunDir | None = None) -> tuple[Sequences, Seque
     return train, validation
 
 
+def validation_split(cfg: Config, run: RunDir | None = None) -> Sequences:
+    """`raw_splits(cfg, run)[1]`, reading no more than it needs: for sharded training
+    data, the validation file, or only the held-out sequences' rows of the shards."""
+    shards = find_shards(cfg.data.train)
+    if shards is None:
+        return raw_splits(cfg, run)[1]
+    if cfg.data.validation:
+        return load(cfg.data.validation, cfg)
+    index = shard_index(cfg, shards, saved_index(run) if run is not None else None)
+    _, val_rows = split_positions(index)
+    return dataclasses.replace(index.read(val_rows, shard_reader(cfg)), source=str(cfg.data.train))
+
+
 def fit_transform(cfg: Config, train: Sequences) -> Normalizer | Vocabulary:
     """The transform for this run, fitted on the (raw) training split."""
     if cfg.input.kind == "tokens":
@@ -214,11 +227,26 @@ def shard_index(
     return saved
 
 
+def sharded_splits(cfg: Config, run: RunDir) -> Splits | None:
+    """A sharded run's splits, read from the shards only when a part is taken (whatever
+    data.streaming says), by the index it saved (checked against the shards); None for
+    a run on one file."""
+    shards = find_shards(cfg.data.train)
+    if shards is None:
+        return None
+    return _prepare_shards(cfg, shards, saved_index(run), None, stream=True)
+
+
 def _prepare_shards(
-    cfg: Config, shards: list[Path], saved: ShardIndex | None, on_shard: Callable[[int, int], None] | None
+    cfg: Config,
+    shards: list[Path],
+    saved: ShardIndex | None,
+    on_shard: Callable[[int, int], None] | None,
+    stream: bool | None = None,
 ) -> Splits:
     """`prepare` for a directory or glob of shards: index (or check the saved index), split,
-    normalize with the training split's statistics; stream or read everything."""
+    normalize with the training split's statistics; stream (as data.streaming says, unless
+    `stream` does) or read everything."""
     read = shard_reader(cfg)
     index = shard_index(cfg, shards, saved, on_shard)
     train_rows, val_rows = split_positions(index)
@@ -236,7 +264,7 @@ def _prepare_shards(
         validation = _validation_file(cfg, transform, index.num_features)
     else:
         validation = ShardedSequences(index, val_rows, read, transform, source, window)
-    streaming = should_stream(cfg.data.streaming, index)
+    streaming = should_stream(cfg.data.streaming, index) if stream is None else stream
     if not streaming:  # the same splits and batches, with every sequence read now
         train = train.load_all()
         if isinstance(validation, ShardedSequences):

@@ -42,8 +42,8 @@ import hashlib
 import io
 import math
 import weakref
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,15 +55,16 @@ from seqmask import atomic
 from seqmask.batching import inference_batch_size, inference_batches, padded_batch
 from seqmask.config import AnomalyScore, DetectConfig, check_choice
 from seqmask.data import Sequences, _gather_index, length_mask_np
-from seqmask.dataset import apply_transform, raw_splits
+from seqmask.dataset import Splits, apply_transform, raw_splits, saved_index, sharded_splits
 from seqmask.errors import RunError
 from seqmask.evaluate import Run, run_data
 from seqmask.inputs import Data
-from seqmask.labels import read_labels
+from seqmask.labels import LabelFile, label_metrics, read_labels
 from seqmask.losses import targets_and_mask, token_errors
 from seqmask.model import LATENT
 from seqmask.runs import Checkpoint, RunDir, claim
 from seqmask.scoring import Scores, batch_signature, make_loss_fn
+from seqmask.streaming import ShardedSequences, should_stream
 
 DETECTOR = "detector.json"
 # The sequences of each length range a sequence threshold is fitted on, at least: fewer,
@@ -696,6 +697,22 @@ def calibrate(
     With `threshold.fpr`, the `labels` file (id,label; 1 = anomaly) says which sequences of
     `data` are normal: the statistics and thresholds come from those only.
     """
+    streamed = _streamed_splits(run)
+    if streamed is not None:  # too large to read whole: samples of it, read from the shards
+        assert isinstance(streamed.train, ShardedSequences)
+        reference = reference_sample(streamed.train, run.cfg.train.seed)
+        if data is not None:
+            seqs, where = run_data(run, data), ""
+        elif len(streamed.validation):
+            seqs, where = calibration_sample(streamed.validation, run.cfg.train.seed)
+        else:
+            raise RunError(
+                f"{run.run_dir} was trained without validation data, so there is nothing to calibrate its detector "
+                f"on: run 'seqmask calibrate {run.run_dir} --data FILE' with sequences known to be normal"
+            )
+        known = read_labels(labels, seqs) if labels is not None else None
+        where = where or seqs.source
+        return calibrate_on(run, seqs, reference, where, threshold=threshold, labels=known, score=score, save=save)
     # The run's data files are read once: the validation split (unless `data` replaces it)
     # and the training split, the latent scores' reference set.
     train, validation = raw_splits(run.cfg, run.run_dir)
@@ -779,21 +796,111 @@ def detect(
     return detect_outputs(detector, model_outputs(run, seqs), threshold), detector, new
 
 
-def summary(detection: Detection, detector: Detector, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+def detect_parts(
+    run: Run, parts: Iterator[Sequences], detector: Detector, threshold: float | None = None
+) -> Iterator[Detection]:
+    """`detect` of data that comes part by part (streamed shards): each part scored by the
+    same detector, so each sequence gets the score it would get with all the data at once."""
+    for seqs in parts:
+        yield detect_outputs(detector, model_outputs(run, seqs), threshold)
+
+
+@dataclass
+class DetectionTotals:
+    """What `detect` reports of data detected whole or part by part. With a labels file,
+    each part's labels are looked up by id and its scores and flags kept (13 bytes a
+    sequence), for AUROC and average precision over all of them."""
+
+    labels: LabelFile | None = None
+    sequences: int = 0
+    flagged: int = 0
+    low: float = math.inf  # the lowest and highest threshold applied
+    high: float = -math.inf
+    flagged_steps: int = 0
+    how: str = ""
+    step_threshold: float = math.nan
+    _scores: list[np.ndarray] = field(default_factory=list, repr=False)
+    _flags: list[np.ndarray] = field(default_factory=list, repr=False)
+    _known: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def add(self, d: Detection) -> Detection:
+        self.sequences += len(d.scores)
+        self.flagged += int(d.flags.sum())
+        if len(d.thresholds):
+            self.low, self.high = min(self.low, float(d.thresholds.min())), max(self.high, float(d.thresholds.max()))
+        self.flagged_steps += int((d.step_interval > 0).sum())
+        self.how, self.step_threshold = d.how, d.step_threshold
+        if self.labels is not None:
+            known = self.labels.lookup(d.ids)
+            self.labels.check_found(known, d.ids)
+            self._known.append(known.astype(np.int8))
+            self._scores.append(d.scores.astype(np.float64))
+            self._flags.append(d.flags)
+        return d
+
+    def metrics(self, source: str) -> dict[str, Any] | None:
+        """AUROC, AP, precision, recall, F1 against the labels file (None without one);
+        DataError for an id of the file that was not among the data's."""
+        if self.labels is None:
+            return None
+        self.labels.check_all_used(source)
+        known, scores, flags = (np.concatenate(x) for x in (self._known, self._scores, self._flags))
+        return label_metrics(known.astype(np.int64), scores, flags)
+
+
+def summary(totals: DetectionTotals, detector: Detector, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the summary file next to `detect --output` holds."""
     return {
-        "sequences": len(detection.scores),
-        "flagged": int(detection.flags.sum()),
+        "sequences": totals.sequences,
+        "flagged": totals.flagged,
         "score": detector.score,
         "settings": asdict(detector.settings),
-        "threshold": detection.how,
-        "thresholds": {"min": float(detection.thresholds.min()), "max": float(detection.thresholds.max())}
-        if len(detection.thresholds)
-        else None,
-        "step_threshold": detection.step_threshold,
-        "flagged_steps": int((detection.step_interval > 0).sum()),
+        "threshold": totals.how,
+        "thresholds": {"min": totals.low, "max": totals.high} if totals.sequences else None,
+        "step_threshold": totals.step_threshold,
+        "flagged_steps": totals.flagged_steps,
         "labels": metrics,
     }
+
+
+# --------------------------------------------------------------------------- streamed calibration
+
+# Calibration sequences a streamed run fits its detector on: a seeded sample of the
+# validation split. The outputs of every step are held while fitting (~200 bytes a step),
+# so the whole split of a dataset larger than memory cannot be; a quantile from 10^4
+# sequences is within about ±0.001 of the level it aims at (binomial, level 0.99).
+MAX_STREAMED_CALIBRATION = 10_000
+
+
+def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """(min(n, size),) sorted rows of n, a seeded sample: every row when n <= size. The
+    rule fit_reference subsamples a reference set by, so sampling before encoding keeps
+    the very rows (and vectors) it would keep of them all."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def reference_sample(train: ShardedSequences, seed: int) -> Sequences:
+    """The MAX_REFERENCE training sequences fit_reference would keep of the whole split."""
+    return train.take(sample_rows(len(train), MAX_REFERENCE, seed))
+
+
+def calibration_sample(validation: ShardedSequences | Sequences, seed: int) -> tuple[Sequences, str]:
+    """(at most MAX_STREAMED_CALIBRATION validation sequences, how to name them)."""
+    rows = sample_rows(len(validation), MAX_STREAMED_CALIBRATION, seed)
+    seqs = validation.take(rows) if isinstance(validation, ShardedSequences) else validation.subset(rows)
+    if len(rows) < len(validation):
+        return seqs, f"a sample of the validation split ({len(rows):,} of {len(validation):,})"
+    return seqs, "the validation split"
+
+
+def _streamed_splits(run: Run) -> Splits | None:
+    """A sharded run's splits when its data streams (data.streaming), else None."""
+    index = saved_index(run.run_dir)
+    if index is None or not should_stream(run.cfg.data.streaming, index):
+        return None
+    return sharded_splits(run.cfg, run.run_dir)
 
 
 __all__ = [
@@ -809,6 +916,11 @@ __all__ = [
     "density_ratio",
     "detect",
     "detect_outputs",
+    "detect_parts",
+    "DetectionTotals",
+    "sample_rows",
+    "calibration_sample",
+    "reference_sample",
     "detector_for",
     "fit_detector",
     "intervals",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,22 @@ from seqmask.batching import inference_batch_size, inference_batches, padded_bat
 from seqmask.checkpoints import load_checkpoint
 from seqmask.config import Config
 from seqmask.data import Normalizer, Sequences, length_mask_np
-from seqmask.dataset import apply_transform, check_targets, load_transform, raw_splits, shard_reader
+from seqmask.dataset import (
+    apply_transform,
+    check_targets,
+    load_transform,
+    shard_reader,
+    sharded_splits,
+    validation_split,
+)
 from seqmask.devices import configure_device
 from seqmask.errors import DataError, RunError
 from seqmask.inputs import Data, sequences_from
 from seqmask.model import LATENT, encoder_from
 from seqmask.runs import Checkpoint, RunDir
 from seqmask.scoring import Scores, batch_signature, make_eval_step, make_loss_fn, score
+from seqmask.shards import find_shards
+from seqmask.streaming import ShardedSequences
 from seqmask.vocab import Vocabulary
 
 
@@ -84,7 +93,7 @@ def run_data(run: Run, data: Data = None, *, lengths: Any = None, ids: Any = Non
     """`data` read as the run reads data (a file, or an in-memory form: inputs.py), or the
     run's own validation split if None; transformed as the run's training data was."""
     if data is None:
-        _, seqs = raw_splits(run.cfg, run.run_dir)
+        seqs = validation_split(run.cfg, run.run_dir)
         if not len(seqs):
             raise RunError(f"{run.run_dir} was trained without validation data; pass --data FILE")
     else:
@@ -118,28 +127,118 @@ def encode(
     return seqs, latent, time.perf_counter() - started
 
 
-def encode_shards(run: Run, shards: list[Path], batch_size: int | None = None) -> Iterator[EncodedPart]:
-    """`encode` of a directory or glob of shards, one shard at a time, in input order
-    (shard by shard, then row order): memory holds a shard or two, not the data. The next
-    shard is read in a background thread while this one is encoded."""
+def shard_parts(run: Run, shards: list[Path]) -> Iterator[Sequences]:
+    """The sequences of `shards`, one shard at a time in shard order, transformed as the
+    run's data; the next shard is read in a background thread while this one is used."""
     from seqmask.streaming import Prefetcher
 
     read = shard_reader(run.cfg)
-    encode_step = _traced(run.model, "encode")
-    size = batch_size or inference_batch_size(run.cfg.train.batch_size)
     expected = run.model.inputs[0].shape[-1]
     with Prefetcher(lambda k: read(shards[k]), 0, len(shards), depth=1) as ahead:
         for k in range(len(shards)):
             seqs = ahead.get(k)
-            if seqs.num_features != expected:
+            if not seqs.is_tokens and seqs.num_features != expected:
                 raise DataError(f"{shards[k]}: has {seqs.num_features} features but the run's model takes {expected}")
-            seqs = apply_transform(run.transform, seqs)
-            latent = np.zeros((len(seqs), run.model.get_layer(LATENT).output.shape[-1]), np.float32)
-            started = time.perf_counter()
-            for indices in inference_batches(seqs.lengths, size):
-                values, batch_lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
-                latent[indices] = encode_step(values, batch_lengths).numpy()  # (batch, latent_dim)
-            yield EncodedPart(seqs.ids, seqs.lengths, latent, time.perf_counter() - started)
+            yield apply_transform(run.transform, seqs)
+
+
+def split_parts(split: ShardedSequences) -> Iterator[Sequences]:
+    """A split of sharded data (transformed), one shard's rows of it at a time, in order."""
+    from seqmask.streaming import Prefetcher
+
+    present = np.flatnonzero(np.diff(split.bounds))  # shards with rows in the split
+    rows = [np.arange(split.bounds[s], split.bounds[s + 1]) for s in present]
+    with Prefetcher(lambda k: split.take(rows[k]), 0, len(rows), depth=1) as ahead:
+        for k in range(len(rows)):
+            yield ahead.get(k)
+
+
+def streamed_parts(run: Run, data: Data = None) -> Iterator[Sequences] | None:
+    """`data` part by part when it is sharded, else None (it is read into memory).
+
+    Sharded: a directory or glob of shards (shard by shard), or, with no data, a sharded
+    run's validation split (its shards' rows, from the index the run saved, shard by
+    shard; or data.validation's shards). The order is the input order."""
+    if isinstance(data, str | Path):
+        shards = find_shards(data)
+        return shard_parts(run, shards) if shards is not None else None
+    if data is not None:
+        return None
+    if run.cfg.data.validation:
+        shards = find_shards(run.cfg.data.validation)
+        return shard_parts(run, shards) if shards is not None else None
+    splits = sharded_splits(run.cfg, run.run_dir)
+    if splits is None:
+        return None
+    if not len(splits.validation):
+        raise RunError(f"{run.run_dir} was trained without validation data; pass --data FILE")
+    assert isinstance(splits.validation, ShardedSequences)
+    return split_parts(splits.validation)
+
+
+def evaluate_parts(run: Run, parts: Iterator[Sequences]) -> Iterator[Evaluation]:
+    """`evaluate` of each part: the per-sequence sums are those of the whole data, part by part."""
+    eval_step = make_eval_step(run.model, make_loss_fn(run.cfg))
+    size = inference_batch_size(run.cfg.train.batch_size)
+    for seqs in parts:
+        check_targets(seqs, run.cfg.train)
+        started = time.perf_counter()
+        scores = score(eval_step, seqs, size, run.cfg.data.padding)
+        yield Evaluation(seqs, scores, time.perf_counter() - started)
+
+
+@dataclass
+class EvaluationTotals:
+    """What `seqmask evaluate` reports of data scored whole or part by part: the loss is
+    Σ w·e ÷ Σ w over every part, exactly the dataset mean. Per-sequence errors are kept as
+    float32 (4 bytes a sequence) for their median."""
+
+    sequences: int = 0
+    real_steps: int = 0
+    sums: float = 0.0
+    counts: float = 0.0
+    hits: float = 0.0
+    seconds: float = 0.0
+    _errors: list[np.ndarray] = field(default_factory=list, repr=False)
+
+    def add(self, part: Evaluation) -> Evaluation:
+        scores = part.scores
+        self.sequences += len(part.data)
+        self.real_steps += part.data.num_steps
+        self.sums += float(scores.sums.sum())
+        self.counts += float(scores.counts.sum())
+        self.hits += float(scores.hits.sum())
+        self.seconds += part.seconds
+        self._errors.append(scores.per_sequence.astype(np.float32))
+        return part
+
+    @property
+    def loss(self) -> float:
+        return self.sums / self.counts if self.counts > 0 else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.hits / self.counts if self.counts > 0 else float("nan")
+
+    @property
+    def errors(self) -> np.ndarray:
+        """(sequences,) float32: each sequence's mean error, in input order."""
+        return np.concatenate(self._errors) if self._errors else np.zeros(0, np.float32)
+
+
+def encode_shards(run: Run, shards: list[Path], batch_size: int | None = None) -> Iterator[EncodedPart]:
+    """`encode` of a directory or glob of shards, one shard at a time, in input order
+    (shard by shard, then row order): memory holds a shard or two, not the data. The next
+    shard is read in a background thread while this one is encoded."""
+    encode_step = _traced(run.model, "encode")
+    size = batch_size or inference_batch_size(run.cfg.train.batch_size)
+    for seqs in shard_parts(run, shards):
+        latent = np.zeros((len(seqs), run.model.get_layer(LATENT).output.shape[-1]), np.float32)
+        started = time.perf_counter()
+        for indices in inference_batches(seqs.lengths, size):
+            values, batch_lengths = padded_batch(seqs, indices, "bucket", None, run.cfg.data.padding)
+            latent[indices] = encode_step(values, batch_lengths).numpy()  # (batch, latent_dim)
+        yield EncodedPart(seqs.ids, seqs.lengths, latent, time.perf_counter() - started)
 
 
 @dataclass(frozen=True)

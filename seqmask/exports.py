@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,38 +67,68 @@ def write_latent(path: str | Path, ids: np.ndarray, lengths: np.ndarray, latent:
             np.save(f, records, allow_pickle=False)
 
 
+class TableParts:
+    """One table written part by part to `path` (a temporary file: callers make it atomic):
+    CSV rows, or a Parquet row group, per `write(columns)`, so memory holds one part. The
+    Parquet schema is the first part's (column types are fixed: `_arrow`)."""
+
+    def __init__(self, path: Path, parquet: bool, stack: ExitStack) -> None:
+        self._path, self._parquet, self._stack = path, parquet, stack
+        self._writer: Any = None
+        self.rows = 0
+
+    def write(self, columns: dict[str, Any]) -> None:
+        if self._parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table({name: _arrow(name, values) for name, values in columns.items()})
+            if self._writer is None:
+                self._writer = self._stack.enter_context(pq.ParquetWriter(self._path, table.schema))
+            self._writer.write_table(table)
+        else:
+            if self._writer is None:
+                f = self._stack.enter_context(open(self._path, "w", newline="", encoding="utf-8"))
+                self._writer = csv.writer(f, lineterminator="\n")
+                self._writer.writerow(list(columns))
+            table_rows = zip(*(_plain(v) for v in columns.values()), strict=True)
+            self._writer.writerows([_cell(v) for v in row] for row in table_rows)
+        self.rows += len(next(iter(columns.values()), []))
+
+
+def _streamed_suffix(path: Path) -> bool:
+    if path.suffix not in (".csv", ".parquet"):
+        raise RunError(f"{path}: streamed output is .csv or .parquet (a .npy file needs every vector at once)")
+    return path.suffix == ".parquet"
+
+
 def write_latent_parts(path: str | Path, parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> int:
     """`write_latent` for latents that come part by part (ids, lengths, latent), in order:
     CSV rows, or a Parquet row group, per part, so memory holds one part. The file is
     complete or absent (a failure in any part leaves nothing). Returns the rows written."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = Path(path)
-    if path.suffix not in (".csv", ".parquet"):
-        raise RunError(f"{path}: streamed output is .csv or .parquet (a .npy file needs every vector at once)")
-    rows = 0
-    with atomic_path(path) as tmp:
-        writer: Any = None
-        with ExitStack() as stack:
-            for ids, lengths, latent in parts:
-                columns = latent_columns(ids, lengths, latent)
-                if path.suffix == ".parquet":
-                    table = pa.table({name: _arrow(name, values) for name, values in columns.items()})
-                    if writer is None:
-                        writer = stack.enter_context(pq.ParquetWriter(tmp, table.schema))
-                    writer.write_table(table)
-                else:
-                    if writer is None:
-                        f = stack.enter_context(open(tmp, "w", newline="", encoding="utf-8"))
-                        writer = csv.writer(f, lineterminator="\n")
-                        writer.writerow(list(columns))
-                    table_rows = zip(*(_plain(v) for v in columns.values()), strict=True)
-                    writer.writerows([_cell(v) for v in row] for row in table_rows)
-                rows += len(ids)
-        if writer is None:
+    parquet = _streamed_suffix(path)
+    with atomic_path(path) as tmp, ExitStack() as stack:
+        table = TableParts(tmp, parquet, stack)
+        for ids, lengths, latent in parts:
+            table.write(latent_columns(ids, lengths, latent))
+        if not table.rows:
             raise RunError(f"{path}: no sequences to write")
-    return rows
+    return table.rows
+
+
+def write_errors_parts(path: str | Path, parts: Iterable[tuple[Sequences, Scores]], tokens: bool = False) -> int:
+    """`write_errors` of data scored part by part (streamed shards), in order; complete or
+    absent. Returns the rows written."""
+    path = Path(path)
+    parquet = _streamed_suffix(path)
+    with atomic_path(path) as tmp, ExitStack() as stack:
+        table = TableParts(tmp, parquet, stack)
+        for seqs, scores in parts:
+            table.write(error_columns(seqs, scores, tokens))
+        if not table.rows:
+            raise RunError(f"{path}: no sequences to write")
+    return table.rows
 
 
 # --------------------------------------------------------------------------- detect
@@ -166,6 +196,50 @@ def write_detection(
         for (tmp, columns), final in zip(targets, [output, steps], strict=False):
             write_table(tmp, columns, parquet=Path(str(final)).suffix == ".parquet")
         summary_tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+
+def write_detection_parts(
+    parts: Iterable[Detection],
+    output: Path,
+    steps: Path | None,
+    summary_path: Path,
+    summary: Callable[[], dict[str, Any]],
+) -> None:
+    """`write_detection` of data detected part by part (streamed shards): per part, rows of
+    `output` and of `steps` (a Parquet row group each), in input order; then `summary()`,
+    once every part is in. All three files appear together or not at all."""
+    for path in (output, steps, summary_path):
+        if path is not None and Path(path).is_dir():
+            raise RunError(f"cannot write {path}: it is a directory")
+    parquet = _streamed_suffix(Path(output))
+    step_parquet = _streamed_suffix(Path(steps)) if steps is not None else False
+    with ExitStack() as stack:
+        per_sequence = TableParts(stack.enter_context(atomic_path(output)), parquet, stack)
+        per_step = TableParts(stack.enter_context(atomic_path(steps)), step_parquet, stack) if steps else None
+        summary_tmp = stack.enter_context(atomic_path(summary_path))
+        for detection in parts:
+            per_sequence.write(detection_columns(detection))
+            if per_step is not None:
+                per_step.write(step_columns(detection))
+        if not per_sequence.rows:
+            raise RunError(f"{output}: no sequences to write")
+        summary_tmp.write_text(json.dumps(summary(), indent=2, sort_keys=True) + "\n")
+
+
+def summary_path(output: Path) -> Path:
+    """Where `detect --output FILE` puts its summary: FILE's stem + ".summary.json"."""
+    return output.with_name(output.stem + ".summary.json")
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and inf become null: JSON has no such numbers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def write_table(path: str | Path, columns: dict[str, list[Any]], parquet: bool | None = None) -> None:

@@ -4,9 +4,13 @@ A shard is a data file of many sequences (``.npz``, ``.parquet``, ``.jsonl``,
 ``.jsonl.gz``); a dataset too large for memory is a directory, or a glob pattern,
 of such shards. Training will stream batches from them, and for that it needs,
 before the first batch, what today's in-memory path learns by reading everything:
-every sequence's id and length, where it lives (shard and row), and the statistics
-of the normalizer. :func:`build_index` reads each shard once to get them and keeps
-nothing else, so memory holds the values of at most ``threads`` shards at a time.
+every sequence's length and where it lives, and the statistics of the normalizer.
+:func:`build_index` reads each shard once to get them and keeps nothing else, so
+memory holds the values of at most ``2 * threads`` shards at a time, and 9 bytes a
+sequence: its length, a 32-bit check of its id, whether it is held out. Where it lives
+is implied by the order (shard by shard, row by row) and each shard's first position;
+ids are not kept (10^7 ids as fixed-width strings take ~0.5 GB): a read gets them from
+the shard, checked against the index's check.
 
 The :class:`ShardIndex` is saved with the run (one ``.npz``, no pickles). It also
 records each shard's size and modification time: a run resumed on shards that have
@@ -19,9 +23,9 @@ result matches :meth:`Normalizer.fit <seqmask.data.Normalizer.fit>` of all the d
 at once to float32 rounding, with no sum of squares that cancels catastrophically
 when values sit far from 0.
 
-:func:`split_positions` splits by a seeded hash of each id, so the validation set
-depends only on the ids: the same data cut into any number of shards, in any order,
-splits the same way.
+:func:`split_positions` splits by a seeded hash of each id (:func:`id_hashes`,
+vectorized), so the validation set depends only on the ids: the same data cut into any
+number of shards, in any order, splits the same way.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Sharded data as a training split: sequences read from their shards when a batch needs them.
 
-`ShardedSequences` is one split (training or validation) of a `ShardIndex`: its lengths,
-ids and shards are in memory (a few bytes per sequence), its values are not. `take(rows)`
+`ShardedSequences` is one split (training or validation) of a `ShardIndex`: its positions
+and lengths are in memory (8 bytes a sequence), its ids and values are not. `take(rows)`
 reads the rows' shards (the index keeps the last few decoded) and applies the run's
 normalization, which is elementwise, so a batch gets bit for bit the values an in-memory
 split would give it. With `data.streaming: off` the same object holds every sequence,

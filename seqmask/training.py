@@ -34,7 +34,7 @@ from seqmask.checkpoints import load_checkpoint, read_state, save_checkpoint
 from seqmask.config import Batching, Config, TrainConfig, apply_resume_overrides
 from seqmask.data import Sequences
 from seqmask.dataset import Splits, load_transform, prepare, same_transform, save_transform, saved_index
-from seqmask.detect import DetectError, calibrate_on, load_detector
+from seqmask.detect import DetectError, calibrate_on, calibration_sample, load_detector, reference_sample
 from seqmask.devices import configure_device
 from seqmask.distribute import Cluster
 from seqmask.errors import Interrupted, RunError
@@ -557,17 +557,16 @@ def _calibrate(s: _Session, keep: bool = False) -> Calibrated:
             return Calibrated(saved.score, saved.how)
     if not len(s.splits.validation):
         return Calibrated(None, f"no validation data: fit one with 'seqmask calibrate {s.run} --data FILE'")
-    validation, train = _in_memory(s.splits.validation), _in_memory(s.splits.train)
-    if validation is None or train is None:
-        return Calibrated(
-            None,
-            "the data was streamed and the detector is calibrated in memory: fit one on a sample with "
-            f"'seqmask calibrate {s.run} --data FILE'",
-        )
     model, _ = load_checkpoint(s.run.checkpoint("best"))
     run = Run(s.run, s.cfg, s.splits.transform, model, "best")
+    validation, train = _in_memory(s.splits.validation), _in_memory(s.splits.train)
+    where = "the validation split"
+    if validation is None or train is None:  # streamed: samples, read from the shards
+        assert isinstance(s.splits.train, ShardedSequences)
+        train = reference_sample(s.splits.train, s.cfg.train.seed)
+        validation, where = calibration_sample(s.splits.validation, s.cfg.train.seed)
     try:
-        detector = calibrate_on(run, validation, train, "the validation split")
+        detector = calibrate_on(run, validation, train, where)
     except DetectError as e:
         return Calibrated(None, str(e))
     return Calibrated(detector.score, detector.how)

@@ -282,3 +282,105 @@ def test_the_index_pass_reports_its_progress(tmp_path):
     for done, total in calls:
         reporter.indexing(done, total)
     assert text.getvalue() == "indexed 6 shards\n"
+
+
+def _same_detector(a, b):
+    assert a.how == b.how and a.calibration_sequences == b.calibration_sequences
+    assert a.step_threshold == pytest.approx(b.step_threshold, rel=1e-5)
+    np.testing.assert_allclose(a.bins.per_range, b.bins.per_range, rtol=1e-5)
+    for key, value in a.arrays().items():
+        np.testing.assert_allclose(value, b.arrays()[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_evaluate_and_detect_stream_shards_and_a_streamed_run_calibrates(tmp_path):
+    """A streamed run calibrates at the end of train as the in-memory run does (its splits
+    fit the samples whole); evaluate --output and detect write a row group per shard, in
+    input order, with the numbers of the data read whole."""
+    import json
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from seqmask import api
+    from seqmask.cli import app
+    from seqmask.detect import load_detector
+    from seqmask.runs import RunDir
+
+    shards = write_shards(tmp_path / "shards")
+    config = write_config(tmp_path, epochs=1)
+    streamed = train(load_config(config, ["data.streaming=on"]), tmp_path / "run")
+    train(load_config(config, ["data.streaming=off"]), tmp_path / "off")
+    assert streamed["detector"]["score"] is not None, streamed["detector"]
+    _same_detector(load_detector(RunDir(tmp_path / "run"), "best"), load_detector(RunDir(tmp_path / "off"), "best"))
+    _, _, ids = _data()
+    run = api.load(tmp_path / "run")
+    cli = CliRunner()
+
+    # evaluate --data SHARDS: one row group per shard; the loss of the data read whole.
+    out = tmp_path / "errors.parquet"
+    result = cli.invoke(app, ["evaluate", str(tmp_path / "run"), "--data", str(shards), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pq.ParquetFile(out).num_row_groups == 6
+    errors = pd.read_parquet(out)
+    assert errors["id"].tolist() == ids.tolist()
+    whole = run.evaluate(shards)  # every shard read into memory
+    np.testing.assert_allclose(errors["error"].to_numpy(), whole.errors, rtol=1e-5)
+    assert run.evaluate_to(shards, tmp_path / "e.csv").loss == pytest.approx(whole.loss, rel=1e-6)
+    # No --data: the run's validation split, shard by shard from its index: training's number.
+    result = cli.invoke(app, ["evaluate", str(tmp_path / "run"), "-o", str(tmp_path / "val.csv")])
+    assert result.exit_code == 0, result.output
+    assert f"{streamed['best_val_loss']:.6f}" in result.output
+    assert len(pd.read_csv(tmp_path / "val.csv")) == streamed["validation_sequences"]
+
+    # detect: per-sequence and per-step rows by shard, the summary once all are in.
+    labels = tmp_path / "labels.csv"
+    labels.write_text("id,label\n" + "".join(f"{sid},{int(i % 10 == 0)}\n" for i, sid in enumerate(ids)))
+    found, steps = tmp_path / "d.parquet", tmp_path / "steps.parquet"
+    args = ["detect", str(tmp_path / "run"), "--data", str(shards), "-o", str(found), "--steps", str(steps)]
+    result = cli.invoke(app, [*args, "--labels", str(labels)])
+    assert result.exit_code == 0, result.output
+    assert pq.ParquetFile(found).num_row_groups == pq.ParquetFile(steps).num_row_groups == 6
+    rows = pd.read_parquet(found)
+    assert rows["id"].tolist() == ids.tolist()
+    whole = run.detect(shards, labels=labels)
+    np.testing.assert_allclose(rows["score"].to_numpy(), whole.scores, rtol=1e-4, atol=1e-6)
+    assert rows["anomaly"].tolist() == whole.flags.astype(int).tolist()
+    assert len(pd.read_parquet(steps)) == int(_data()[1].sum())
+    summary = json.loads((tmp_path / "d.summary.json").read_text())
+    assert summary["sequences"] == 300 and summary["flagged"] == int(whole.flags.sum())
+    assert summary["labels"]["auroc"] == pytest.approx(whole.metrics["auroc"], abs=1e-9)
+    # An id the labels file lacks: one clear error, and none of the three files.
+    labels.write_text("id,label\n" + "".join(f"{sid},0\n" for sid in ids[:-1]))
+    for f in (found, steps, tmp_path / "d.summary.json"):
+        f.unlink()
+    result = cli.invoke(app, [*args, "--labels", str(labels)])
+    assert result.exit_code != 0 and f"has no label for sequence '{ids[-1]}'" in result.output
+    assert not found.exists() and not steps.exists() and not (tmp_path / "d.summary.json").exists()
+
+
+def test_a_sample_keeps_the_reference_rows_fit_reference_keeps(monkeypatch):
+    from seqmask import detect
+
+    monkeypatch.setattr(detect, "MAX_REFERENCE", 50)
+    latent = np.random.default_rng(0).normal(size=(200, 3))
+    rows = detect.sample_rows(200, 50, seed=7)
+    assert rows.tolist() == sorted(set(rows.tolist())) and len(rows) == 50
+    whole, sampled = detect.fit_reference(latent, 7, 5), detect.fit_reference(latent[rows], 7, 5)
+    for key in whole:
+        np.testing.assert_array_equal(whole[key], sampled[key])
+    assert detect.sample_rows(30, 50, seed=7).tolist() == list(range(30))
+
+
+@pytest.mark.slow
+def test_a_streamed_run_calibrates_on_a_sample_of_a_large_validation_split(tmp_path, monkeypatch):
+    from seqmask import detect
+    from seqmask.runs import RunDir
+
+    monkeypatch.setattr(detect, "MAX_STREAMED_CALIBRATION", 20)
+    write_shards(tmp_path / "shards")
+    metrics = train(load_config(write_config(tmp_path, epochs=1), ["data.streaming=on"]), tmp_path / "run")
+    found = detect.load_detector(RunDir(tmp_path / "run"), "best")
+    n = metrics["validation_sequences"]
+    assert found.calibration_sequences == 20
+    assert f"a sample of the validation split (20 of {n})" in found.how
