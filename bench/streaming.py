@@ -11,14 +11,21 @@ features), then, each in a fresh process so each peak RSS is its own:
                  holdout): seconds, sequences/s, peak RSS;
 * ``stream``     ``seqmask.train`` with ``data.streaming: on`` (LSTM 64, latent 32, batch 64,
                  ``data.window_shards: 8``, otherwise the defaults), stopped after
-                 ``--batches`` batches of epoch 1 (a whole epoch of 10^6 sequences would take
+                 ``--batches`` batches of epoch 1 (a whole epoch of 10^6 sequences takes
                  ~10 minutes here); real steps/s over the batches after the first 30
                  (tracing), the seconds the step waited for the prefetcher, peak RSS (the
                  index pass included);
 * ``memory``     the same with ``data.streaming: off`` (every shard read first), where the
                  values fit in a third of this machine's memory;
 * ``encode``     ``Run.encode_to`` of the first ``--encode-shards`` shards to Parquet,
-                 streamed shard by shard: real steps/s, peak RSS.
+                 streamed shard by shard: real steps/s, peak RSS;
+* ``detect``     ``Run.detect_to`` of the same shards (rows and steps to Parquet) on the
+                 streamed run: the first call calibrates its detector from seeded samples
+                 of the splits read from every shard ("calibrate s"), the second only
+                 detects (real steps/s); peak RSS over both.
+
+``--batches 0`` trains the whole epoch instead (with its validation and the detector's
+calibration at the end: a whole ``seqmask train``).
 
 "x memory" is streaming's throughput over the in-memory run's; "RSS x first" is a peak
 RSS over the same row's at the smallest size (the goal: within 1.2 from 10^5 to 10^7).
@@ -125,12 +132,14 @@ def _measure_train(shards: Path, mode: str, batches: int, run: Path) -> dict[str
 
     def stop() -> bool:
         done["n"] += 1
-        return done["n"] > batches
+        return 0 < batches < done["n"]
 
+    started = time.perf_counter()
     try:
         api.train(_config(shards, mode), run, reporter=Watch(), should_stop=stop)
     except Interrupted:
         pass
+    train_s = time.perf_counter() - started
     # Real steps per batch, from the run's plan: batch k of epoch 1.
     from seqmask.batching import epoch_batches
     from seqmask.config import config_from_dict
@@ -145,17 +154,19 @@ def _measure_train(shards: Path, mode: str, batches: int, run: Path) -> dict[str
     times = np.array([t for t, _ in marks])
     timed = slice(min(WARMUP, len(marks) // 2), len(marks))  # a smoke run may have fewer batches
     per_s = float(steps[timed][1:].sum() / (times[timed][-1] - times[timed][0]))
-    return {"per_s": per_s, "batches": len(marks), "rss_mib": _peak_rss_mib(), "waited_s": waited[0]}
+    return {
+        "per_s": per_s,
+        "batches": len(marks),
+        "train_s": train_s,
+        "rss_mib": _peak_rss_mib(),
+        "waited_s": waited[0],
+    }
 
 
 def _measure_encode(shards: Path, run: Path, count: int, out: Path) -> dict[str, Any]:
     from seqmask import api
-    from seqmask.shards import find_shards
 
-    subset = out.parent / f"encode-shards-{out.stem}"
-    subset.mkdir()
-    for p in (find_shards(shards) or [])[:count]:
-        os.symlink(p, subset / p.name)
+    subset = _first_shards(shards, count, out.parent / f"encode-shards-{out.stem}")
     loaded = api.load(run, "last")
     loaded.encode_to(subset, out)  # once untimed: tracing
     started = time.perf_counter()
@@ -164,12 +175,49 @@ def _measure_encode(shards: Path, run: Path, count: int, out: Path) -> dict[str,
     return {"per_s": encoding.num_steps / seconds, "rss_mib": _peak_rss_mib()}
 
 
+def _first_shards(shards: Path, count: int, subset: Path) -> Path:
+    """A directory of links to the first `count` shards."""
+    from seqmask.shards import find_shards
+
+    subset.mkdir(exist_ok=True)
+    for p in (find_shards(shards) or [])[:count]:
+        if not (subset / p.name).exists():
+            os.symlink(p, subset / p.name)
+    return subset
+
+
+def _measure_detect(shards: Path, run: Path, count: int, out: Path) -> dict[str, Any]:
+    """`Run.detect_to` of the first `count` shards: the first call calibrates the run's
+    detector (streamed: seeded samples of the splits, read from every shard), the second
+    only detects, shard by shard."""
+    from seqmask import api
+
+    subset = _first_shards(shards, count, out.parent / f"detect-shards-{out.stem}")
+    loaded = api.load(run, "last")
+    started = time.perf_counter()
+    first = loaded.detect_to(subset, out, steps=out.with_name(out.stem + "-steps.parquet"))
+    calibrate_s = time.perf_counter() - started
+    started = time.perf_counter()
+    again = loaded.detect_to(subset, out, steps=out.with_name(out.stem + "-steps.parquet"))
+    seconds = time.perf_counter() - started
+    steps = sum(int(np.load(p)["lengths"].sum()) for p in sorted(subset.glob("*.npz")))
+    return {
+        "calibrate_detect_s": calibrate_s,
+        "calibrated": first.calibrated_now,
+        "sequences": again.totals.sequences,
+        "per_s": steps / seconds,
+        "rss_mib": _peak_rss_mib(),
+    }
+
+
 def _child(args: argparse.Namespace) -> None:
     what, shards = args.child, Path(args.shards)
     if what == "index":
         result = _measure_index(shards)
     elif what in ("stream", "memory"):
         result = _measure_train(shards, "on" if what == "stream" else "off", args.batches, Path(args.run))
+    elif what == "detect":
+        result = _measure_detect(shards, Path(args.run), args.encode_shards, Path(args.out))
     else:
         result = _measure_encode(shards, Path(args.run), args.encode_shards, Path(args.out))
     print("RESULT " + json.dumps(result), flush=True)
@@ -192,7 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--shard-size", type=int, default=10_000)
-    parser.add_argument("--batches", type=int, default=600)
+    parser.add_argument("--batches", type=int, default=600, help="batches of epoch 1 to train; 0: the whole epoch")
     parser.add_argument("--encode-shards", type=int, default=4)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--dir", type=Path, help="where to write the shards (default: a temporary directory)")
@@ -232,12 +280,15 @@ def main() -> None:
                 str(args.encode_shards),
             ]
             row: dict[str, Any] = {"sequences": n, "steps": steps}
+            for old in (base / f"run-s{n}", base / f"run-m{n}"):  # --dir: a run of an earlier call
+                shutil.rmtree(old, ignore_errors=True)
             row["index"] = _run_child("--child", "index", *common)
             row["stream"] = _run_child("--child", "stream", *common, "--run", str(base / f"run-s{n}"))
             if steps * FEATURES * 4 < memory / 3:
                 row["memory"] = _run_child("--child", "memory", *common, "--run", str(base / f"run-m{n}"))
             run = str(base / f"run-s{n}")
             row["encode"] = _run_child("--child", "encode", *common, "--run", run, "--out", str(base / f"z{n}.parquet"))
+            row["detect"] = _run_child("--child", "detect", *common, "--run", run, "--out", str(base / f"d{n}.parquet"))
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.dir is None:
@@ -253,8 +304,9 @@ def main() -> None:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| sequences | real steps | index s | index seq/s | index RSS MiB | stream steps/s | memory steps/s "
-        "| x memory | waited s | stream RSS MiB | RSS x first | memory RSS MiB | encode steps/s | encode RSS MiB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| x memory | waited s | stream RSS MiB | RSS x first | memory RSS MiB | encode steps/s | encode RSS MiB "
+        "| calibrate s | detect steps/s | detect RSS MiB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     first = rows[0]["stream"]["rss_mib"] if rows else 1.0
     for r in rows:
@@ -268,8 +320,14 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['stream']['rss_mib'] / first:.2f} | "
             + (f"{mem['rss_mib']:,.0f}" if mem else "-")
             + f" | {r['encode']['per_s']:,.0f} | {r['encode']['rss_mib']:,.0f} |"
+            + (_detect_cells(r["detect"]) if "detect" in r else " - | - | - |")
         )
     return "\n".join(lines)
+
+
+def _detect_cells(d: dict[str, Any]) -> str:
+    calibrated = f"{d['calibrate_detect_s']:.1f}" if d["calibrated"] else "-"
+    return f" {calibrated} | {d['per_s']:,.0f} | {d['rss_mib']:,.0f} |"
 
 
 if __name__ == "__main__":

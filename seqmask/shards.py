@@ -699,8 +699,7 @@ def read_all(shards: Sequence[Path], read: Reader) -> Sequences:
     counts = np.asarray([len(p) for p in parts], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     ids = np.concatenate([p.ids for p in parts])  # (n,)
-    hashes = id_hashes(ids)
-    _check_unique_across(hashes, hashes.astype(np.uint32), offsets, paths, read)
+    _check_unique_across([id_hashes(p.ids) for p in parts], offsets, paths, read)
     source = str(paths[0]) if len(paths) == 1 else os.path.commonpath([os.path.abspath(p) for p in paths])
     return Sequences(
         np.concatenate([p.values for p in parts]),
@@ -738,8 +737,8 @@ def build_index(
     ``holdout`` (see :func:`holdout`) marks the validation sequences as each shard is
     read, so the statistics are the training split's and one pass is enough.
 
-    Memory: the values of at most ``2 * threads`` shards, and 17 bytes a sequence
-    at the end (the 8-byte id hashes for the duplicate check, then dropped).
+    Memory: the values of at most ``2 * threads`` shards, and 13 bytes a sequence
+    at the end (8-byte id hashes, for the duplicate check, become the 4-byte checks).
 
     ``DataError`` (naming the shard) for: no shards; a shard's own reader error
     (unchanged); tokens (streaming supports numbers only for now); a feature count or
@@ -784,10 +783,8 @@ def build_index(
     assert first is not None and stats is not None
     counts = np.asarray([len(x) for x in lengths if x is not None], dtype=np.int64)  # (shards,)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # (shards + 1,)
-    all_hashes = _gather(hashes, offsets, np.uint64)  # (n,)
-    checks = all_hashes.astype(np.uint32)  # (n,): the low 32 bits
-    _check_unique_across(all_hashes, checks, offsets, paths, read)
-    del all_hashes
+    _check_unique_across(hashes, offsets, paths, read)
+    checks = _gather(hashes, offsets, np.uint32)  # (n,): the low 32 bits of each hash
     return ShardIndex(
         shards=tuple(os.path.abspath(p) for p in paths),
         sizes=np.asarray(sizes, dtype=np.int64),
@@ -829,33 +826,29 @@ def _gather(parts: list[np.ndarray | None], offsets: np.ndarray, dtype: Any) -> 
     return out
 
 
-def _check_unique_across(
-    hashes: np.ndarray, checks: np.ndarray, offsets: np.ndarray, paths: list[Path], read: Reader
-) -> None:
+# The duplicate check sorts the hashes whose top 4 bits are b, for each b in turn: 1/16 of
+# them at a time, so it needs no sorted copy of all of them.
+_BUCKET_BITS = 4
+
+
+def _check_unique_across(hashes: list[np.ndarray | None], offsets: np.ndarray, paths: list[Path], read: Reader) -> None:
     """``DataError`` for the first id (by its second appearance, in global order) that two
     sequences share, naming the shards of both.
 
-    ``hashes`` (n,) is sorted in place: equal ids have equal hashes, so no repeated hash
-    means no repeated id, at 8 bytes a sequence. A repeated hash is confirmed on the ids
-    themselves, read again from the shards of the positions whose check matches: two
-    distinct ids that share a 64-bit hash (odds about n² / 2^65) are not an error."""
-    hashes.sort()
-    repeated = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    ``hashes`` are each shard's ``id_hashes``: equal ids have equal hashes, so no repeated
+    hash means no repeated id. A repeated hash is confirmed on the ids themselves, read
+    again from the shards that hold it: two distinct ids that share a 64-bit hash (odds
+    about n² / 2^65) are not an error."""
+    parts = [h for h in hashes if h is not None]
+    shift = np.uint64(64 - _BUCKET_BITS)
     found: tuple[int, int] | None = None
-    for value in repeated:  # nearly always none
-        candidates = np.flatnonzero(checks == np.uint32(int(value) & 0xFFFFFFFF))  # (k,), ascending
-        shard_of = np.searchsorted(offsets, candidates, side="right") - 1
-        seen: dict[str, int] = {}
-        for s in np.unique(shard_of):
-            ids = read(paths[int(s)]).ids
-            for pos in candidates[shard_of == s]:
-                text = str(ids[int(pos - offsets[s])])
-                if id_hashes(np.asarray([text]))[0] != value:
-                    continue
-                if text in seen and (found is None or int(pos) < found[1]):
-                    found = (seen[text], int(pos))
-                    break
-                seen.setdefault(text, int(pos))
+    for bucket in range(1 << _BUCKET_BITS):
+        chunk = np.concatenate([p[(p >> shift) == np.uint64(bucket)] for p in parts])  # (~n / 16,)
+        chunk.sort()
+        for value in np.unique(chunk[1:][chunk[1:] == chunk[:-1]]):  # nearly always none
+            pair = _first_repeat_of(value, parts, offsets, paths, read)
+            if pair is not None and (found is None or pair[1] < found[1]):
+                found = pair
     if found is None:
         return
     i, j = found
@@ -864,6 +857,25 @@ def _check_unique_across(
     text = str(read(b).ids[j - int(offsets[sb])])
     where = f"twice in shard {a}" if a == b else f"in shards {a} and {b}"
     raise DataError(f"{b}: sequence id {show(text)} appears {where}; ids must be unique across all shards")
+
+
+def _first_repeat_of(
+    value: np.uint64, parts: list[np.ndarray], offsets: np.ndarray, paths: list[Path], read: Reader
+) -> tuple[int, int] | None:
+    """(earlier, later) global positions of the first id, among those hashing to ``value``,
+    seen twice (by the later one), or None when they are all distinct ids."""
+    seen: dict[str, int] = {}
+    for s, part in enumerate(parts):
+        rows = np.flatnonzero(part == value)
+        if not rows.size:
+            continue
+        ids = read(paths[s]).ids
+        for row in rows:
+            text = str(ids[int(row)])
+            if text in seen:
+                return seen[text], int(offsets[s]) + int(row)
+            seen[text] = int(offsets[s]) + int(row)
+    return None
 
 
 # -- splitting -------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ def test_bench_streaming_smoke(tmp_path: Path) -> None:
     import json
 
     (row,) = json.loads(out.read_text())
-    for part in ("index", "stream", "memory", "encode"):
+    for part in ("index", "stream", "memory", "encode", "detect"):
         assert row[part]["rss_mib"] > 0 and row[part]["per_s"] > 0, part
     assert row["stream"]["batches"] >= 20
+    assert row["detect"]["calibrated"] and row["detect"]["sequences"] == 1000  # one shard, calibrated first
