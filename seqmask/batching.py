@@ -15,7 +15,7 @@ at epoch e, batch k gets exactly the batches it would have got.
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Literal, overload
 
 import numpy as np
@@ -199,7 +199,7 @@ def padded_batch(
     return pad(seqs, indices, time_len, padding), lengths.astype(np.int32)
 
 
-def scoring_batches(seqs: Sequences | ShardedSequences, batch_size: int) -> list[np.ndarray]:
+def scoring_batches(seqs: Sequences | ShardedSequences, batch_size: int) -> Iterable[np.ndarray]:
     """Deterministic batches for scoring `seqs`: by length, or, for sharded data, by
     length within groups of shards (each shard read once)."""
     if isinstance(seqs, ShardedSequences):

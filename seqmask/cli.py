@@ -357,7 +357,8 @@ def evaluate(
         typer.Option(
             "--output",
             "-o",
-            help="Per-sequence errors, .csv or .parquet (default: RUN_DIR/evaluation_<checkpoint>.csv).",
+            help="Per-sequence errors, .csv or .parquet (default: RUN_DIR/evaluation_<checkpoint>.csv); "
+            "sharded data is scored and written shard by shard.",
         ),
     ] = None,
 ) -> None:
@@ -438,7 +439,8 @@ def detect(
             "--output",
             "-o",
             help="One row per sequence (.csv or .parquet): id, length, score, threshold, anomaly, "
-            "interval_start, interval_end. A summary goes beside it (<name>.summary.json).",
+            "interval_start, interval_end. A summary goes beside it (<name>.summary.json). "
+            "Sharded data is scored and written shard by shard.",
             show_default=False,
         ),
     ],

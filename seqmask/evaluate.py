@@ -37,7 +37,7 @@ from seqmask.inputs import Data, sequences_from
 from seqmask.model import LATENT, encoder_from
 from seqmask.runs import Checkpoint, RunDir
 from seqmask.scoring import Scores, batch_signature, make_eval_step, make_loss_fn, score
-from seqmask.shards import find_shards
+from seqmask.shards import find_shards, unpin_freed_shards
 from seqmask.streaming import ShardedSequences
 from seqmask.vocab import Vocabulary
 
@@ -132,6 +132,7 @@ def shard_parts(run: Run, shards: list[Path]) -> Iterator[Sequences]:
     run's data; the next shard is read in a background thread while this one is used."""
     from seqmask.streaming import Prefetcher
 
+    unpin_freed_shards()
     read = shard_reader(run.cfg)
     expected = run.model.inputs[0].shape[-1]
     with Prefetcher(lambda k: read(shards[k]), 0, len(shards), depth=1) as ahead:

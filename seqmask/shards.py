@@ -60,6 +60,7 @@ __all__ = [
     "holdout",
     "id_hashes",
     "read_all",
+    "unpin_freed_shards",
     "split_positions",
 ]
 
@@ -77,6 +78,33 @@ _PER_SEQUENCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".npy")
 _CHUNK_ROWS = 1 << 16
 
 _INDEX_VERSION = 2
+
+
+# glibc's malloc serves a large block by mmap only while it is above a threshold that it
+# raises to the size of each large block freed, up to 32 MiB: after the first shard's
+# arrays are freed, the next shards' come from the heap, where the small arrays kept of
+# each one (a read's rows, an index part) pin them, and the heap never shrinks. Reading
+# 10^4 scattered sequences from 10^3 shards of 30 MB held 1.4 GB that way (BENCHMARKS.md,
+# "Streaming"). A fixed threshold of 1 MiB maps and unmaps every array of a shard.
+_M_MMAP_THRESHOLD = -3  # glibc's <malloc.h>
+_MMAP_THRESHOLD = 1 << 20
+_unpinned = False
+
+
+def unpin_freed_shards() -> None:
+    """Fix glibc's mmap threshold at 1 MiB, once per process (nothing elsewhere), so the
+    memory of a shard read and dropped goes back to the system."""
+    global _unpinned
+    if _unpinned:
+        return
+    _unpinned = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(ctypes.c_int(_M_MMAP_THRESHOLD), ctypes.c_int(_MMAP_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): their malloc does not do this
+        pass
 
 
 # -- finding the shards ------------------------------------------------------------------
@@ -397,6 +425,7 @@ class ShardIndex:
         memory and concatenated. ``DataError`` if a shard no longer holds the sequences
         the index says it does.
         """
+        unpin_freed_shards()
         pos = np.asarray(positions, dtype=np.int64).reshape(-1)  # (m,)
         n = self.num_sequences
         if pos.size and (int(pos.min()) < 0 or int(pos.max()) >= n):
@@ -687,6 +716,7 @@ def read_all(shards: Sequence[Path], read: Reader) -> Sequences:
     used as one in-memory file (``--data DIR`` of a run that is not sharded, say). Checked as
     :func:`build_index` checks them (the same features, no id twice); ``source`` is the
     shards' common directory."""
+    unpin_freed_shards()
     paths = [Path(p) for p in shards]
     if not paths:
         raise DataError("no shard files to read")
@@ -744,6 +774,7 @@ def build_index(
     (unchanged); tokens (streaming supports numbers only for now); a feature count or
     feature names other than the first shard's; an id in two shards (both named).
     """
+    unpin_freed_shards()
     paths = [Path(s) for s in shards]
     if not paths:
         raise DataError("no shard files to index")

@@ -18,7 +18,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -98,16 +98,16 @@ class ShardedSequences:
         """Every sequence, if they are held in memory (data.streaming: off), else None."""
         return self.resident
 
-    def scoring_batches(self, batch_size: int) -> list[np.ndarray]:
+    def scoring_batches(self, batch_size: int) -> Iterator[np.ndarray]:
         """Deterministic batches for scoring: shard by shard (`cache_shards` at a time, so
-        each shard is read once), by length within, as `inference_batches` does in memory."""
+        each shard is read once), by length within, as `inference_batches` does in memory.
+        Made as they are used: a list of every batch of 10^6 sequences would take ~30 MB."""
         present = np.flatnonzero(np.diff(self.bounds))
-        batches: list[np.ndarray] = []
         for w in range(0, len(present), self.cache_shards):
             members = rows_in(self.bounds, present[w : w + self.cache_shards])
             members = members[np.argsort(self.lengths[members], kind="stable")]
-            batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
-        return batches
+            for i in range(0, len(members), batch_size):
+                yield members[i : i + batch_size]
 
 
 def rows_in(bounds: np.ndarray, shards: np.ndarray) -> np.ndarray:
