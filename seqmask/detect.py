@@ -808,7 +808,7 @@ def detect_parts(
 @dataclass
 class DetectionTotals:
     """What `detect` reports of data detected whole or part by part. With a labels file,
-    each part's labels are looked up by id and its scores and flags kept (13 bytes a
+    each part's labels are looked up by id and its scores and flags kept (10 bytes a
     sequence), for AUROC and average precision over all of them."""
 
     labels: LabelFile | None = None

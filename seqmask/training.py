@@ -76,6 +76,7 @@ class _Session:
     # multi_worker streaming: the replica ids of this worker; it reads only their rows of
     # each batch (distribute.rows_of_replicas). None: every row is read.
     own_replicas: tuple[int, ...] | None = None
+    train_sequences_read: int = 0  # streaming: by the training batches, this session
 
     @property
     def batch_size(self) -> int:
@@ -401,6 +402,8 @@ def _run_epoch(s: _Session, reporter: Reporter, should_stop: Callable[[], bool])
         if ahead is not None:
             ahead.close()
             s.input_wait += ahead.waited
+        # Before the end's calibration, which reads its samples through the same split.
+        s.train_sequences_read = getattr(train_seqs, "sequences_read", 0)
 
 
 def _run_batches(
@@ -539,7 +542,7 @@ def _data_metrics(s: _Session) -> dict[str, Any]:
         "input_wait_seconds": s.input_wait,  # this session's, not counting before a resume
         # Training sequences this process read from the shards in this session: under
         # multi_worker only its replicas' rows of each batch.
-        "train_sequences_read": getattr(s.splits.train, "sequences_read", 0),
+        "train_sequences_read": s.train_sequences_read,
     }
 
 
