@@ -34,6 +34,18 @@ def read_labels(path: str | Path, seqs: Sequences) -> np.ndarray:
     return labels
 
 
+def read_rows(path: Path) -> list[list[str]]:
+    """The rows of a labels CSV, or a DataError naming the file."""
+    try:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" export starts with a byte-order mark.
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return list(csv.reader(f))
+    except OSError as e:
+        raise DataError(f"cannot read labels file {path}: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e.reason})") from e
+
+
 class LabelFile:
     """A labels file read once, for data that comes part by part (streamed shards): each
     part's labels are looked up by id, and at the end every id of the file must have been
@@ -47,14 +59,7 @@ class LabelFile:
     @classmethod
     def read(cls, path: str | Path) -> LabelFile:
         path = Path(path)
-        try:
-            # utf-8-sig: a spreadsheet's "CSV UTF-8" export starts with a byte-order mark.
-            with open(path, newline="", encoding="utf-8-sig") as f:
-                rows = list(csv.reader(f))
-        except OSError as e:
-            raise DataError(f"cannot read labels file {path}: {e.strerror or e}") from e
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not a UTF-8 text file ({e.reason})") from e
+        rows = read_rows(path)
         header = [c.strip() for c in rows[0]] if rows else []
         if header != ["id", "label"]:
             raise DataError(

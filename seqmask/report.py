@@ -13,7 +13,6 @@ the page says so), so a report of 100 000 sequences stays small.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from seqmask.detect import Detection, Outputs, detect_outputs, load_detector, mo
 from seqmask.errors import DataError, RunError
 from seqmask.evaluate import Run, run_data
 from seqmask.inputs import Data
+from seqmask.labels import read_rows
 from seqmask.losses import step_weights, targets_and_mask
 from seqmask.runs import METRICS
 from seqmask.scoring import error_of
@@ -148,11 +148,7 @@ def read_categories(path: str | Path, seqs: Sequences) -> np.ndarray:
     label more sequences than `seqs` holds (a labels file for a whole dataset, a report on
     its validation split), but it must label some of them."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except OSError as e:
-        raise DataError(f"cannot read labels file {path}: {e.strerror or e}") from e
+    rows = read_rows(path)
     if not rows or len(rows[0]) < 2 or rows[0][0].strip() != "id":
         raise DataError(f"{path}, line 1: a labels file starts with a header 'id,<label column>'")
     position = {str(sid): i for i, sid in enumerate(seqs.ids)}
