@@ -227,14 +227,14 @@ def shard_index(
     return saved
 
 
-def sharded_splits(cfg: Config, run: RunDir) -> Splits | None:
+def sharded_splits(cfg: Config, run: RunDir, index: ShardIndex | None = None) -> Splits | None:
     """A sharded run's splits, read from the shards only when a part is taken (whatever
-    data.streaming says), by the index it saved (checked against the shards); None for
-    a run on one file."""
+    data.streaming says), by the index it saved (`index`, when the caller has loaded it;
+    checked against the shards); None for a run on one file."""
     shards = find_shards(cfg.data.train)
     if shards is None:
         return None
-    return _prepare_shards(cfg, shards, saved_index(run), None, stream=True)
+    return _prepare_shards(cfg, shards, index or saved_index(run), None, stream=True)
 
 
 def _prepare_shards(

@@ -900,7 +900,7 @@ def _streamed_splits(run: Run) -> Splits | None:
     index = saved_index(run.run_dir)
     if index is None or not should_stream(run.cfg.data.streaming, index):
         return None
-    return sharded_splits(run.cfg, run.run_dir)
+    return sharded_splits(run.cfg, run.run_dir, index)
 
 
 __all__ = [
