@@ -1,6 +1,6 @@
 # seqmask: `make demo` trains the bundled example, `make test` runs the tests.
 # Both create .venv and install the package into it first (only when pyproject.toml changed),
-# then build seqmask's CPU LSTM kernel (seqmask/native.py; cached in ~/.cache/seqmask).
+# then build seqmask's CPU LSTM kernel (seqmask/model/native.py; cached in ~/.cache/seqmask).
 
 PYTHON ?= python3
 VENV := .venv
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,export]'
-	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m seqmask.native  # compiles the CPU LSTM kernel once (~25 s)
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m seqmask.model.native  # compiles the CPU LSTM kernel once (~25 s)
 	touch $(STAMP)
 
 demo: install
@@ -32,11 +32,13 @@ demo: install
 	@echo "detections.csv, detection_steps.csv (README: 'Finding unusual sequences')"
 	@echo "Open runs/demo/report.html in a browser to see the run; runs/demo_export is the model for serving (README: 'Serving')."
 
-# Lint, import order, layout and types: part of `make test`, so CI enforces them.
+# Lint, import order, layout, types and the import rules between layers: part of `make test`,
+# so CI enforces them.
 lint: install
 	$(BIN)/ruff check seqmask tests bench scripts
 	$(BIN)/ruff format --check seqmask tests bench scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache  # the layers and import rules in pyproject.toml, [tool.importlinter]
 
 # Two worker processes (pytest-xdist): most tests are single-threaded Python and graph
 # tracing, so two cores run two of them at once (README, "Development", says how long).

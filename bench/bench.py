@@ -35,7 +35,7 @@ The options in force are printed in the header and written to the JSON. On it:
                      step is its own.
 4. sgemm             a numpy float32 matrix product: this machine's practical peak, in this
                      run, so GFLOP/s figures can be read as a fraction of what the CPU can do.
-5. CSV load          `seqmask.readers.read_sequences` against `pandas.read_csv` on one
+5. CSV load          `seqmask.data.readers.read_sequences` against `pandas.read_csv` on one
                      long-format CSV file.
 
 The unit is the *real step*: one unpadded time step of one sequence. Padded steps are work
@@ -420,8 +420,9 @@ def child_sgemm(spec):
 
 def child_seqmask(spec):
     """Train through the public API, then evaluate and encode the same data with the run."""
-    from seqmask.evaluate import encode, evaluate, load_run
-    from seqmask.training import train
+    from seqmask.analysis.evaluate import encode, evaluate
+    from seqmask.run.loaded import load_run
+    from seqmask.training.loop import train
 
     import_rss = peak_rss_mib()
     cfg = resolve(spec["data"], spec["epochs"], spec["overrides"])
@@ -711,7 +712,7 @@ def child_keras(spec):
 def child_csv(spec):
     """One reader on the CSV, best of `repeats`; the module is imported before timing."""
     if spec["reader"] == "seqmask":
-        from seqmask.readers import read_sequences
+        from seqmask.data.readers import read_sequences
 
         def read():
             return read_sequences(spec["path"], format="csv", id_column="id", step_column="step")

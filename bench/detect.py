@@ -10,7 +10,7 @@ Every task has normal training sequences and a test set whose sequences are labe
                ``train.epochs`` = ``--epochs`` (40), ``train.patience: 0`` (no early stop),
                ``train.seed`` = seed. The ``best`` checkpoint then scores the test set under
                every detector variant of ``VARIANTS``, each fitted by
-               ``seqmask.detect.fit_detector`` on the run's validation split (level 0.99)
+               ``seqmask.analysis.detect.fit_detector`` on the run's validation split (level 0.99)
                with the training split's latent vectors as the reference set:
 
                ==================  =====================================================
@@ -37,7 +37,7 @@ the real steps, and the length; they are standardized with the mean and std over
 normal training sequences (all of them: seqmask's training and validation parts), which
 are also the baselines' training set.
 
-**AUROC** and **average precision** (``seqmask.labels``, equal to scikit-learn's) per task, with
+**AUROC** and **average precision** (``seqmask.data.labels``, equal to scikit-learn's) per task, with
 label 1 = anomalous and higher scores = more anomalous; a NaN score (a sequence with
 nothing scored) counts as the lowest score.
 
@@ -110,8 +110,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports Te
 
 import numpy as np  # noqa: E402
 
-from seqmask import labels as labels_lib  # noqa: E402
 from seqmask.config import DetectConfig  # noqa: E402  (no TensorFlow)
+from seqmask.data import labels as labels_lib  # noqa: E402
 
 
 def _load_quality():
@@ -371,9 +371,9 @@ def length_stats(detector, outputs, scores, normal):
 
 def run_seqmask(task, files, opts, work):
     """(scores per variant (None where it failed), extra facts: errors, seconds, length stats)."""
-    from seqmask.detect import fit_detector, model_outputs, reference_latent
-    from seqmask.evaluate import load_run, run_data
-    from seqmask.training import train
+    from seqmask.analysis.detect import fit_detector, model_outputs, reference_latent
+    from seqmask.run.loaded import load_run, run_data
+    from seqmask.training.loop import train
 
     cfg = seqmask_config(task, files, opts)
     run_dir = work / "run"

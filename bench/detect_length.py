@@ -64,10 +64,10 @@ def main(argv=None):
     opts = p.parse_args(argv)
     from scipy.stats import spearmanr
 
+    from seqmask.analysis.detect import fit_detector, model_outputs, reference_latent
     from seqmask.config import load_config
-    from seqmask.detect import fit_detector, model_outputs, reference_latent
-    from seqmask.evaluate import load_run, run_data
-    from seqmask.training import train
+    from seqmask.run.loaded import load_run, run_data
+    from seqmask.training.loop import train
 
     run_dir = opts.run
     if run_dir is None:

@@ -114,7 +114,7 @@ def _history(run: Path) -> list[dict[str, float]]:
 
 
 def _weights(run: Path) -> list[np.ndarray]:
-    from seqmask.checkpoints import load_checkpoint
+    from seqmask.run.checkpoints import load_checkpoint
 
     model, _ = load_checkpoint(run / "checkpoints" / "last.keras")
     return [np.asarray(w) for w in model.get_weights()]

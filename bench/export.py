@@ -5,17 +5,17 @@ What is measured
 One run is trained (``--train-sequences`` synthetic sequences, ``--epochs`` epochs, the
 model of ``--units`` / ``--latent-dim``, otherwise seqmask's default config; the speed of
 a forward pass does not depend on how well it is trained), exported with
-``seqmask.export.export`` in both formats, and then ``--sequences`` other synthetic
+``seqmask.serving.export.export`` in both formats, and then ``--sequences`` other synthetic
 variable-length sequences (lengths uniform in ``--min-length`` .. ``--max-length``,
 2 features) are encoded, in the same process, one method after another:
 
-* ``seqmask``     ``seqmask.evaluate.encode(run, file)``: what ``seqmask encode`` runs
+* ``seqmask``     ``seqmask.analysis.evaluate.encode(run, file)``: what ``seqmask encode`` runs
                   (seqmask's fused CPU kernel on the post-padded run), its own timing:
                   batching, padding and the model, not reading the file. Its encode step
                   is traced once per model, in the untimed first call (each ``seqmask
                   encode`` command, a new process, pays it once: about 0.2 s).
 * ``savedmodel``  ``tf.saved_model.load(dir).encode(values, lengths)`` on the same
-                  batches (``seqmask.batching.inference_batches``: by length, ``--batch-size``),
+                  batches (``seqmask.data.batching.inference_batches``: by length, ``--batch-size``),
                   raw values padded per batch inside the timed loop.
 * ``onnx``        ``onnxruntime.InferenceSession(model.onnx).run(["latent"], ...)`` on the
                   same batches: the one ONNX graph, asked for the latent vectors only.
@@ -78,13 +78,14 @@ def _best(fn: Any, repeats: int) -> tuple[float, Any]:
 
 
 def run_bench(opts: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from seqmask.batching import inference_batches
+    from seqmask.analysis.evaluate import encode
     from seqmask.config import load_config
     from seqmask.data import pad
-    from seqmask.dataset import load
-    from seqmask.evaluate import encode, load_run
-    from seqmask.export import ONNX_FILE, export
-    from seqmask.training import train
+    from seqmask.data.batching import inference_batches
+    from seqmask.data.loading import load
+    from seqmask.run.loaded import load_run
+    from seqmask.serving.export import ONNX_FILE, export
+    from seqmask.training.loop import train
 
     synthetic(tmp / "train.npz", opts.train_sequences, opts.min_length, opts.max_length, seed=1)
     lengths = synthetic(tmp / "data.npz", opts.sequences, opts.min_length, opts.max_length, seed=2)

@@ -29,14 +29,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from seqmask.batching import padded_batch  # noqa: E402
 from seqmask.data import Sequences  # noqa: E402
-from seqmask.devices import configure_device  # noqa: E402
-from seqmask.fused_lstm import FusedLSTM  # noqa: E402
-from seqmask.losses import loss_terms  # noqa: E402
-from seqmask.model import build_autoencoder  # noqa: E402
-from seqmask.scoring import make_loss_fn  # noqa: E402
-from seqmask.training import _make_train_step  # noqa: E402
+from seqmask.data.batching import padded_batch  # noqa: E402
+from seqmask.model.autoencoder import build_autoencoder  # noqa: E402
+from seqmask.model.devices import configure_device  # noqa: E402
+from seqmask.model.fused_lstm import FusedLSTM  # noqa: E402
+from seqmask.model.losses import loss_terms  # noqa: E402
+from seqmask.model.scoring import make_loss_fn  # noqa: E402
+from seqmask.training.loop import _make_train_step  # noqa: E402
 
 BATCH, FEATURES, UNITS, LATENT = 64, 12, 64, 32
 
@@ -55,7 +55,7 @@ def best_ms(fn, *args, repeats=30):
 def main():
     import argparse
 
-    from seqmask import devices
+    from seqmask.model import devices
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="threads per op (intra-op)")

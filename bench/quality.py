@@ -423,8 +423,9 @@ def seqmask_config(trial, train_overrides, opts):
 
 
 def run_seqmask_variant(trial, opts, name, train_overrides):
-    from seqmask.evaluate import encode, evaluate, load_run
-    from seqmask.training import train
+    from seqmask.analysis.evaluate import encode, evaluate
+    from seqmask.run.loaded import load_run
+    from seqmask.training.loop import train
 
     cfg = seqmask_config(trial, train_overrides, opts)
     run_dir = trial.work / f"run_{name}"

@@ -94,8 +94,8 @@ def _config(shards: Path, streaming: str) -> dict[str, Any]:
 
 def _measure_index(shards: Path) -> dict[str, Any]:
     from seqmask.config import config_from_dict
-    from seqmask.dataset import shard_reader
-    from seqmask.shards import build_index, find_shards, holdout
+    from seqmask.data.loading import shard_reader
+    from seqmask.data.shards import build_index, find_shards, holdout
 
     cfg = config_from_dict(_config(shards, "on"))
     started = time.perf_counter()
@@ -106,9 +106,9 @@ def _measure_index(shards: Path) -> dict[str, Any]:
 
 def _measure_train(shards: Path, mode: str, batches: int, run: Path) -> dict[str, Any]:
     from seqmask import api
-    from seqmask import streaming as streaming_module
+    from seqmask.data import streaming as streaming_module
     from seqmask.errors import Interrupted
-    from seqmask.progress import Reporter
+    from seqmask.training.progress import Reporter
 
     marks: list[tuple[float, float]] = []  # (time, real steps done) after each batch
     waited = [0.0]
@@ -126,7 +126,7 @@ def _measure_train(shards: Path, mode: str, batches: int, run: Path) -> dict[str
         def batch_end(self, epoch: int, batch: int, loss: float, real_steps_per_s: float) -> None:
             marks.append((time.perf_counter(), 0.0))
 
-    from seqmask.runs import RunDir
+    from seqmask.run.directory import RunDir
 
     done = {"n": 0}
 
@@ -141,10 +141,10 @@ def _measure_train(shards: Path, mode: str, batches: int, run: Path) -> dict[str
         pass
     train_s = time.perf_counter() - started
     # Real steps per batch, from the run's plan: batch k of epoch 1.
-    from seqmask.batching import epoch_batches
     from seqmask.config import config_from_dict
-    from seqmask.dataset import prepare
-    from seqmask.shards import ShardIndex
+    from seqmask.data.batching import epoch_batches
+    from seqmask.data.shards import ShardIndex
+    from seqmask.run.splits import prepare
 
     cfg = config_from_dict(_config(shards, "on"))
     index = ShardIndex.load(RunDir(run).file("shard_index.npz"))
@@ -177,7 +177,7 @@ def _measure_encode(shards: Path, run: Path, count: int, out: Path) -> dict[str,
 
 def _first_shards(shards: Path, count: int, subset: Path) -> Path:
     """A directory of links to the first `count` shards."""
-    from seqmask.shards import find_shards
+    from seqmask.data.shards import find_shards
 
     subset.mkdir(exist_ok=True)
     for p in (find_shards(shards) or [])[:count]:

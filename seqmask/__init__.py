@@ -7,12 +7,12 @@ use (PEP 562), so `import seqmask.config` and the CLI's `--help` stay instant.
 
 from typing import TYPE_CHECKING, Any
 
+from seqmask._version import __version__
 from seqmask.errors import ConfigError, DataError, DeviceError, Interrupted, RunError, SeqmaskError
 
 if TYPE_CHECKING:
     from seqmask.api import Encoding, Run, load, train
 
-__version__ = "0.1.0"
 
 _API = ("Encoding", "Run", "load", "train")
 

@@ -10,7 +10,7 @@
     found = run.detect(sequences)                     # found.scores, found.flags
 
 `sequences` is a file path, a list of (length_i, features) arrays, a padded array with
-`lengths=`, or a pandas DataFrame in long format (`seqmask.inputs`); raw values go in,
+`lengths=`, or a pandas DataFrame in long format (`seqmask.data.inputs`); raw values go in,
 and the run applies its own normalization or vocabulary. Nothing here prints or exits:
 every problem a user can fix is a `seqmask.SeqmaskError` subclass with the message the
 command line shows. `cli.py` is a thin layer over these functions.
@@ -29,15 +29,16 @@ import numpy as np
 import yaml
 
 from seqmask.config import Config, config_from_dict, config_to_dict, load_config
+from seqmask.data.inputs import Data
 from seqmask.errors import ConfigError
-from seqmask.inputs import Data
-from seqmask.progress import Reporter
-from seqmask.runs import HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
+from seqmask.run.directory import HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
+from seqmask.training.progress import Reporter
 
 if TYPE_CHECKING:
-    from seqmask import evaluate as evaluation
-    from seqmask.detect import Detection, DetectionTotals, Detector
-    from seqmask.export import ExportInfo
+    from seqmask.analysis import evaluate as evaluation
+    from seqmask.analysis.detect import Detection, DetectionTotals, Detector
+    from seqmask.run.loaded import LoadedRun
+    from seqmask.serving.export import ExportInfo
 
 
 # --------------------------------------------------------------------------- training
@@ -63,7 +64,7 @@ def train(
         resume: continue `run_dir` from its last checkpoint, with its saved config.
         overwrite: replace an existing run directory.
         sets: overrides as on the command line, `"train.learning_rate=0.01"`.
-        reporter: receives progress (`seqmask.progress.Reporter`); default: none.
+        reporter: receives progress (`seqmask.training.progress.Reporter`); default: none.
         should_stop: polled after every batch; True checkpoints and raises `Interrupted`.
         **overrides: config keys by their `--set` path, with `__` for the dot
             (`train__epochs=5`), or `**{"train.epochs": 5}`; values are Python values.
@@ -92,7 +93,7 @@ def train(
                 raise ConfigError("a config given as a dict or a Config needs run_dir: where to write the run")
             run_dir = Path("runs") / Path(config).stem
     assert run_dir is not None
-    from seqmask.training import train as run_training  # TensorFlow: after the config's checks
+    from seqmask.training.loop import train as run_training  # TensorFlow: after the config's checks
 
     metrics = run_training(
         cfg,
@@ -186,7 +187,7 @@ class Run:
         checkpoint: "best" (lowest validation loss) or "last".
 
     The model is loaded on first use and kept. Data arguments take every form of
-    `seqmask.inputs` (a path, a list of arrays, a padded array with `lengths=`, a pandas
+    `seqmask.data.inputs` (a path, a list of arrays, a padded array with `lengths=`, a pandas
     DataFrame); `ids=` names in-memory sequences (default "0", "1", ...).
     """
 
@@ -195,17 +196,17 @@ class Run:
             raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
         self.path = Path(path)
         self.checkpoint: Checkpoint = checkpoint
-        self._loaded: evaluation.Run | None = None
+        self._loaded: LoadedRun | None = None
         self._trained_metrics: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, checkpoint={self.checkpoint!r})"
 
     @property
-    def loaded(self) -> evaluation.Run:
+    def loaded(self) -> LoadedRun:
         """The config, transform and model, as evaluate / detect / report use them."""
         if self._loaded is None:
-            from seqmask.evaluate import load_run
+            from seqmask.run.loaded import load_run
 
             self._loaded = load_run(self.path, self.checkpoint)
         return self._loaded
@@ -244,7 +245,7 @@ class Run:
 
     def encoding(self, data: Data, *, lengths: Any = None, ids: Any = None, batch_size: int | None = None) -> Encoding:
         """`encode` with the ids, lengths and the time it took."""
-        from seqmask.evaluate import encode
+        from seqmask.analysis.evaluate import encode
 
         seqs, latent, seconds = encode(self.loaded, data, batch_size, lengths=lengths, ids=ids)
         return Encoding(seqs.ids, seqs.lengths, latent, seconds)
@@ -254,15 +255,15 @@ class Run:
         shards is encoded shard by shard and written part by part (.csv, .parquet), so
         memory does not grow with the data; the returned Encoding then holds no vectors
         (`latent` has no rows; its ids and lengths are those of every sequence)."""
-        from seqmask.exports import write_latent, write_latent_parts
-        from seqmask.shards import find_shards
+        from seqmask.analysis.outputs import write_latent, write_latent_parts
+        from seqmask.data.shards import find_shards
 
         shards = find_shards(data)
         if shards is None or Path(output).suffix == ".npy":
             encoding = self.encoding(data, batch_size=batch_size)
             write_latent(output, encoding.ids, encoding.lengths, encoding.latent)
             return encoding
-        from seqmask.evaluate import encode_shards
+        from seqmask.analysis.evaluate import encode_shards
 
         ids: list[np.ndarray] = []
         lengths: list[np.ndarray] = []
@@ -293,14 +294,14 @@ class Run:
         """The model's output for each sequence's real steps, in the input's units:
         (length_i, features) float32 (token runs: (length_i,) the most likely tokens).
         With `train.target: next_step`, row t predicts step t + 1."""
-        from seqmask.evaluate import reconstruct
+        from seqmask.analysis.evaluate import reconstruct
 
         return reconstruct(self.loaded, data, batch_size, lengths=lengths, ids=ids)[1]
 
     def evaluate(self, data: Data = None, *, lengths: Any = None, ids: Any = None) -> evaluation.Evaluation:
         """The exact masked loss on `data` (default: the run's validation data): `.loss`, the
         mean over all scored steps, and `.errors`, `.ids`, per sequence; as `seqmask evaluate`."""
-        from seqmask.evaluate import evaluate
+        from seqmask.analysis.evaluate import evaluate
 
         return evaluate(self.loaded, data, lengths=lengths, ids=ids)
 
@@ -309,8 +310,8 @@ class Run:
         `seqmask evaluate --output`. Sharded data (a directory or glob of shards, or a
         sharded run's validation split when `data` is None) is scored and written shard by
         shard, in input order, so memory does not grow with it; the totals are the same."""
-        from seqmask.evaluate import EvaluationTotals, evaluate_parts, streamed_parts
-        from seqmask.exports import write_errors, write_errors_parts
+        from seqmask.analysis.evaluate import EvaluationTotals, evaluate_parts, streamed_parts
+        from seqmask.analysis.outputs import write_errors, write_errors_parts
 
         tokens = self.config.input.kind == "tokens"
         totals = EvaluationTotals()
@@ -335,10 +336,10 @@ class Run:
         """`detect` with its files written, as `seqmask detect`: one row per sequence in
         `output`, one per step in `steps`, and `<output stem>.summary.json` beside it.
         Sharded data is detected and written shard by shard, in input order."""
-        from seqmask import detect as detection
-        from seqmask.evaluate import streamed_parts
-        from seqmask.exports import json_safe, summary_path, write_detection, write_detection_parts
-        from seqmask.labels import LabelFile
+        from seqmask.analysis import detect as detection
+        from seqmask.analysis.evaluate import streamed_parts
+        from seqmask.analysis.outputs import json_safe, summary_path, write_detection, write_detection_parts
+        from seqmask.data.labels import LabelFile
 
         if threshold is not None and not np.isfinite(threshold):
             raise ConfigError(f"threshold must be a finite number, got {threshold}")
@@ -384,14 +385,14 @@ class Run:
                 input order: `.metrics` then holds AUROC, average precision, precision,
                 recall and F1.
         """
-        from seqmask.detect import detect
+        from seqmask.analysis.detect import detect
 
         if threshold is not None and not np.isfinite(threshold):
             raise ConfigError(f"threshold must be a finite number, got {threshold}")
         found, detector, new = detect(self.loaded, data, threshold, lengths=lengths, ids=ids)
         metrics = None
         if labels is not None:
-            from seqmask.labels import label_metrics
+            from seqmask.data.labels import label_metrics
 
             metrics = label_metrics(_labels(labels, found.seqs), found.scores, found.flags)
         return found.with_context(detector, new, metrics)
@@ -409,7 +410,7 @@ class Run:
         """Fits the anomaly detector again on `data` (default: the validation data) and
         saves it in the run, as `seqmask calibrate`; at most one of `quantile`,
         `contamination`, `fpr` (which needs `labels` and `data`)."""
-        from seqmask import detect as detection
+        from seqmask.analysis import detect as detection
 
         check_threshold_rule(quantile, contamination, fpr, labels, data, score)
         with claim(self.path, fresh=False):  # no training may write the run meanwhile
@@ -418,13 +419,13 @@ class Run:
 
     def report(self, data: Data = None, labels: str | Path | None = None) -> str:
         """The run's HTML report (`seqmask report`) as one self-contained page."""
-        from seqmask.report import report
+        from seqmask.analysis.report import report
 
         return report(self.loaded, data, labels)
 
     def export(self, output: str | Path, format: str = "savedmodel", overwrite: bool = False) -> ExportInfo:
         """A model for serving that needs neither seqmask nor its kernel (`seqmask export`)."""
-        from seqmask.export import export
+        from seqmask.serving.export import export
 
         return export(self.loaded, Path(output), format, overwrite=overwrite)  # type: ignore[arg-type]
 
@@ -475,8 +476,8 @@ def check_threshold_rule(
 
 
 def _labels(labels: str | Path | Sequence[int] | np.ndarray, seqs: Any) -> np.ndarray:
+    from seqmask.data.labels import read_labels
     from seqmask.errors import DataError
-    from seqmask.labels import read_labels
 
     if isinstance(labels, str | Path):
         return read_labels(labels, seqs)

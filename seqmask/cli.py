@@ -33,9 +33,9 @@ from typer.core import TyperGroup
 
 from seqmask import api
 from seqmask.errors import Interrupted, SeqmaskDeprecationWarning, SeqmaskError
-from seqmask.progress import Calibrated, Reporter, TrainStart
-from seqmask.runs import Checkpoint
-from seqmask.state import EpochRow
+from seqmask.run.directory import Checkpoint
+from seqmask.run.state import EpochRow
+from seqmask.training.progress import Calibrated, Reporter, TrainStart
 
 # Before any TensorFlow import: keep its C++ log lines out of the user's terminal. Its
 # failures still reach the user, as Python exceptions.
@@ -424,7 +424,7 @@ def _check_table_suffix(option: str, path: Path | None) -> None:
 
 
 def _summary_path(output: Path) -> Path:
-    from seqmask.exports import summary_path
+    from seqmask.analysis.outputs import summary_path
 
     return summary_path(output)
 
@@ -573,7 +573,7 @@ def report(
     try:
         _import_tensorflow()
         from seqmask import atomic
-        from seqmask.report import REPORT
+        from seqmask.analysis.report import REPORT
 
         run = api.load(run_dir, checkpoint)
         page = run.report(data, labels)

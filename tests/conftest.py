@@ -75,7 +75,7 @@ def checkpoint_position(run_dir):
     import json
     import zipfile
 
-    from seqmask.checkpoints import STATE_MEMBER
+    from seqmask.run.checkpoints import STATE_MEMBER
 
     try:
         with zipfile.ZipFile(run_dir / "checkpoints" / "last.keras") as z:

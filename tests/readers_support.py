@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from seqmask.data import Sequences
+from seqmask.data.readers import read_sequences
 from seqmask.errors import DataError
-from seqmask.readers import read_sequences
 
 # SEQMASK_FUZZ_EXAMPLES=2000 for a long hunt; the default keeps the suite fast.
 FUZZ = settings(

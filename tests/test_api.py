@@ -75,7 +75,7 @@ def test_the_validation_loss_is_evaluates(run: seqmask.Run) -> None:
 
 
 def test_every_input_form_gives_the_same_latent_vectors(run: seqmask.Run, data: dict) -> None:
-    from seqmask.inputs import from_list
+    from seqmask.data.inputs import from_list
 
     test, ids = data["test"], data["test_ids"]
     from_file = run.encode(data["root"] / "test.csv")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from seqmask.batching import batch_size_for, inference_batch_size, inference_batches, training_batches
+from seqmask.data.batching import batch_size_for, inference_batch_size, inference_batches, training_batches
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ bench = load_bench("streaming")
 
 
 def test_the_shards_hold_what_was_asked(tmp_path: Path) -> None:
-    from seqmask.readers import read_sequences
+    from seqmask.data.readers import read_sequences
 
     steps = bench.write_shards(tmp_path, 25, 10)
     parts = sorted(tmp_path.glob("part-*.npz"))

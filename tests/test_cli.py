@@ -253,7 +253,8 @@ def test_tokens_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_encode_is_the_same_whatever_the_batch(trained):
     """One latent vector per sequence, whatever batch size (so neighbours and padding)."""
-    from seqmask.evaluate import encode, load_run
+    from seqmask.analysis.evaluate import encode
+    from seqmask.run.loaded import load_run
 
     run = load_run(trained)
     data = ROOT / "data/trajectories.npz"

@@ -15,7 +15,7 @@ from conftest import one_error
 from typer.testing import CliRunner, Result
 
 from seqmask.cli import app
-from seqmask.labels import auroc
+from seqmask.data.labels import auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

@@ -8,7 +8,7 @@ import pytest
 
 from seqmask.config import load_config
 from seqmask.errors import SeqmaskDeprecationWarning
-from seqmask.training import train
+from seqmask.training.loop import train
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 TINY = ["train.epochs=1", "model.units=4", "model.latent_dim=2"]

@@ -20,8 +20,8 @@ from seqmask.data import (
     split,
     truncate,
 )
+from seqmask.data.vocab import Vocabulary
 from seqmask.errors import DataError
-from seqmask.vocab import Vocabulary
 
 
 def make(seqs: list[list[list[float]]], ids: list[str] | None = None, source: str = "x.npz") -> Sequences:

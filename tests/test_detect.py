@@ -19,11 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from seqmask import detect
-from seqmask.cli import app
-from seqmask.config import DetectConfig, config_from_dict, load_config
-from seqmask.data import Normalizer, Sequences, pad
-from seqmask.detect import (
+from seqmask.analysis import detect
+from seqmask.analysis.detect import (
     MIN_PER_BIN,
     SELF_DISTANCE,
     DetectError,
@@ -43,12 +40,16 @@ from seqmask.detect import (
     mahalanobis_squared,
     model_outputs,
 )
+from seqmask.analysis.evaluate import evaluate
+from seqmask.cli import app
+from seqmask.config import DetectConfig, config_from_dict, load_config
+from seqmask.data import Normalizer, Sequences, pad
 from seqmask.errors import RunError
-from seqmask.evaluate import Run, evaluate, load_run, run_data
-from seqmask.model import build_autoencoder
-from seqmask.runs import RunDir
-from seqmask.scoring import Scores
-from seqmask.training import train
+from seqmask.model.autoencoder import build_autoencoder
+from seqmask.model.scoring import Scores
+from seqmask.run.directory import RunDir
+from seqmask.run.loaded import LoadedRun, load_run, run_data
+from seqmask.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -369,7 +370,7 @@ def _hand_detection(feature_names: tuple[str, ...] = ()) -> detect.Detection:
 
 
 def test_detection_and_step_columns_by_hand() -> None:
-    from seqmask.exports import DETECTION_COLUMNS, detection_columns, step_columns
+    from seqmask.analysis.outputs import DETECTION_COLUMNS, detection_columns, step_columns
 
     detection = _hand_detection()
     # Step errors (mean of squares): 0.025, 2.5, 2.25 | 0.005, 4.5; sequence errors 1.591.., 2.2525.
@@ -390,7 +391,7 @@ def test_detection_and_step_columns_by_hand() -> None:
 def test_parquet_column_types_do_not_depend_on_the_values(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
-    from seqmask.exports import detection_columns, write_table
+    from seqmask.analysis.outputs import detection_columns, write_table
 
     detection = _hand_detection()
     detector = dataclasses.replace(_error_detector(detection.outputs), step_threshold=math.inf)
@@ -411,7 +412,7 @@ RUNS = {
 }
 
 
-def _built_run(tmp: Path, padding: str, decoder: str, error: str, target: str) -> Run:
+def _built_run(tmp: Path, padding: str, decoder: str, error: str, target: str) -> LoadedRun:
     cfg = config_from_dict(
         {
             "data": {"train": str(tmp / "data.npz"), "padding": padding, "normalize": "none"},
@@ -421,11 +422,11 @@ def _built_run(tmp: Path, padding: str, decoder: str, error: str, target: str) -
     )
     keras.utils.set_random_seed(0)
     model = build_autoencoder(cfg.model, 2, padding, fused=padding == "post")
-    return Run(RunDir(tmp / "run"), cfg, Normalizer.identity(2), model, "best")
+    return LoadedRun(RunDir(tmp / "run"), cfg, Normalizer.identity(2), model, "best")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, LoadedRun]:
     """Untrained tiny models, built once for the module: outputs need no training."""
     return {name: _built_run(tmp_path_factory.mktemp(name), *spec) for name, spec in RUNS.items()}
 
@@ -439,7 +440,7 @@ def data_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(RUNS))
-def test_outputs_agree_with_evaluate(built: dict[str, Run], data_file: Path, name: str) -> None:
+def test_outputs_agree_with_evaluate(built: dict[str, LoadedRun], data_file: Path, name: str) -> None:
     run = built[name]
     evaluation = evaluate(run, data_file)
     out = model_outputs(run, run_data(run, data_file))
@@ -468,16 +469,16 @@ def test_outputs_agree_with_evaluate(built: dict[str, Run], data_file: Path, nam
     else:
         assert out.has_target.all()
     # The latent vectors are encode's.
-    from seqmask.evaluate import encode
+    from seqmask.analysis.evaluate import encode
 
     _, latent, _ = encode(run, data_file)
     np.testing.assert_allclose(out.latent, latent, rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
-def fitted(built: dict[str, Run]) -> dict[str, tuple[Run, dict[str, detect.Detector]]]:
+def fitted(built: dict[str, LoadedRun]) -> dict[str, tuple[LoadedRun, dict[str, detect.Detector]]]:
     """Per padding, a run and its three detectors, fitted once on 40 random sequences."""
-    out: dict[str, tuple[Run, dict[str, detect.Detector]]] = {}
+    out: dict[str, tuple[LoadedRun, dict[str, detect.Detector]]] = {}
     for name, run in built.items():
         calibration = model_outputs(run, make_sequences(np.random.default_rng(8).integers(1, 12, 40), seed=8))
         detectors = {
@@ -506,7 +507,7 @@ def fitted(built: dict[str, Run]) -> dict[str, tuple[Run, dict[str, detect.Detec
     seed=st.integers(0, 1000),
 )
 def test_a_sequences_outputs_and_scores_do_not_depend_on_its_batch(
-    fitted: dict[str, tuple[Run, dict[str, detect.Detector]]],
+    fitted: dict[str, tuple[LoadedRun, dict[str, detect.Detector]]],
     padding: str,
     length: int,
     neighbours: list[int],

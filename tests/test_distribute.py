@@ -28,10 +28,10 @@ from conftest import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqmask import distribute
-from seqmask.checkpoints import load_checkpoint
 from seqmask.config import load_config
 from seqmask.errors import ConfigError, RunError
+from seqmask.run.checkpoints import load_checkpoint
+from seqmask.training import distribute
 
 TIMEOUT = 240  # seconds: a bound on every subprocess, so a hang fails the test instead
 
@@ -99,7 +99,7 @@ def test_multi_worker_without_tf_config_is_a_config_error(monkeypatch, tmp_path)
 
 
 def test_a_worker_resuming_without_the_shared_run_directory_is_a_clear_error(monkeypatch, tmp_path):
-    from seqmask.training import train
+    from seqmask.training.loop import train
 
     monkeypatch.setenv("TF_CONFIG", tf_config([1, 2], 1))
     with pytest.raises(RunError, match="shared filesystem"):
@@ -167,9 +167,9 @@ def test_distributed_scoring_equals_one_process_scoring(tmp_path):
     per-sequence sums of scoring.make_eval_step, batch sizes not divisible included."""
     import tensorflow as tf
 
-    from seqmask.batching import padded_batch
-    from seqmask.model import build_autoencoder
-    from seqmask.scoring import make_eval_step, make_loss_fn
+    from seqmask.data.batching import padded_batch
+    from seqmask.model.autoencoder import build_autoencoder
+    from seqmask.model.scoring import make_eval_step, make_loss_fn
 
     cfg = load_config(_config(tmp_path))
     seqs = make_sequences([3, 1, 5, 2, 4], seed=1)

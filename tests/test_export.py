@@ -18,18 +18,20 @@ import tensorflow as tf
 import yaml
 from conftest import make_sequences
 
-from seqmask import detect
+from seqmask.analysis import detect
+from seqmask.analysis.evaluate import encode, evaluate
 from seqmask.config import config_from_dict, load_config
 from seqmask.data import Normalizer, Sequences, pad
-from seqmask.dataset import apply_transform, load
+from seqmask.data.loading import load
 from seqmask.errors import ConfigError, RunError
-from seqmask.evaluate import Run, encode, evaluate, load_run
-from seqmask.export import METADATA, ONNX_FILE, ExportError, _Graphs, _write_onnx, export
-from seqmask.model import build_autoencoder, encoder_from
-from seqmask.runs import RunDir
-from seqmask.scoring import make_eval_step, make_loss_fn
-from seqmask.scoring import score as score_all
-from seqmask.training import train
+from seqmask.model.autoencoder import build_autoencoder, encoder_from
+from seqmask.model.scoring import make_eval_step, make_loss_fn
+from seqmask.model.scoring import score as score_all
+from seqmask.run.directory import RunDir
+from seqmask.run.loaded import LoadedRun, load_run
+from seqmask.run.splits import apply_transform
+from seqmask.serving.export import METADATA, ONNX_FILE, ExportError, _Graphs, _write_onnx, export
+from seqmask.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 # Every decoder with post padding; with pre padding only remask is valid (the config refuses the others).
@@ -310,7 +312,7 @@ SCORES = [
 ]
 
 
-def _detector(run: Run, score: str, aggregate: str) -> detect.Detector:
+def _detector(run: LoadedRun, score: str, aggregate: str) -> detect.Detector:
     """`score` fitted on the run's validation split, with `aggregate` and three length ranges."""
     detector = detect.calibrate(run, score=score, save=False)
     detector = replace(detector, settings=replace(detector.settings, aggregate=aggregate, top_fraction=0.3))
@@ -360,7 +362,7 @@ def test_every_detector_score_through_onnx(runs: Runs, tmp_path: Path) -> None:
         _check_detection(got, detect.detect_outputs(detector, outputs), atol=1e-5)
 
 
-def run_data_of(run: Run, data: Path) -> Sequences:
+def run_data_of(run: LoadedRun, data: Path) -> Sequences:
     return apply_transform(run.transform, load(data, run.cfg))
 
 
@@ -433,11 +435,11 @@ def test_token_run_exports_ids_in_and_cross_entropy_out(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_run(runs: Runs) -> Run:
+def small_run(runs: Runs) -> LoadedRun:
     return load_run(runs(("crop", "post"))[0])
 
 
-def test_existing_output_is_refused_then_overwritten(small_run: Run, tmp_path: Path) -> None:
+def test_existing_output_is_refused_then_overwritten(small_run: LoadedRun, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
@@ -453,7 +455,7 @@ def test_existing_output_is_refused_then_overwritten(small_run: Run, tmp_path: P
         info.seconds = 0.0  # type: ignore[misc]
 
 
-def test_output_that_is_a_file_or_the_run_is_refused(small_run: Run, tmp_path: Path) -> None:
+def test_output_that_is_a_file_or_the_run_is_refused(small_run: LoadedRun, tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ExportError, match="not a directory"):
         export(small_run, tmp_path / "file", overwrite=True)
@@ -463,22 +465,24 @@ def test_output_that_is_a_file_or_the_run_is_refused(small_run: Run, tmp_path: P
         export(small_run, small_run.run_dir.path.parent, overwrite=True)
 
 
-def test_unknown_format_is_a_config_error(small_run: Run, tmp_path: Path) -> None:
+def test_unknown_format_is_a_config_error(small_run: LoadedRun, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="format"):
         export(small_run, tmp_path / "out", "tflite")  # type: ignore[arg-type]
     assert not (tmp_path / "out").exists()
     assert issubclass(ExportError, RunError)
 
 
-def test_onnx_without_tf2onnx_names_the_extra(small_run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_onnx_without_tf2onnx_names_the_extra(
+    small_run: LoadedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "tf2onnx", None)  # import tf2onnx now raises ImportError
     with pytest.raises(ExportError, match=r"pip install 'seqmask\[export\]'"):
         export(small_run, tmp_path / "out", "onnx")
     assert list(tmp_path.iterdir()) == []  # the failure left nothing
 
 
-def test_failure_midway_leaves_nothing(small_run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from seqmask import export as export_module
+def test_failure_midway_leaves_nothing(small_run: LoadedRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqmask.serving import export as export_module
 
     def broken(*args: object) -> dict:
         raise RuntimeError("disk on fire")
@@ -529,7 +533,7 @@ def test_rebuilt_graph_matches_seqmask_for_every_option(name: str, tmp_path: Pat
     future = cfg.train.future_fraction if cfg.train.target == "composite" else 0.0
     model = build_autoencoder(cfg.model, 2, padding, fused=True, seed=cfg.train.seed, future_fraction=future)
     normalizer = Normalizer(np.array([3.0, -1.0]), np.array([2.0, 0.5]))
-    run = Run(RunDir(tmp_path / "run"), cfg, normalizer, model, "best")
+    run = LoadedRun(RunDir(tmp_path / "run"), cfg, normalizer, model, "best")
     raw = make_sequences([1, 6, 3, 9, 2, 5], seed=3)
     raw = raw.with_values(raw.values * 2.0 + np.array([3.0, -1.0], np.float32))
     seqs = normalizer.apply(raw)

@@ -31,7 +31,7 @@ def tiny_config(tmp_path, device):
 def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path):
     import tensorflow as tf
 
-    from seqmask.training import train
+    from seqmask.training.loop import train
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("this machine has a GPU")
@@ -43,9 +43,10 @@ def test_device_gpu_without_a_gpu_is_a_clear_error(tmp_path):
 @pytest.mark.gpu
 def test_gpu_training_reports_the_exact_masked_loss(tmp_path):
     """On the GPU (cuDNN kernels) evaluate's figure still equals plain numpy."""
+    from seqmask.analysis.evaluate import evaluate
     from seqmask.data import pad
-    from seqmask.evaluate import evaluate, load_run
-    from seqmask.training import train
+    from seqmask.run.loaded import load_run
+    from seqmask.training.loop import train
 
     metrics = train(tiny_config(tmp_path, "gpu"), tmp_path / "run")
     assert metrics["device"].startswith("gpu")
@@ -86,7 +87,7 @@ def _same_run(a, b, tol):
 
 
 def _weights(run):
-    from seqmask.checkpoints import load_checkpoint
+    from seqmask.run.checkpoints import load_checkpoint
 
     return load_checkpoint(run / "checkpoints" / "last.keras")[0].get_weights()
 

@@ -1,4 +1,4 @@
-"""seqmask.inputs: in-memory data -> Sequences, with the lengths given, never guessed."""
+"""seqmask.data.inputs: in-memory data -> Sequences, with the lengths given, never guessed."""
 
 from pathlib import Path
 
@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from seqmask.config import config_from_dict
 from seqmask.data import pad
+from seqmask.data.inputs import from_list, from_padded, sequences_from
 from seqmask.errors import DataError
-from seqmask.inputs import from_list, from_padded, sequences_from
 
 
 def _cfg(tmp_path: Path, **data: object):

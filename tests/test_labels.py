@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from seqmask.data import Sequences
+from seqmask.data.labels import auroc, average_precision, label_metrics, read_labels
 from seqmask.errors import DataError
-from seqmask.labels import auroc, average_precision, label_metrics, read_labels
 
 
 def sequences(ids: list[str]) -> Sequences:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from conftest import make_sequences, tiny_model_cfg
 
-from seqmask.batching import inference_batches, padded_batch
 from seqmask.config import Decoder, Loss, Padding, StepError, Target, choices_of
 from seqmask.data import length_mask_np
-from seqmask.losses import loss_terms, step_errors, step_weights
-from seqmask.model import build_autoencoder
-from seqmask.scoring import make_eval_step, make_loss_fn, score
+from seqmask.data.batching import inference_batches, padded_batch
+from seqmask.model.autoencoder import build_autoencoder
+from seqmask.model.losses import loss_terms, step_errors, step_weights
+from seqmask.model.scoring import make_eval_step, make_loss_fn, score
 
 
 def numpy_loss_terms(

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from seqmask.config import Decoder, Padding, choices_of
 from seqmask.data import last_step_index_np, length_mask_np, pad, reverse_by_length_np
-from seqmask.layers import (
+from seqmask.model.autoencoder import DECODERS, build_autoencoder, encoder_from
+from seqmask.model.layers import (
     MaskedPooling,
     SeenPrefix,
     StepPositions,
@@ -22,8 +23,7 @@ from seqmask.layers import (
     reverse_by_length_ops,
     seen_lengths_ops,
 )
-from seqmask.losses import loss_terms
-from seqmask.model import DECODERS, build_autoencoder, encoder_from
+from seqmask.model.losses import loss_terms
 
 # Every decoder is padding-invariant with post padding; with pre padding only remask is
 # (repeat and crop would run the decoder over the leading padded steps: the config refuses them).
@@ -66,7 +66,7 @@ def test_fused_and_keras_lstm_agree(shards: int, kernel: str, monkeypatch: pytes
     """Same weights, same loss and gradients: the fast path, with seqmask's kernel or the
     BlockLSTM fallback, with the batch cut into `shards` parallel slices (5 slices of a
     batch of 4 leave some empty), changes speed, not results."""
-    from seqmask import devices, native
+    from seqmask.model import devices, native
 
     monkeypatch.setattr(devices, "_cpu_shards", shards)
     if kernel == "BlockLSTM":

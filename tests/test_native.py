@@ -10,8 +10,8 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqmask import devices, native
-from seqmask.fused_lstm import FusedLSTM
+from seqmask.model import devices, native
+from seqmask.model.fused_lstm import FusedLSTM
 
 
 @pytest.fixture(autouse=True)
@@ -229,8 +229,8 @@ def _kernel_messages(monkeypatch, tmp_path, data=None, model=None):
     import yaml
 
     from seqmask.config import load_config
-    from seqmask.progress import Reporter
-    from seqmask.training import train
+    from seqmask.training.loop import train
+    from seqmask.training.progress import Reporter
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 9, 20)

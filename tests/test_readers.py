@@ -1,4 +1,4 @@
-"""seqmask.readers: dispatch, NPZ and CSV happy paths, every user error, and fuzzing.
+"""seqmask.data.readers: dispatch, NPZ and CSV happy paths, every user error, and fuzzing.
 
 The other formats have their own files: test_readers_jsonl.py, test_readers_parquet.py,
 test_readers_files.py (csv_dir / npy_dir) and test_readers_text.py (tokens_text).
@@ -17,10 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from readers_support import FUZZ
 
-from seqmask import readers
-from seqmask.data import Sequences
+from seqmask.data import Sequences, readers
+from seqmask.data.readers import read_sequences
 from seqmask.errors import DataError
-from seqmask.readers import read_sequences
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The checks the readers share (seqmask.readers._arrays, ._csvrows): each is
+"""The checks the readers share (seqmask.data.readers._arrays, ._csvrows): each is
 written once, so each is tested once here, apart from the formats that use it."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pyarrow.csv as pacsv
 import pytest
 from readers_support import error, write
 
+from seqmask.data.readers._arrays import checked_float32, common_width, first_repeat, locate_step, numeric_steps
+from seqmask.data.readers._csvrows import number_problem
 from seqmask.errors import DataError
-from seqmask.readers._arrays import checked_float32, common_width, first_repeat, locate_step, numeric_steps
-from seqmask.readers._csvrows import number_problem
 
 
 def test_locate_step():

@@ -1,4 +1,4 @@
-"""seqmask.readers, one file per sequence (csv_dir / npy_dir): directories and glob
+"""seqmask.data.readers, one file per sequence (csv_dir / npy_dir): directories and glob
 patterns, every named error, and fuzzing."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from readers_support import BAD_BYTES, FUZZ, check_outcome, error, write
 
-from seqmask.readers import detect_format, read_sequences
+from seqmask.data.readers import detect_format, read_sequences
 
 
 def npy_bytes(a) -> bytes:

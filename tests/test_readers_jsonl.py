@@ -1,4 +1,4 @@
-"""seqmask.readers, JSONL: happy paths, every named error, and fuzzing."""
+"""seqmask.data.readers, JSONL: happy paths, every named error, and fuzzing."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from readers_support import BAD_BYTES, FUZZ, check_outcome, error, write
 
-from seqmask.readers import read_sequences
+from seqmask.data.readers import read_sequences
 
 
 def jsonl(*records) -> str:

@@ -1,4 +1,4 @@
-"""seqmask.readers, Parquet: both layouts, every named error, and fuzzing."""
+"""seqmask.data.readers, Parquet: both layouts, every named error, and fuzzing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from readers_support import FUZZ, check_outcome, error, write
 
-from seqmask.readers import read_sequences
+from seqmask.data.readers import read_sequences
 
 
 def parquet_bytes(table: pa.Table, **kw) -> bytes:

@@ -1,4 +1,4 @@
-"""seqmask.readers, token text (.txt): ids are line numbers, every named error, fuzzing."""
+"""seqmask.data.readers, token text (.txt): ids are line numbers, every named error, fuzzing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from readers_support import BAD_BYTES, FUZZ, check_outcome, error, write
 
-from seqmask.readers import read_sequences
+from seqmask.data.readers import read_sequences
 
 
 def test_tokens_and_line_number_ids(tmp_path):

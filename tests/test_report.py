@@ -112,10 +112,10 @@ class Runs:
             self.outputs[name] = ok(invoke("report", self[name]))
         return (self[name] / "report.html").read_text(encoding="utf-8"), self.outputs[name]
 
-    def gather(self, name: str) -> Any:  # seqmask.report.ReportData
-        """What the report of the run draws (seqmask.report.gather), computed once."""
-        from seqmask.evaluate import load_run
-        from seqmask.report import gather
+    def gather(self, name: str) -> Any:  # seqmask.analysis.report.ReportData
+        """What the report of the run draws (seqmask.analysis.report.gather), computed once."""
+        from seqmask.analysis.report import gather
+        from seqmask.run.loaded import load_run
 
         if name not in self.gathered:
             self.gathered[name] = gather(load_run(self[name]))
@@ -283,7 +283,7 @@ def test_token_report_shows_tokens_and_marks_mispredictions(runs: Runs) -> None:
 def test_reconstruction_figures_draw_the_data_in_its_own_units(runs: Runs, name: str) -> None:
     """The solid line of a reconstruction is the sequence (reversed, or shifted, by the
     target) in the data file's units, and the dashed one is drawn at evaluate's scored steps."""
-    from seqmask.report import _chosen, _predictions
+    from seqmask.analysis.report import _chosen, _predictions
 
     source = np.load(ROOT / "data/trajectories.npz")
     offsets = np.concatenate([[0], np.cumsum(source["lengths"])])
@@ -310,7 +310,7 @@ def test_reconstruction_figures_draw_the_data_in_its_own_units(runs: Runs, name:
 
 @pytest.mark.slow
 def test_last_step_reconstruction_is_drawn_at_the_one_scored_step(runs: Runs) -> None:
-    from seqmask.report import _chosen, _predictions
+    from seqmask.analysis.report import _chosen, _predictions
 
     d = runs.gather(NO_VALIDATION)
     assert d.run.cfg.train.loss == "last_step"

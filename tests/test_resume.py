@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from conftest import read_history, write_run_config
 
-from seqmask.checkpoints import load_checkpoint
+from seqmask.analysis.evaluate import evaluate
 from seqmask.config import load_config
-from seqmask.evaluate import evaluate, load_run
-from seqmask.training import train
+from seqmask.run.checkpoints import load_checkpoint
+from seqmask.run.loaded import load_run
+from seqmask.training.loop import train
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""seqmask.runs and seqmask.atomic: the run directory, its one writer, its files."""
+"""seqmask.run.directory and seqmask.atomic: the run directory, its one writer, its files."""
 
 import os
 import re
@@ -13,7 +13,7 @@ import pytest
 
 from seqmask import atomic
 from seqmask.errors import RunError
-from seqmask.runs import FILES, LOCK, RunDir, RunLock, claim
+from seqmask.run.directory import FILES, LOCK, RunDir, RunLock, claim
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +99,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from seqmask.runs import RunLock
+        from seqmask.run.directory import RunLock
         RunLock.acquire(Path({str(run.path / LOCK)!r}))
         print("locked", flush=True)
         time.sleep(60)

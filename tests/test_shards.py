@@ -1,4 +1,4 @@
-"""seqmask.shards: find_shards, build_index (the Chan merge), ShardIndex (normalizer, save/load,
+"""seqmask.data.shards: find_shards, build_index (the Chan merge), ShardIndex (normalizer, save/load,
 check_unchanged, read) and split_positions."""
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from seqmask.data import Normalizer, Sequences
-from seqmask.errors import DataError
-from seqmask.readers import read_sequences
-from seqmask.shards import (
+from seqmask.data.readers import read_sequences
+from seqmask.data.shards import (
     ShardIndex,
     _Stats,
     build_index,
@@ -26,6 +25,7 @@ from seqmask.shards import (
     read_all,
     split_positions,
 )
+from seqmask.errors import DataError
 
 read_npz = partial(read_sequences, format="npz")
 read_parquet = partial(read_sequences, format="parquet")
@@ -532,7 +532,7 @@ def test_id_hashes_depend_on_the_text_alone() -> None:
 
 
 def test_distinct_ids_sharing_a_hash_are_not_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import seqmask.shards as shards
+    import seqmask.data.shards as shards
 
     def one_hash(ids: np.ndarray) -> np.ndarray:  # every id collides
         return np.full(np.asarray(ids).shape[0], 7, dtype=np.uint64)

@@ -1,11 +1,11 @@
-"""seqmask.state: the training position a checkpoint carries, old checkpoints included."""
+"""seqmask.run.state: the training position a checkpoint carries, old checkpoints included."""
 
 import json
 import zipfile
 from pathlib import Path
 
-from seqmask.checkpoints import STATE_MEMBER
-from seqmask.state import EpochRow, TrainState
+from seqmask.run.checkpoints import STATE_MEMBER
+from seqmask.run.state import EpochRow, TrainState
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "run_before_lengths"
 

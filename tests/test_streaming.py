@@ -17,14 +17,15 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import checkpoint_position, read_history, sine_tracks, write_run_config
 
-from seqmask.batching import windowed_batches
-from seqmask.checkpoints import load_checkpoint
+from seqmask.analysis.evaluate import evaluate
 from seqmask.config import load_config
+from seqmask.data.batching import windowed_batches
+from seqmask.data.shards import build_index, find_shards
+from seqmask.data.streaming import Prefetcher, should_stream
 from seqmask.errors import DataError
-from seqmask.evaluate import evaluate, load_run
-from seqmask.shards import build_index, find_shards
-from seqmask.streaming import Prefetcher, should_stream
-from seqmask.training import train
+from seqmask.run.checkpoints import load_checkpoint
+from seqmask.run.loaded import load_run
+from seqmask.training.loop import train
 
 CUTS = [0, 40, 95, 150, 151, 230, 300]
 TIMEOUT = 240
@@ -117,7 +118,7 @@ def test_the_prefetcher_gives_batches_in_order_and_passes_errors_on():
 
 
 def test_auto_streams_only_data_too_large_for_a_tenth_of_memory(tmp_path):
-    from seqmask.readers import read_sequences
+    from seqmask.data.readers import read_sequences
 
     index = build_index(find_shards(write_shards(tmp_path / "shards")), read_sequences)
     size = index.num_steps * index.num_features * 4
@@ -157,7 +158,7 @@ def test_streaming_and_in_memory_training_give_the_same_run(tmp_path, fmt):
 @pytest.mark.slow
 def test_the_validation_split_does_not_depend_on_the_shards(tmp_path):
     """The same sequences in one shard or in six: the same validation ids and statistics."""
-    from seqmask.dataset import prepare
+    from seqmask.run.splits import prepare
 
     write_shards(tmp_path / "six")
     write_shards(tmp_path / "one", cuts=[0, 300])
@@ -271,7 +272,7 @@ def test_the_index_pass_reports_its_progress(tmp_path):
     from rich.console import Console
 
     from seqmask.cli import _PlainReporter
-    from seqmask.dataset import prepare
+    from seqmask.run.splits import prepare
 
     write_shards(tmp_path / "shards")
     calls = []
@@ -303,9 +304,9 @@ def test_evaluate_and_detect_stream_shards_and_a_streamed_run_calibrates(tmp_pat
     from typer.testing import CliRunner
 
     from seqmask import api
+    from seqmask.analysis.detect import load_detector
     from seqmask.cli import app
-    from seqmask.detect import load_detector
-    from seqmask.runs import RunDir
+    from seqmask.run.directory import RunDir
 
     shards = write_shards(tmp_path / "shards")
     config = write_config(tmp_path, epochs=1)
@@ -360,7 +361,7 @@ def test_evaluate_and_detect_stream_shards_and_a_streamed_run_calibrates(tmp_pat
 
 
 def test_a_sample_keeps_the_reference_rows_fit_reference_keeps(monkeypatch):
-    from seqmask import detect
+    from seqmask.analysis import detect
 
     monkeypatch.setattr(detect, "MAX_REFERENCE", 50)
     latent = np.random.default_rng(0).normal(size=(200, 3))
@@ -374,8 +375,8 @@ def test_a_sample_keeps_the_reference_rows_fit_reference_keeps(monkeypatch):
 
 @pytest.mark.slow
 def test_a_streamed_run_calibrates_on_a_sample_of_a_large_validation_split(tmp_path, monkeypatch):
-    from seqmask import detect
-    from seqmask.runs import RunDir
+    from seqmask.analysis import detect
+    from seqmask.run.directory import RunDir
 
     monkeypatch.setattr(detect, "MAX_STREAMED_CALIBRATION", 20)
     write_shards(tmp_path / "shards")

@@ -9,7 +9,7 @@ import yaml
 
 from seqmask.config import load_config
 from seqmask.errors import RunError
-from seqmask.training import Diverged, train
+from seqmask.training.loop import Diverged, train
 
 
 def write(tmp_path, values, lengths, **train):
@@ -42,9 +42,9 @@ def test_unwritable_run_directory_is_a_run_error(tmp_path):
 def test_history_loss_is_the_exact_mean_over_real_steps(tmp_path):
     """With a learning rate too small to move the weights, epoch 1's training loss must be
     the plain numpy mean over every real step of the training split."""
-    from seqmask.checkpoints import load_checkpoint
     from seqmask.data import pad
-    from seqmask.dataset import prepare
+    from seqmask.run.checkpoints import load_checkpoint
+    from seqmask.run.splits import prepare
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 12, 50)
@@ -65,10 +65,11 @@ def test_composite_reports_its_training_loss_exactly_and_validation_as_evaluate_
     """target: composite. The training loss is the exact mean over the real steps of the
     training-mode output (the encoder saw a prefix); val_loss is `evaluate`'s loss, with
     the encoder shown whole sequences."""
-    from seqmask.checkpoints import load_checkpoint
+    from seqmask.analysis.evaluate import evaluate
     from seqmask.data import pad
-    from seqmask.dataset import prepare
-    from seqmask.evaluate import evaluate, load_run
+    from seqmask.run.checkpoints import load_checkpoint
+    from seqmask.run.loaded import load_run
+    from seqmask.run.splits import prepare
 
     rng = np.random.default_rng(1)
     lengths = rng.integers(1, 12, 50)

@@ -1,4 +1,4 @@
-"""seqmask.vocab: build, encode, decode, save/load round trip, file errors, fuzzing."""
+"""seqmask.data.vocab: build, encode, decode, save/load round trip, file errors, fuzzing."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from readers_support import FUZZ, write
 
 from seqmask.data import Sequences, pad, split, truncate
+from seqmask.data.vocab import PAD, PAD_TOKEN, UNKNOWN, UNKNOWN_TOKEN, Vocabulary
 from seqmask.errors import DataError, RunError
-from seqmask.vocab import PAD, PAD_TOKEN, UNKNOWN, UNKNOWN_TOKEN, Vocabulary
 
 
 def tokens(*seqs: str) -> Sequences:
@@ -170,7 +170,7 @@ def test_load_missing_file(tmp_path):
 
 
 def test_module_imports_without_tensorflow():
-    code = "import sys, seqmask.vocab, seqmask.readers; assert not {'tensorflow', 'keras'} & set(sys.modules)"
+    code = "import sys, seqmask.data.vocab, seqmask.data.readers; assert not {'tensorflow', 'keras'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
