@@ -13,17 +13,9 @@ from hypothesis import strategies as st
 from seqmask.config import Decoder, Padding, choices_of
 from seqmask.data import last_step_index_np, length_mask_np, pad, reverse_by_length_np
 from seqmask.model.autoencoder import DECODERS, build_autoencoder, encoder_from
-from seqmask.model.layers import (
-    MaskedPooling,
-    SeenPrefix,
-    StepPositions,
-    TrainingNoise,
-    last_step_index_ops,
-    length_mask_ops,
-    reverse_by_length_ops,
-    seen_lengths_ops,
-)
+from seqmask.model.layers import MaskedPooling, SeenPrefix, StepPositions, TrainingNoise
 from seqmask.model.losses import loss_terms
+from seqmask.model.masks import last_step_index_ops, length_mask_ops, reverse_by_length_ops, seen_lengths_ops
 
 # Every decoder is padding-invariant with post padding; with pre padding only remask is
 # (repeat and crop would run the decoder over the leading padded steps: the config refuses them).

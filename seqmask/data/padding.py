@@ -68,7 +68,7 @@ def pad(
 def length_mask_np(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
     """``(n, time_len)`` bool: True at the real steps of a :func:`pad`-ded batch.
 
-    The numpy form; ``seqmask.model.layers.length_mask_ops`` computes the same in keras.ops.
+    The numpy form; ``seqmask.model.masks.length_mask_ops`` computes the same in keras.ops.
     """
     check_choice("padding", padding, Padding)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -81,7 +81,7 @@ def length_mask_np(lengths: np.ndarray, time_len: int, padding: Padding) -> np.n
 def last_step_index_np(lengths: np.ndarray, time_len: int, padding: Padding) -> np.ndarray:
     """``(n,)`` int64: the time index of each sequence's last real step in a padded batch.
 
-    The numpy form; ``seqmask.model.layers.last_step_index_ops`` computes the same in keras.ops.
+    The numpy form; ``seqmask.model.masks.last_step_index_ops`` computes the same in keras.ops.
     """
     check_choice("padding", padding, Padding)
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
@@ -93,7 +93,7 @@ def last_step_index_np(lengths: np.ndarray, time_len: int, padding: Padding) -> 
 def reverse_by_length_np(x: np.ndarray, lengths: np.ndarray, padding: Padding) -> np.ndarray:
     """``(n, time, dim)``: each row's real steps in reverse order, padding left in place.
 
-    The numpy form, written for clarity; ``seqmask.model.layers.reverse_by_length_ops`` computes
+    The numpy form, written for clarity; ``seqmask.model.masks.reverse_by_length_ops`` computes
     the same in keras.ops.
     """
     check_choice("padding", padding, Padding)

@@ -6,7 +6,7 @@ A dataset is a :class:`Sequences`: every sequence's steps concatenated into one
 
 There is no padding in it; padding exists only in the batches that :func:`pad`
 builds, and :func:`length_mask_np` is the numpy reference of which batch positions
-are real steps (``seqmask.model.layers.length_mask_ops`` is its twin in keras.ops).
+are real steps (``seqmask.model.masks.length_mask_ops`` is its twin in keras.ops).
 
 Token data has two forms. As read from a file, ``values`` is a 1-D numpy unicode
 array of shape ``(total_steps,)``, one token per step (:attr:`Sequences.is_tokens`).

@@ -217,6 +217,53 @@ def _encoder_lstm(
     return keras.layers.LSTM(units, return_sequences=True, name=name)(x, mask=step_mask)  # (batch, time, units)
 
 
+def _last_layer_summary(
+    outputs: dict[str, keras.KerasTensor],
+    lengths: keras.KerasTensor,
+    step_mask: keras.KerasTensor,
+    pools: tuple[str, ...],
+    padding: Padding,
+    fast: bool,
+) -> list[keras.KerasTensor]:
+    """Each direction's state at its last real step, then (with pooling) its pooled outputs."""
+    summary = []
+    for prefix, h in outputs.items():
+        last = h if fast and not pools else LastStep(padding, name=_named(prefix, "last_step"))([h, lengths])
+        summary.append(last)  # (batch, units)
+    for prefix, h in outputs.items() if pools else ():
+        summary.append(MaskedPooling(pools, name=_named(prefix, "pooling"))([h, step_mask]))
+    return summary
+
+
+def _next_layer_inputs(
+    outputs: dict[str, keras.KerasTensor],
+    lengths: keras.KerasTensor,
+    model_cfg: ModelConfig,
+    padding: Padding,
+    i: int,
+    seed: int,
+) -> dict[str, keras.KerasTensor]:
+    """What each direction of layer i + 1 reads: with two directions, [forward, backward]
+    at every step, each in its own order; then the dropout between layers."""
+    if model_cfg.bidirectional:
+        forward, backward = outputs["encoder"], outputs["encoder_backward"]
+        both = keras.layers.Concatenate(name=f"encoder_both_{i}")(
+            [forward, ReverseByLength(padding, name=f"reverse_backward_{i}")([backward, lengths])]
+        )  # (batch, time, 2 units), each step's two directions side by side
+        directions = {
+            "encoder": both,
+            "encoder_backward": ReverseByLength(padding, name=f"reverse_both_{i}")([both, lengths]),
+        }
+    else:
+        directions = {"encoder": outputs["encoder"]}
+    if model_cfg.dropout:
+        directions = {
+            prefix: TrainingNoise(model_cfg.dropout, seed=seed + 2 * i + j + 1, name=f"{prefix}_dropout_{i}")(h)
+            for j, (prefix, h) in enumerate(directions.items())
+        }
+    return directions
+
+
 def _encoder(
     x: keras.KerasTensor,
     lengths: keras.KerasTensor,
@@ -256,34 +303,35 @@ def _encoder(
             for prefix, inputs in directions.items()
         }  # each (batch, time, units); the fast path's last layer without pooling: (batch, units)
         if last_layer:
-            for prefix, h in outputs.items():
-                last = h if fast and not pools else LastStep(padding, name=_named(prefix, "last_step"))([h, lengths])
-                summary.append(last)  # (batch, units)
-            for prefix, h in outputs.items() if pools else ():
-                summary.append(MaskedPooling(pools, name=_named(prefix, "pooling"))([h, step_mask]))
+            summary += _last_layer_summary(outputs, lengths, step_mask, pools, padding, fast)
             break
-        if model_cfg.bidirectional:
-            forward, backward = outputs["encoder"], outputs["encoder_backward"]
-            both = keras.layers.Concatenate(name=f"encoder_both_{i}")(
-                [forward, ReverseByLength(padding, name=f"reverse_backward_{i}")([backward, lengths])]
-            )  # (batch, time, 2 units), each step's two directions side by side
-            directions = {
-                "encoder": both,
-                "encoder_backward": ReverseByLength(padding, name=f"reverse_both_{i}")([both, lengths]),
-            }
-        else:
-            directions = {"encoder": outputs["encoder"]}
-        if model_cfg.dropout:
-            directions = {
-                prefix: TrainingNoise(model_cfg.dropout, seed=seed + 2 * i + j + 1, name=f"{prefix}_dropout_{i}")(h)
-                for j, (prefix, h) in enumerate(directions.items())
-            }
+        directions = _next_layer_inputs(outputs, lengths, model_cfg, padding, i, seed)
     if model_cfg.input_stats:
         summary.append(MaskedPooling(("mean", "std", "min", "max"), name="input_stats")([x, step_mask]))
     features = summary[0] if len(summary) == 1 else keras.layers.Concatenate(name="summary")(summary)
     if model_cfg.dropout:
         features = TrainingNoise(model_cfg.dropout, seed=seed + 1000, name="summary_dropout")(features)
     return features  # (batch, k * units)
+
+
+def _encoder_input(
+    values: keras.KerasTensor,
+    step_mask: keras.KerasTensor,
+    model_cfg: ModelConfig,
+    vocab_size: int | None,
+    embedding_dim: int,
+    seed: int,
+) -> keras.KerasTensor:
+    """What the encoder reads: token ids embedded, the training-only input noise, and the
+    padded steps set to exactly zero. (batch, time, features) -> (batch, time, features)."""
+    x = values
+    if vocab_size is not None:
+        x = keras.layers.Reshape((-1,), name="token_ids")(x)  # (batch, time)
+        x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(x)  # (batch, time, embedding_dim)
+    if model_cfg.input_dropout or model_cfg.input_noise:
+        # Before ClearPadding, so the padded steps are exactly zero again after it.
+        x = TrainingNoise(model_cfg.input_dropout, model_cfg.input_noise, seed=seed, name="input_noise")(x)
+    return ClearPadding(name="clear_padding")([x, step_mask])  # (batch, time, features)
 
 
 def build_autoencoder(
@@ -322,14 +370,7 @@ def build_autoencoder(
     lengths = keras.Input((), dtype="int32", name="lengths")  # (batch,)
     step_mask = LengthMask(padding, name="mask")([values, lengths])  # (batch, time)
 
-    x = values
-    if tokens:
-        x = keras.layers.Reshape((-1,), name="token_ids")(x)  # (batch, time)
-        x = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding")(x)  # (batch, time, embedding_dim)
-    if model_cfg.input_dropout or model_cfg.input_noise:
-        # Before ClearPadding, so the padded steps are exactly zero again after it.
-        x = TrainingNoise(model_cfg.input_dropout, model_cfg.input_noise, seed=seed, name="input_noise")(x)
-    x = ClearPadding(name="clear_padding")([x, step_mask])  # (batch, time, features)
+    x = _encoder_input(values, step_mask, model_cfg, vocab_size, embedding_dim, seed)  # (batch, time, features)
     # With post padding the state at t = L - 1 never saw a padded step: the fused kernel
     # needs no mask and returns it directly.
     fast = fused and padding == "post"

@@ -36,7 +36,8 @@ from keras import ops
 
 from seqmask.model import native
 from seqmask.model.devices import cpu_shards
-from seqmask.model.layers import PACKAGE, Shape, Tensor, step_positions_ops
+from seqmask.model.layers import PACKAGE
+from seqmask.model.masks import Shape, Tensor, step_positions_ops
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -54,7 +55,7 @@ class FusedLSTM(keras.layers.Layer):
     which spares seqmask's kernel a matmul per step; only for a layer that reads the
     model's own input values, which nothing trains.
     `step_positions=P` (with `repeat_input`, post padding): at every step the input is
-    [x, positions(t)], x repeated and `layers.step_positions_ops(time, P)` after it, the
+    [x, positions(t)], x repeated and `masks.step_positions_ops(time, P)` after it, the
     same for every row. The kernel holds weights for that whole input, as an LSTM reading
     it would; the positions' part of the projection, positions(t) W_p, depends on t alone,
     so it goes to seqmask's kernel as a per-step bias (`step_bias`) and x W_x is still

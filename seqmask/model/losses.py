@@ -28,7 +28,7 @@ from typing import Literal
 from keras import ops
 
 from seqmask.config import Loss, Padding, StepError, Target, check_choice
-from seqmask.model.layers import Tensor, length_mask_ops, reverse_by_length_ops
+from seqmask.model.masks import Tensor, length_mask_ops, reverse_by_length_ops
 
 # The errors loss_terms scores: the config's `train.error` choices for numeric values, plus
 # cross_entropy, which token input (input.kind: tokens) always uses: it is the error of the

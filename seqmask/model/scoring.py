@@ -15,8 +15,8 @@ from seqmask.config import Config, Padding
 from seqmask.data import Sequences
 from seqmask.data.batching import padded_batch, scoring_batches
 from seqmask.data.streaming import ShardedSequences
-from seqmask.model.layers import Tensor
 from seqmask.model.losses import ScoredError, loss_terms
+from seqmask.model.masks import Tensor
 
 # values, lengths, predictions -> per-sequence (Σ w·e, Σ w, Σ w·hit), each (batch,).
 LossFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor, Tensor]]

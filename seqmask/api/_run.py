@@ -1,38 +1,19 @@
-"""The Python API: train a run, load one, and use it on data held in files or in memory.
-
-    import seqmask
-
-    run = seqmask.train("configs/example.yaml", "runs/demo", train__epochs=20)
-    run = seqmask.load("runs/demo")                   # checkpoint="best" | "last"
-    z = run.encode(sequences)                         # (num_sequences, latent_dim)
-    result = run.evaluate(sequences)                  # result.loss, result.errors
-    recon = run.reconstruct(sequences)                # one (length_i, features) array each
-    found = run.detect(sequences)                     # found.scores, found.flags
-
-`sequences` is a file path, a list of (length_i, features) arrays, a padded array with
-`lengths=`, or a pandas DataFrame in long format (`seqmask.data.inputs`); raw values go in,
-and the run applies its own normalization or vocabulary. Nothing here prints or exits:
-every problem a user can fix is a `seqmask.SeqmaskError` subclass with the message the
-command line shows. `cli.py` is a thin layer over these functions.
-
-TensorFlow is imported on first use, not on `import seqmask`.
-"""
+"""`Run`: a run directory used from Python (encode, evaluate, reconstruct, detect, calibrate,
+report, export), with its results as small dataclasses."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import yaml
 
-from seqmask.config import Config, config_from_dict, config_to_dict, load_config
+from seqmask.config import Config
 from seqmask.data.inputs import Data
 from seqmask.errors import ConfigError
 from seqmask.run.directory import HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
-from seqmask.training.progress import Reporter
 
 if TYPE_CHECKING:
     from seqmask.analysis import evaluate as evaluation
@@ -41,116 +22,7 @@ if TYPE_CHECKING:
     from seqmask.serving.export import ExportInfo
 
 
-# --------------------------------------------------------------------------- training
-
-
-def train(
-    config: str | Path | Mapping[str, Any] | Config | None = None,
-    run_dir: str | Path | None = None,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    sets: Sequence[str] = (),
-    reporter: Reporter | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    **overrides: Any,
-) -> Run:
-    """Trains a model and returns the run (its best checkpoint).
-
-    Args:
-        config: a YAML file, a dict shaped like one, or a `Config`. None with `resume`.
-        run_dir: where the run is written; default `runs/<config file name>` for a file
-            (a dict or a `Config` needs one).
-        resume: continue `run_dir` from its last checkpoint, with its saved config.
-        overwrite: replace an existing run directory.
-        sets: overrides as on the command line, `"train.learning_rate=0.01"`.
-        reporter: receives progress (`seqmask.training.progress.Reporter`); default: none.
-        should_stop: polled after every batch; True checkpoints and raises `Interrupted`.
-        **overrides: config keys by their `--set` path, with `__` for the dot
-            (`train__epochs=5`), or `**{"train.epochs": 5}`; values are Python values.
-
-    Returns:
-        The trained `Run`, loaded on first use.
-
-    Raises:
-        ConfigError, DataError, RunError, DeviceError: what the CLI reports for the same input.
-    """
-    all_sets = [*sets, *override_texts(overrides)]
-    if resume:
-        if run_dir is None:
-            raise ConfigError("resume needs the run directory: seqmask.train(run_dir=..., resume=True)")
-        if config is not None or overwrite:
-            raise ConfigError(
-                "resume continues a run with its saved config: do not combine it with a config or overwrite"
-            )
-        cfg = None
-    elif config is None:
-        raise ConfigError("give a config (a YAML file, a dict or a Config) to start a run, or run_dir with resume=True")
-    else:
-        cfg = make_config(config, all_sets)
-        if run_dir is None:
-            if not isinstance(config, str | Path):
-                raise ConfigError("a config given as a dict or a Config needs run_dir: where to write the run")
-            run_dir = Path("runs") / Path(config).stem
-    assert run_dir is not None
-    from seqmask.training.loop import train as run_training  # TensorFlow: after the config's checks
-
-    metrics = run_training(
-        cfg,
-        Path(run_dir),
-        resume=resume,
-        overwrite=overwrite,
-        overrides=all_sets if resume else (),
-        reporter=reporter,
-        should_stop=should_stop,
-    )
-    run = Run(Path(run_dir), "best")
-    # What this process trained: a multi-worker run's other workers write no metrics.json.
-    run._trained_metrics = metrics
-    return run
-
-
-def make_config(config: str | Path | Mapping[str, Any] | Config, sets: Sequence[str] = ()) -> Config:
-    """A checked `Config` from a file, a dict or a `Config`, with `--set`-style `sets` applied.
-    Relative paths in a dict resolve against the current directory."""
-    if isinstance(config, str | Path):
-        return load_config(config, sets)
-    if isinstance(config, Config):
-        if not sets:
-            return config
-        config = config_to_dict(config)
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"a config is a YAML file, a dict or a Config, got {type(config).__name__}")
-    from seqmask.config import apply_overrides
-
-    return config_from_dict(apply_overrides(dict(config), sets))
-
-
-def override_texts(overrides: Mapping[str, Any]) -> list[str]:
-    """`{"train__epochs": 5}` -> `["train.epochs=5"]`: Python values written as YAML, so they
-    are parsed and checked exactly as `--set` values are."""
-    texts = []
-    for key, value in overrides.items():
-        path = key.replace("__", ".", 1) if "." not in key else key
-        if isinstance(value, Path):
-            value = str(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
-        texts.append(f"{path}={text.removesuffix('...').strip()}")
-    return texts
-
-
-def load(run_dir: str | Path, checkpoint: Checkpoint = "best") -> Run:
-    """The run in `run_dir` with its `checkpoint` ("best" or "last") loaded.
-
-    Raises:
-        RunError: not a run directory, no such checkpoint, or a checkpoint that cannot be read.
-    """
-    run = Run(Path(run_dir), checkpoint)
-    run.loaded  # noqa: B018  (load now: a broken run fails here, not at first use)
-    return run
-
+from seqmask.api._checks import check_threshold_rule
 
 # --------------------------------------------------------------------------- a run
 
@@ -428,51 +300,6 @@ class Run:
         from seqmask.serving.export import export
 
         return export(self.loaded, Path(output), format, overwrite=overwrite)  # type: ignore[arg-type]
-
-
-def check_threshold_rule(
-    quantile: float | None,
-    contamination: float | None,
-    fpr: float | None,
-    labels: Any,
-    data: Any,
-    score: str | None,
-    cli: bool = False,
-) -> None:
-    """The calibration arguments, checked before anything is loaded; `cli` words them as
-    the command line's options (`--quantile`), else as this API's arguments."""
-    from seqmask.config import AnomalyScore, choices_of
-
-    def name(n: str) -> str:
-        return f"--{n}" if cli else n
-
-    def needs(n: str) -> str:
-        return f"--{n} FILE" if cli else f"{n}="
-
-    rules = (("quantile", quantile), ("contamination", contamination), ("fpr", fpr))
-    given = [name(n) for n, value in rules if value is not None]
-    if len(given) > 1:
-        raise ConfigError(
-            f"give one of {name('quantile')}, {name('contamination')} and {name('fpr')}, not {' and '.join(given)}"
-        )
-    for n, value in rules:
-        if value is not None and not 0 < value < 1:
-            raise ConfigError(f"{name(n)} must be between 0 and 1 (exclusive), got {value}")
-    if fpr is not None and labels is None:
-        raise ConfigError(
-            f"{name('fpr')} needs {needs('labels')}: "
-            "the false-positive rate is measured on the sequences labelled normal"
-        )
-    if labels is not None and fpr is None:
-        raise ConfigError(
-            f"{name('labels')} is used with {name('fpr')} only "
-            f"(detect {name('labels')} reports how well scores match labels)"
-        )
-    if fpr is not None and data is None:
-        raise ConfigError(f"{name('fpr')} needs {needs('data')}: the labelled sequences to calibrate on")
-    if score is not None and score not in choices_of(AnomalyScore):
-        allowed = ", ".join(map(repr, choices_of(AnomalyScore)))
-        raise ConfigError(f"{name('score')} must be one of {allowed}, got {score!r}")
 
 
 def _labels(labels: str | Path | Sequence[int] | np.ndarray, seqs: Any) -> np.ndarray:
