@@ -74,7 +74,7 @@ from seqmask.data import Normalizer
 from seqmask.data.vocab import Vocabulary
 from seqmask.errors import ConfigError, RunError
 from seqmask.model.autoencoder import LATENT, build_autoencoder
-from seqmask.model.layers import length_mask_ops
+from seqmask.model.masks import length_mask_ops
 from seqmask.model.losses import step_weights, targets_and_mask, token_errors
 from seqmask.model.scoring import error_of, make_loss_fn
 from seqmask.run.directory import VOCABULARY
