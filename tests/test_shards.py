@@ -532,12 +532,12 @@ def test_id_hashes_depend_on_the_text_alone() -> None:
 
 
 def test_distinct_ids_sharing_a_hash_are_not_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import seqmask.data.shards as shards
+    import seqmask.data.shards._build as build  # where build_index looks id_hashes up
 
     def one_hash(ids: np.ndarray) -> np.ndarray:  # every id collides
         return np.full(np.asarray(ids).shape[0], 7, dtype=np.uint64)
 
-    monkeypatch.setattr(shards, "id_hashes", one_hash)
+    monkeypatch.setattr(build, "id_hashes", one_hash)
     parts = cut(make([2, 3, 1, 4]), [2])
     index = build_index(write_npz_shards(tmp_path / "ok", parts), read_npz)
     assert index.num_sequences == 4

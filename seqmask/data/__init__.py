@@ -6,7 +6,7 @@ standardization (`normalize`), the readers of every file format (`readers/`), th
 vocabulary (`vocab`), the API's in-memory inputs (`inputs`), labels files (`labels`),
 batch order (`batching`, the only source of it), reading a file as a config says
 (`loading`), and data larger than memory (`shards/`: discovery, the holdout rule, the
-index; `streaming`: reading and prefetching batches from shards).
+index, its file and its building; `streaming`: reading and prefetching batches from shards).
 
 May import: `seqmask.config`, `seqmask.errors`, `seqmask.atomic`, numpy and pyarrow. Never
 TensorFlow or Keras (`make lint` checks it): a reader, a batch plan or a shard index works

@@ -29,8 +29,7 @@ import numpy as np
 
 from seqmask.config import Config, Padding
 from seqmask.data import Sequences, truncate
-from seqmask.data.readers._arrays import checked_float32
-from seqmask.data.readers._common import Options
+from seqmask.data.readers import Options, checked_float32
 from seqmask.errors import DataError
 
 # What `data` may be, for the type checker; the forms are told apart at run time.

@@ -28,9 +28,9 @@ from seqmask.data import Normalizer, Sequences
 from seqmask.data.shards import Reader, ShardIndex
 
 # streaming: auto streams when the float32 values would take more than this share of the
-# machine's memory: reading them all in peaks at about 5 x their size (the shards' arrays,
-# their concatenation, float64 normalization; BENCHMARKS.md, "Streaming": 15 GiB of peak
-# RSS for 2.9 GiB of values), so a tenth keeps that near half the memory.
+# machine's memory: reading them all in peaks at several times their size (the shards'
+# arrays, their concatenation, float64 normalization; the measured peak is in BENCHMARKS.md,
+# "Streaming", "Memory, in-memory path"), so a tenth keeps that near half the memory.
 AUTO_MEMORY_SHARE = 0.1
 
 
@@ -101,7 +101,7 @@ class ShardedSequences:
     def scoring_batches(self, batch_size: int) -> Iterator[np.ndarray]:
         """Deterministic batches for scoring: shard by shard (`cache_shards` at a time, so
         each shard is read once), by length within, as `inference_batches` does in memory.
-        Made as they are used: a list of every batch of 10^6 sequences would take ~30 MB."""
+        Made as they are used: a list of every batch would hold all their row arrays at once."""
         present = np.flatnonzero(np.diff(self.bounds))
         for w in range(0, len(present), self.cache_shards):
             members = rows_in(self.bounds, present[w : w + self.cache_shards])

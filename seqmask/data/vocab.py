@@ -109,7 +109,7 @@ class Vocabulary:
     def load(cls, path: str | Path) -> Vocabulary:
         """Read a vocabulary file (UTF-8, one token per line, ``<pad>`` and ``<unk>``
         first). ``DataError`` naming the file, and the line where there is one."""
-        from seqmask.data.readers._common import read_bytes
+        from seqmask.data.readers import read_bytes
         from seqmask.data.readers.text import decode_lines
 
         shown = str(path)

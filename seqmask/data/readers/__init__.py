@@ -47,7 +47,8 @@ from collections.abc import Sequence as _PySequence
 from pathlib import Path
 
 from seqmask.data import Sequences
-from seqmask.data.readers._common import Options, Reader, check_exists
+from seqmask.data.readers._arrays import checked_float32
+from seqmask.data.readers._common import Options, Reader, check_exists, read_bytes, reason, show
 from seqmask.data.readers.csvfile import read_csv
 from seqmask.data.readers.files import detect_in, is_pattern, read_csv_dir, read_npy_dir
 from seqmask.data.readers.jsonl import read_jsonl
@@ -56,7 +57,18 @@ from seqmask.data.readers.parquet import read_parquet
 from seqmask.data.readers.text import read_tokens_text
 from seqmask.errors import DataError
 
-__all__ = ["read_sequences", "detect_format", "SUPPORTED_EXTENSIONS", "SUPPORTED_FORMATS"]
+__all__ = [
+    "read_sequences",
+    "detect_format",
+    "SUPPORTED_EXTENSIONS",
+    "SUPPORTED_FORMATS",
+    # for the rest of data/ (shards, inputs): the reader options, a float32 check, message helpers
+    "Options",
+    "checked_float32",
+    "read_bytes",
+    "reason",
+    "show",
+]
 
 
 # -- the reader table ----------------------------------------------------------------
