@@ -15,10 +15,10 @@ import numpy as np
 from seqmask.atomic import atomic_path
 from seqmask.data import Sequences
 from seqmask.errors import RunError
-from seqmask.model.scoring import Scores
 
-if TYPE_CHECKING:  # detect imports TensorFlow; these writers do not need it
+if TYPE_CHECKING:  # detect and model.scoring import TensorFlow; these writers do not need it
     from seqmask.analysis.detect import Detection
+    from seqmask.model.scoring import Scores
 
 
 def error_columns(seqs: Sequences, scores: Scores, tokens: bool = False) -> dict[str, list[Any]]:
