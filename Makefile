@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,export]'
-	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -m seqmask.model.native  # compiles the CPU LSTM kernel once (~25 s)
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/python -c 'from seqmask.model import native; print("CPU LSTM:", native.status())'  # compiles the CPU LSTM kernel once (~25 s)
 	touch $(STAMP)
 
 demo: install

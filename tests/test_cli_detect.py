@@ -14,8 +14,8 @@ import yaml
 from conftest import one_error
 from typer.testing import CliRunner, Result
 
+from seqmask.analysis.metrics import auroc
 from seqmask.cli import app
-from seqmask.data.labels import auroc
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

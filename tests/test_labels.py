@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqmask.analysis.metrics import auroc, average_precision, label_metrics
 from seqmask.data import Sequences
-from seqmask.data.labels import auroc, average_precision, label_metrics, read_labels
+from seqmask.data.labels import read_labels
 from seqmask.errors import DataError
 
 

@@ -271,7 +271,7 @@ def test_the_index_pass_reports_its_progress(tmp_path):
 
     from rich.console import Console
 
-    from seqmask.cli import _PlainReporter
+    from seqmask.cli import PlainReporter
     from seqmask.run.splits import prepare
 
     write_shards(tmp_path / "shards")
@@ -279,7 +279,7 @@ def test_the_index_pass_reports_its_progress(tmp_path):
     prepare(load_config(write_config(tmp_path)), on_shard=lambda done, total: calls.append((done, total)))
     assert calls == [(k, 6) for k in range(1, 7)]
     text = io.StringIO()
-    reporter = _PlainReporter(Console(file=text, width=200))
+    reporter = PlainReporter(Console(file=text, width=200))
     for done, total in calls:
         reporter.indexing(done, total)
     assert text.getvalue() == "indexed 6 shards\n"
@@ -361,9 +361,9 @@ def test_evaluate_and_detect_stream_shards_and_a_streamed_run_calibrates(tmp_pat
 
 
 def test_a_sample_keeps_the_reference_rows_fit_reference_keeps(monkeypatch):
-    from seqmask.analysis import detect
+    from seqmask.analysis import detect, scores
 
-    monkeypatch.setattr(detect, "MAX_REFERENCE", 50)
+    monkeypatch.setattr(scores, "MAX_REFERENCE", 50)  # where fit_reference and reference_sample read it
     latent = np.random.default_rng(0).normal(size=(200, 3))
     rows = detect.sample_rows(200, 50, seed=7)
     assert rows.tolist() == sorted(set(rows.tolist())) and len(rows) == 50

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from seqmask.analysis.detector import Detector
+from seqmask.analysis.metrics import label_metrics
 from seqmask.analysis.scores import Outputs, intervals
 from seqmask.data import Sequences
-from seqmask.data.labels import LabelFile, label_metrics
+from seqmask.data.labels import LabelFile
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 from seqmask.config import Config
 from seqmask.data.inputs import Data
 from seqmask.errors import ConfigError
-from seqmask.run.directory import HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
+from seqmask.run.directory import CHECKPOINT_CHOICES, HISTORY_FIELDS, METRICS, Checkpoint, RunDir, claim
 
 if TYPE_CHECKING:
     from seqmask.analysis import evaluate as evaluation
@@ -64,8 +64,9 @@ class Run:
     """
 
     def __init__(self, path: str | Path, checkpoint: Checkpoint = "best") -> None:
-        if checkpoint not in ("best", "last"):
-            raise ConfigError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
+        if checkpoint not in CHECKPOINT_CHOICES:
+            choices = " or ".join(repr(c) for c in CHECKPOINT_CHOICES)
+            raise ConfigError(f"checkpoint must be {choices}, got {checkpoint!r}")
         self.path = Path(path)
         self.checkpoint: Checkpoint = checkpoint
         self._loaded: LoadedRun | None = None
@@ -264,7 +265,7 @@ class Run:
         found, detector, new = detect(self.loaded, data, threshold, lengths=lengths, ids=ids)
         metrics = None
         if labels is not None:
-            from seqmask.data.labels import label_metrics
+            from seqmask.analysis.metrics import label_metrics
 
             metrics = label_metrics(_labels(labels, found.seqs), found.scores, found.flags)
         return found.with_context(detector, new, metrics)

@@ -144,7 +144,3 @@ def status() -> str:
     """'seqmask kernel', or 'BlockLSTM (why)' after load()."""
     load()
     return "seqmask kernel" if _module is not None else f"BlockLSTM ({_error})"
-
-
-if __name__ == "__main__":  # python -m seqmask.model.native: build now (make install does)
-    print(f"CPU LSTM: {status()}")
