@@ -16,6 +16,12 @@ from seqmask.atomic import atomic_path
 from seqmask.data import Sequences
 from seqmask.errors import RunError
 
+# The files evaluate, encode and detect write: tables (the suffix picks the format), and for
+# encode also a .npy array of every vector at once.
+TABLE_SUFFIXES = (".csv", ".parquet")
+PARQUET = ".parquet"
+LATENT_SUFFIXES = (*TABLE_SUFFIXES, ".npy")
+
 if TYPE_CHECKING:  # detect and model.scoring import TensorFlow; these writers do not need it
     from seqmask.analysis.detect import Detection
     from seqmask.model.scoring import Scores
@@ -38,7 +44,7 @@ def error_columns(seqs: Sequences, scores: Scores, tokens: bool = False) -> dict
 def write_errors(path: str | Path, seqs: Sequences, scores: Scores, tokens: bool = False) -> None:
     """`evaluate --output`: `error_columns` as .csv or .parquet (by the suffix), atomically."""
     with atomic_path(path) as tmp:
-        write_table(tmp, error_columns(seqs, scores, tokens), parquet=Path(path).suffix == ".parquet")
+        write_table(tmp, error_columns(seqs, scores, tokens), parquet=Path(path).suffix == PARQUET)
 
 
 def latent_columns(ids: np.ndarray, lengths: np.ndarray, latent: np.ndarray) -> dict[str, Any]:
@@ -55,9 +61,9 @@ def write_latent(path: str | Path, ids: np.ndarray, lengths: np.ndarray, latent:
     """`.csv` or `.parquet`: `latent_columns` (Parquet keeps float32). `.npy`: a structured
     array (id, length, latent), loadable with allow_pickle=False. Written atomically."""
     path = Path(path)
-    if path.suffix in (".csv", ".parquet"):
+    if path.suffix in TABLE_SUFFIXES:
         with atomic_path(path) as tmp:
-            write_table(tmp, latent_columns(ids, lengths, latent), parquet=path.suffix == ".parquet")
+            write_table(tmp, latent_columns(ids, lengths, latent), parquet=path.suffix == PARQUET)
         return
     width = max(1, max((len(str(i)) for i in ids), default=1))
     records = np.zeros(len(ids), dtype=[("id", f"U{width}"), ("length", "i8"), ("latent", "f4", (latent.shape[1],))])
@@ -97,9 +103,9 @@ class TableParts:
 
 
 def _streamed_suffix(path: Path) -> bool:
-    if path.suffix not in (".csv", ".parquet"):
+    if path.suffix not in TABLE_SUFFIXES:
         raise RunError(f"{path}: streamed output is .csv or .parquet (a .npy file needs every vector at once)")
-    return path.suffix == ".parquet"
+    return path.suffix == PARQUET
 
 
 def write_latent_parts(path: str | Path, parts: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> int:
@@ -194,7 +200,7 @@ def write_detection(
             targets.append((stack.enter_context(atomic_path(steps)), step_columns(detection)))
         summary_tmp = stack.enter_context(atomic_path(summary_path))
         for (tmp, columns), final in zip(targets, [output, steps], strict=False):
-            write_table(tmp, columns, parquet=Path(str(final)).suffix == ".parquet")
+            write_table(tmp, columns, parquet=Path(str(final)).suffix == PARQUET)
         summary_tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
 
@@ -246,7 +252,7 @@ def write_table(path: str | Path, columns: dict[str, list[Any]], parquet: bool |
     """`columns` as CSV (empty cells for missing values) or Parquet (by `path`'s suffix
     unless `parquet` says), written to `path` directly: callers make it atomic."""
     path = Path(path)
-    if parquet if parquet is not None else path.suffix == ".parquet":
+    if parquet if parquet is not None else path.suffix == PARQUET:
         import pyarrow as pa
         import pyarrow.parquet as pq
 

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from seqmask import api
+from seqmask.analysis.outputs import LATENT_SUFFIXES, TABLE_SUFFIXES, summary_path
 from seqmask.cli._app import app, fail, import_tensorflow, out
 from seqmask.errors import SeqmaskError
 from seqmask.run.directory import Checkpoint
@@ -79,7 +80,7 @@ def encode(
     checkpoint: CheckpointOpt = "best",
 ) -> None:
     """Export one latent vector per sequence, keyed by its id."""
-    if output.suffix not in (".npy", ".csv", ".parquet"):
+    if output.suffix not in LATENT_SUFFIXES:
         fail(f"--output must end in .csv, .parquet or .npy, got {str(output)!r}", 2)
     try:
         import_tensorflow()
@@ -93,14 +94,8 @@ def encode(
 
 
 def _check_table_suffix(option: str, path: Path | None) -> None:
-    if path is not None and path.suffix not in (".csv", ".parquet"):
+    if path is not None and path.suffix not in TABLE_SUFFIXES:
         fail(f"{option} must end in .csv or .parquet, got {str(path)!r}", 2)
-
-
-def _summary_path(output: Path) -> Path:
-    from seqmask.analysis.outputs import summary_path
-
-    return summary_path(output)
 
 
 @app.command()
@@ -177,7 +172,7 @@ def _detect_table(
     table.add_row("per sequence", str(output))
     if steps is not None:
         table.add_row("per step", str(steps))
-    table.add_row("summary", str(_summary_path(output)))
+    table.add_row("summary", str(summary_path(output)))
     return table
 
 

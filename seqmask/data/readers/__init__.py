@@ -50,7 +50,7 @@ from seqmask.data import Sequences
 from seqmask.data.readers._arrays import checked_float32
 from seqmask.data.readers._common import Options, Reader, check_exists, read_bytes, reason, show
 from seqmask.data.readers.csvfile import read_csv
-from seqmask.data.readers.files import detect_in, is_pattern, read_csv_dir, read_npy_dir
+from seqmask.data.readers.files import PER_SEQUENCE_SUFFIXES, detect_in, is_pattern, read_csv_dir, read_npy_dir
 from seqmask.data.readers.jsonl import read_jsonl
 from seqmask.data.readers.npz import read_npz
 from seqmask.data.readers.parquet import read_parquet
@@ -65,6 +65,7 @@ __all__ = [
     # for the rest of data/ (shards, inputs): the reader options, a float32 check, message helpers
     "Options",
     "checked_float32",
+    "PER_SEQUENCE_SUFFIXES",
     "read_bytes",
     "reason",
     "show",

@@ -25,6 +25,8 @@ from seqmask.errors import DataError
 
 # File-name suffix (lower case) -> format.
 _SUFFIXES: tuple[tuple[str, str], ...] = ((".csv.gz", "csv_dir"), (".csv", "csv_dir"), (".npy", "npy_dir"))
+# The suffixes of the files of one sequence each (csv_dir / npy_dir), longest first.
+PER_SEQUENCE_SUFFIXES: tuple[str, ...] = tuple(suffix for suffix, _ in _SUFFIXES)
 _WANTED = {"csv_dir": ".csv or .csv.gz", "npy_dir": ".npy"}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seqmask.data.readers import detect_format
+from seqmask.data.readers import PER_SEQUENCE_SUFFIXES, detect_format
 from seqmask.data.readers.files import is_pattern, list_files
 from seqmask.errors import DataError
 
@@ -17,8 +17,6 @@ __all__ = ["SHARD_FORMATS", "find_shards"]
 
 # Formats of many sequences per file (keys of the readers' table): these can be shards.
 SHARD_FORMATS: tuple[str, ...] = ("npz", "parquet", "jsonl")
-# One sequence per file: a directory of these is today's csv_dir / npy_dir, not shards.
-_PER_SEQUENCE_SUFFIXES: tuple[str, ...] = (".csv.gz", ".csv", ".npy")
 
 
 _ONE_PER_FILE = " (one sequence per file)"
@@ -28,7 +26,8 @@ def _format_of(f: Path) -> str | None:
     """The reader format of one file by its name, for a message: ``".npy (one sequence
     per file)"`` for the files of csv_dir / npy_dir, None for an unknown extension."""
     name = f.name.lower()
-    for suffix in _PER_SEQUENCE_SUFFIXES:
+    # One sequence per file: a directory of these is csv_dir / npy_dir, not shards.
+    for suffix in PER_SEQUENCE_SUFFIXES:
         if name.endswith(suffix):
             return suffix + _ONE_PER_FILE
     try:
