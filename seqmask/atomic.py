@@ -26,7 +26,8 @@ from seqmask.errors import RunError
 PARTIAL_PREFIX = ".tmp-"
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask, for files and directories made with tempfile's private 0600/0700."""
     # os.umask can only be read by setting it; put it straight back.
     mask = os.umask(0o022)
     os.umask(mask)
@@ -46,7 +47,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         # The name keeps `path`'s suffix: Keras only saves to names ending in .keras.
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=PARTIAL_PREFIX, suffix=f"-{path.name}")
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, 0o666 & ~umask())
         os.close(fd)
     except OSError as e:
         raise RunError(f"cannot write to {path.parent}: {e.strerror or e}") from e
