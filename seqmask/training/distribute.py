@@ -53,8 +53,8 @@ from seqmask.training._workers import (
     is_worker_process,
     resolve,
 )
-from seqmask.training._workers import _missing_tasks as _missing_tasks  # tests/test_distribute.py
-from seqmask.training._workers import _peer_message as _peer_message  # tests/test_distribute.py
+from seqmask.training._workers import _missing_tasks as _missing_tasks  # tests/training/test_distribute.py
+from seqmask.training._workers import _peer_message as _peer_message  # tests/training/test_distribute.py
 
 # values (batch, time, features), lengths (batch,), stop () -> [Σ w·e, Σ w, Σ w·hit, stops]
 TrainStep = Callable[[Any, Any, Any], tf.Tensor]

@@ -59,7 +59,7 @@ from seqmask.data.shards._ids import id_hashes
 from seqmask.data.shards._index import ShardIndex
 from seqmask.data.shards._memory import unpin_freed_shards
 from seqmask.data.shards._shard import Reader
-from seqmask.data.shards._stats import _Stats as _Stats  # for tests/test_shards.py
+from seqmask.data.shards._stats import _Stats as _Stats  # for tests/data/test_shards.py
 
 __all__ = [
     "SHARD_FORMATS",
