@@ -1,4 +1,4 @@
-"""Anomaly-detection benchmark: do seqmask's anomaly scores (seqmask/detect.py) find novel sequences?
+"""Anomaly-detection benchmark: do seqmask's anomaly scores (seqmask/analysis/scores.py) find novel sequences?
 
 What is measured
 ----------------
@@ -110,8 +110,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before anything imports Te
 
 import numpy as np  # noqa: E402
 
+from seqmask.analysis import metrics as metrics_lib  # noqa: E402  (numpy only)
 from seqmask.config import DetectConfig  # noqa: E402  (no TensorFlow)
-from seqmask.data import labels as labels_lib  # noqa: E402
 
 
 def _load_quality():
@@ -299,7 +299,7 @@ def metrics(labels, scores):
     if scores is None:
         return {"auroc": math.nan, "ap": math.nan}
     s = finite_scores(scores)
-    return {"auroc": labels_lib.auroc(labels, s), "ap": labels_lib.average_precision(labels, s)}
+    return {"auroc": metrics_lib.auroc(labels, s), "ap": metrics_lib.average_precision(labels, s)}
 
 
 # --------------------------------------------------------------------------- baselines
