@@ -24,9 +24,29 @@ def _has_gpu():
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n 2 --dist loadgroup` (make test): tests that share a module- or
+    session-scoped fixture (a trained run, built models) go to one worker, which builds it
+    once; and the long units (those groups, and tests marked slow) are handed out first, so
+    no long test starts last and holds up the end of the suite."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and _shares_a_fixture(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    # A stable sort: the order within each kind stays the collection order.
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") or item.get_closest_marker("xdist_group") else 1)
     gpu_items = [item for item in items if "gpu" in item.keywords]
     if gpu_items and not _has_gpu():
         skip = pytest.mark.skip(reason="needs a GPU")
         for item in gpu_items:
             item.add_marker(skip)
+
+
+def _shares_a_fixture(item):
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        defs[-1].scope in ("module", "session") and defs[-1].baseid  # the suite's own, not pytest's
+        for defs in info.name2fixturedefs.values()
+    )
