@@ -3,6 +3,10 @@
 The Python API (`seqmask.api`): `train` a run, `load` one, and use the `Run` on data.
 Importing seqmask imports neither TensorFlow nor numpy: the API's names load on first
 use (PEP 562), so `import seqmask.config` and the CLI's `--help` stay instant.
+
+The packages are layers, each importing only those below it (pyproject.toml,
+[tool.importlinter]): cli > api > serving > training > analysis > run > model > data >
+config, with atomic.py and errors.py at the bottom.
 """
 
 from typing import TYPE_CHECKING, Any

@@ -13,9 +13,13 @@
 `lengths=`, or a pandas DataFrame in long format (`seqmask.data.inputs`); raw values go in,
 and the run applies its own normalization or vocabulary. Nothing here prints or exits:
 every problem a user can fix is a `seqmask.SeqmaskError` subclass with the message the
-command line shows. `cli.py` is a thin layer over these functions.
+command line shows. `seqmask.cli` is a thin layer over these functions.
 
 TensorFlow is imported on first use, not on `import seqmask`.
+
+Modules: `_training` (train, load, make_config and the keyword overrides), `_run` (the `Run`
+and what its methods return), `_checks` (the argument checks the CLI shares).
+May import every layer below it, serving included (the only package that does); never the CLI.
 """
 
 from seqmask.api._checks import check_threshold_rule

@@ -10,6 +10,10 @@ Every problem with the input becomes a one-line :class:`~seqmask.errors.DataErro
 naming the file and, where there is one, the line / row / array / sequence: never a
 traceback, whatever the bytes.
 
+May import numpy, `seqmask.data` (Sequences), `seqmask.errors` and, lazily, pyarrow; never
+TensorFlow or Keras. Its `_private` modules are for the readers only: other modules take
+what they need from this face.
+
 Formats (one module each)
 -------------------------
 ``npz`` (``.npz``, :mod:`.npz`)

@@ -50,6 +50,9 @@ Modules (private; the names below are the package's face)
     The duplicate check: no id in two places across the shards.
 ``_build``
     :func:`build_index` and :func:`read_all`: every shard read once.
+
+May import numpy, the readers (through their face), the rest of `seqmask.data`,
+`seqmask.config` and `seqmask.errors`; never TensorFlow or Keras.
 """
 
 from seqmask.data.shards._build import build_index, read_all
