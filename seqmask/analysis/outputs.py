@@ -18,8 +18,8 @@ from seqmask.errors import RunError
 
 # The files evaluate, encode and detect write: tables (the suffix picks the format), and for
 # encode also a .npy array of every vector at once.
-TABLE_SUFFIXES = (".csv", ".parquet")
 PARQUET = ".parquet"
+TABLE_SUFFIXES = (".csv", PARQUET)
 LATENT_SUFFIXES = (*TABLE_SUFFIXES, ".npy")
 
 if TYPE_CHECKING:  # detect and model.scoring import TensorFlow; these writers do not need it

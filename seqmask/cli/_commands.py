@@ -81,7 +81,7 @@ def encode(
 ) -> None:
     """Export one latent vector per sequence, keyed by its id."""
     if output.suffix not in LATENT_SUFFIXES:
-        fail(f"--output must end in .csv, .parquet or .npy, got {str(output)!r}", 2)
+        fail(f"--output must end in {_one_of(LATENT_SUFFIXES)}, got {str(output)!r}", 2)
     try:
         import_tensorflow()
         encoding = api.load(run_dir, checkpoint).encode_to(data, output)
@@ -95,7 +95,12 @@ def encode(
 
 def _check_table_suffix(option: str, path: Path | None) -> None:
     if path is not None and path.suffix not in TABLE_SUFFIXES:
-        fail(f"{option} must end in .csv or .parquet, got {str(path)!r}", 2)
+        fail(f"{option} must end in {_one_of(TABLE_SUFFIXES)}, got {str(path)!r}", 2)
+
+
+def _one_of(suffixes: tuple[str, ...]) -> str:
+    """(".csv", ".parquet", ".npy") -> ".csv, .parquet or .npy"."""
+    return f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
 
 
 @app.command()

@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import FIXTURES, ROOT
 from typer.testing import CliRunner
 
 from seqmask.cli import app
@@ -270,7 +270,7 @@ def test_a_run_saved_before_the_kernel_took_lengths_still_evaluates_and_encodes(
     anomalies since). It loads, gives the loss it recorded and the latent vectors it
     exported, and, made before detection existed, is calibrated on first use."""
     run_dir = tmp_path / "old"
-    shutil.copytree(ROOT / "tests/fixtures/run_before_lengths", run_dir)
+    shutil.copytree(FIXTURES / "run_before_lengths", run_dir)
     (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("../../../data", str(run_dir)))
     result = invoke("evaluate", run_dir)
     assert result.exit_code == 0, result.output
@@ -279,7 +279,7 @@ def test_a_run_saved_before_the_kernel_took_lengths_still_evaluates_and_encodes(
     out = tmp_path / "latent.csv"
     result = invoke("encode", run_dir, "--data", run_dir / "trajectories.npz", "--output", out)
     assert result.exit_code == 0, result.output
-    want = (ROOT / "tests/fixtures/run_before_lengths/latent_head.csv").read_text().splitlines()
+    want = (FIXTURES / "run_before_lengths" / "latent_head.csv").read_text().splitlines()
     got = out.read_text().splitlines()[: len(want)]
     assert got[0] == want[0]
     for g, w in zip(got[1:], want[1:], strict=True):

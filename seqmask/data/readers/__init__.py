@@ -113,12 +113,12 @@ def read_sequences(
     path: str | Path,
     *,
     format: str = "auto",
-    id_column: str = "id",
-    step_column: str | None = None,
-    feature_columns: _PySequence[str] | None = None,
-    id_key: str = "id",
-    values_key: str = "values",
-    tokens_key: str = "tokens",
+    id_column: str = Options.id_column,
+    step_column: str | None = Options.step_column,
+    feature_columns: _PySequence[str] | None = Options.feature_columns,
+    id_key: str = Options.id_key,
+    values_key: str = Options.values_key,
+    tokens_key: str = Options.tokens_key,
 ) -> Sequences:
     """Read a data file (or a directory / glob pattern of files) into :class:`Sequences`.
 

@@ -15,20 +15,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqmask.config import DataConfig
 from seqmask.data import Sequences
 from seqmask.errors import DataError
 
 
 @dataclass(frozen=True)
 class Options:
-    """The reader settings of ``data`` in the config (see :func:`read_sequences`)."""
+    """The reader settings of ``data`` in the config (see :func:`read_sequences`), with
+    the config's defaults (the comments in ``DataConfig`` say why they are what they are)."""
 
-    id_column: str = "id"
-    step_column: str | None = None
-    feature_columns: tuple[str, ...] | None = None
-    id_key: str = "id"
-    values_key: str = "values"
-    tokens_key: str = "tokens"
+    id_column: str = DataConfig.id_column
+    step_column: str | None = DataConfig.step_column
+    feature_columns: tuple[str, ...] | None = DataConfig.feature_columns
+    id_key: str = DataConfig.id_key
+    values_key: str = DataConfig.values_key
+    tokens_key: str = DataConfig.tokens_key
 
 
 Reader = Callable[[Path, str, Options], Sequences]
